@@ -1,0 +1,131 @@
+"""Command line: ``python -m gptcore {train,eval,sample,presets}``.
+
+Errors from bad input print one line (``error: ...``) and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+from .errors import GptcoreError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise SystemExit(_fail(f"{self.prog}: {message}", code=2))
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m gptcore", description="A GPT from scratch, on a CPU.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a model from a preset")
+    p.add_argument("--preset", required=True, help="preset name (see `presets`)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.add_argument("--data", help="corpus path (default: $GPTCORE_DATA, else download Tiny Shakespeare)")
+    p.add_argument("--max-iters", type=int)
+    p.add_argument("--time-budget", type=float, metavar="SECONDS")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint's saved state")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("eval", help="whole-split validation loss of a checkpoint, as JSON")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data")
+
+    p = sub.add_parser("sample", help="generate text from a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--prompt", default="")
+    p.add_argument("--max-new-tokens", type=int, default=500)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--unknown", choices=["strict", "replace", "drop"], default="strict",
+                   help="what to do with prompt characters outside the vocabulary")
+
+    sub.add_parser("presets", help="list presets")
+    return parser
+
+
+def cmd_train(args) -> int:
+    from .data import Corpus
+    from .presets import get_preset
+    from .train import Trainer
+
+    overrides = list(args.set)
+    if args.max_iters is not None:
+        overrides.append(f"max_iters={args.max_iters}")
+    if args.time_budget is not None:
+        overrides.append(f"time_budget={args.time_budget}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    config = get_preset(args.preset).override(overrides)
+    corpus = Corpus.load(args.data)
+    command = "python -m gptcore " + shlex.join(sys.argv[1:])
+    result = Trainer(config, corpus, args.out, command=command, resume=args.resume).run(progress_bar=not args.quiet)
+    print(json.dumps({"out": str(result.out_dir), "val_loss": round(result.val_loss, 4), "params": result.params,
+                      "steps": result.steps, "best_step": result.best_step, "tokens_seen": result.tokens_seen,
+                      "wall_time_s": round(result.wall_time, 1), "stopped": result.stopped}))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import Corpus
+    from .evaluate import split_loss
+    from .models import count_parameters
+
+    ck = load_checkpoint(args.checkpoint)
+    corpus = Corpus.load(args.data, tokenizer=ck.tokenizer)
+    val = split_loss(ck.model, corpus.val, ck.config.model.block_size)
+    print(json.dumps({"checkpoint": str(ck.path), "val_loss": round(val, 4), "params": count_parameters(ck.model),
+                      "val_tokens": len(corpus.val), "corpus": corpus.source}))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .sample import SamplingParams, stream_text
+
+    params = SamplingParams(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.seed).validate()
+    ck = load_checkpoint(args.checkpoint)
+    ck.tokenizer.clean(args.prompt, args.unknown)  # fail before printing anything
+    sys.stdout.write(args.prompt)
+    for piece in stream_text(ck.model, ck.tokenizer, args.prompt, params, policy=args.unknown):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .presets import PRESETS
+
+    for name, (note, _) in PRESETS.items():
+        print(f"{name:18s} {note}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "presets": cmd_presets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    except (GptcoreError, ValueError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted", code=130)

@@ -1,0 +1,146 @@
+"""Configuration dataclasses for models and training, with validation and ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Architecture. The switches (norm, residual, pos_emb) exist for the ablation studies."""
+
+    arch: str = "gpt"  # "gpt" or "bigram"
+    vocab_size: int = 65
+    block_size: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    dropout: float = 0.2
+    norm: str = "pre"  # "pre" or "post" LayerNorm placement
+    residual: bool = True
+    pos_emb: str = "learned"  # "learned" or "none"
+    attention: str = "fused"  # "fused" (scaled_dot_product_attention) or "explicit"
+
+    def validate(self) -> "ModelConfig":
+        _choice("arch", self.arch, ("gpt", "bigram"))
+        _choice("norm", self.norm, ("pre", "post"))
+        _choice("pos_emb", self.pos_emb, ("learned", "none"))
+        _choice("attention", self.attention, ("fused", "explicit"))
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        return self
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping. ``time_budget`` (seconds) stops a run early and paces its schedule."""
+
+    batch_size: int = 32
+    max_iters: int = 5000
+    time_budget: float | None = None
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # final learning rate as a fraction of lr
+    warmup_iters: int = 100
+    schedule: str = "cosine"  # "cosine" or "linear" (constant, then a linear warm-down)
+    warmdown_frac: float = 0.3  # share of the run spent in the linear warm-down
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    dtype: str = "bfloat16"  # autocast dtype for training: "float32" or "bfloat16"
+    eval_interval: int = 250
+    eval_windows: int | None = 200  # validation windows per periodic estimate; None = whole split
+    sample_interval: int = 500  # emit a text sample every N steps (0 = never)
+    sample_chars: int = 200
+    seed: int = 1337
+    threads: int | None = None  # torch intra-op threads; None = leave torch's default
+    save_dtype: str = "float32"  # dtype of stored weights; "float16" halves the file (Spaces cap files at 10 MB)
+
+    def validate(self) -> "TrainConfig":
+        _choice("schedule", self.schedule, ("cosine", "linear"))
+        _choice("dtype", self.dtype, ("float32", "bfloat16"))
+        _choice("save_dtype", self.save_dtype, ("float32", "float16"))
+        if self.batch_size < 1 or self.max_iters < 1:
+            raise ConfigError("batch_size and max_iters must be at least 1")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ConfigError(f"time_budget must be positive, got {self.time_budget}")
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError("lr must be positive and min_lr_ratio in [0, 1]")
+        if self.eval_interval < 1:
+            raise ConfigError("eval_interval must be at least 1")
+        if self.eval_windows is not None and self.eval_windows < 1:
+            raise ConfigError("eval_windows must be at least 1 (or None for the whole split)")
+        return self
+
+
+@dataclass
+class RunConfig:
+    """A model and its training recipe: what a preset names."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return {"model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        return cls(model=config_from_dict(ModelConfig, data["model"]), train=config_from_dict(TrainConfig, data["train"]))
+
+    def override(self, assignments: list[str]) -> "RunConfig":
+        """Apply ``key=value`` strings; a key names a field of the model or the train config."""
+        model, train = dataclasses.replace(self.model), dataclasses.replace(self.train)
+        for item in assignments:
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            if not sep:
+                raise ConfigError(f"--set expects key=value, got {item!r}")
+            target = model if key in _field_types(ModelConfig) else train if key in _field_types(TrainConfig) else None
+            if target is None:
+                known = sorted(_field_types(ModelConfig) | _field_types(TrainConfig))
+                raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(known)}")
+            setattr(target, key, _parse_value(key, raw.strip(), _field_types(type(target))[key]))
+        return RunConfig(model.validate(), train.validate())
+
+
+def config_from_dict(cls, data: dict):
+    """Build a config dataclass from a dict, ignoring keys it does not know (older or newer files)."""
+    names = _field_types(cls)
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _field_types(cls) -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(cls)}
+
+
+def _parse_value(key: str, raw: str, type_name: str):
+    optional = "None" in type_name
+    if optional and raw.lower() in ("none", "null", ""):
+        return None
+    try:
+        if type_name.startswith("bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"setting {key} expects {type_name}, got {raw!r}") from None
+    return raw
+
+
+def _choice(name: str, value, options: tuple) -> None:
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, options))}; got {value!r}")

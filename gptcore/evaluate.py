@@ -1,0 +1,60 @@
+"""The validation loss: mean cross-entropy over every token of a split, in non-overlapping windows.
+
+This is the one number quoted across the project. Periodic estimates during training use a fixed,
+seeded subset of the same windows, so they are cheap and comparable between evaluations.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def window_starts(n_tokens: int, block_size: int) -> list[int]:
+    """Starts of the non-overlapping windows that together predict tokens 1 .. n_tokens-1 exactly once."""
+    return list(range(0, n_tokens - 1, block_size))
+
+
+@torch.no_grad()
+def split_loss(
+    model: nn.Module,
+    data: torch.Tensor,
+    block_size: int,
+    batch_size: int = 64,
+    starts: list[int] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> float:
+    """Mean cross-entropy per predicted token; over the whole split unless ``starts`` picks windows."""
+    was_training = model.training
+    model.eval()
+    starts = window_starts(len(data), block_size) if starts is None else starts
+    total, count = 0.0, 0
+    full = [s for s in starts if s + block_size + 1 <= len(data)]
+    partial = [s for s in starts if s + block_size + 1 > len(data)]
+    batches = [full[i:i + batch_size] for i in range(0, len(full), batch_size)] + [[s] for s in partial]
+    try:
+        for group in batches:
+            length = min(block_size, len(data) - 1 - group[0])
+            offsets = torch.arange(length + 1)
+            windows = data[torch.tensor(group)[:, None] + offsets]
+            with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                logits, _ = model(windows[:, :-1])
+            targets = windows[:, 1:]
+            total += F.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum"
+            ).item()
+            count += targets.numel()
+    finally:
+        model.train(was_training)
+    return total / count
+
+
+def sample_windows(n_tokens: int, block_size: int, n_windows: int, seed: int = 0) -> list[int]:
+    """A fixed random subset of the full windows, for cheap periodic estimates."""
+    starts = [s for s in window_starts(n_tokens, block_size) if s + block_size + 1 <= n_tokens]
+    if n_windows >= len(starts):
+        return starts
+    g = torch.Generator().manual_seed(seed)
+    picked = torch.randperm(len(starts), generator=g)[:n_windows].sort().values
+    return [starts[i] for i in picked.tolist()]

@@ -1,0 +1,47 @@
+"""Named run configurations. Each preset's docstring-like note says what it is for."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .config import ModelConfig, RunConfig, TrainConfig
+from .errors import ConfigError
+
+# The write-up's model: n_embd 256, n_head 4, n_layer 4, block 128, dropout 0.2 (3.2M parameters).
+WRITEUP_MODEL = ModelConfig(n_layer=4, n_head=4, n_embd=256, block_size=128, dropout=0.2)
+
+PRESETS: dict[str, tuple[str, RunConfig]] = {
+    "bigram": (
+        "the bigram baseline: a 65x65 table of next-character logits",
+        RunConfig(
+            ModelConfig(arch="bigram", block_size=128, dropout=0.0),
+            TrainConfig(batch_size=32, max_iters=3000, lr=1e-2, warmup_iters=0, weight_decay=0.0,
+                        dtype="float32", eval_interval=500, sample_interval=0),
+        ),
+    ),
+    "seed": (
+        "the write-up's model (4 layers, 4 heads, width 256, block 128, dropout 0.2), 5000 steps of 32x128",
+        RunConfig(WRITEUP_MODEL, TrainConfig(batch_size=32, max_iters=5000, lr=1e-3, warmup_iters=200)),
+    ),
+    "tiny": (
+        "trains in seconds: for tests and demos",
+        RunConfig(
+            ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0),
+            TrainConfig(batch_size=16, max_iters=60, lr=3e-3, warmup_iters=5, eval_interval=30,
+                        eval_windows=20, sample_interval=30, sample_chars=40, dtype="float32"),
+        ),
+    ),
+    "shakespeare-char": (
+        "the shipped model: the write-up's architecture, 5000 steps of 32x128 at lr 1.5e-3",
+        RunConfig(WRITEUP_MODEL, TrainConfig(batch_size=32, max_iters=5000, lr=1.5e-3, warmup_iters=200,
+                                             save_dtype="float16")),
+    ),
+}
+
+
+def get_preset(name: str) -> RunConfig:
+    """A fresh copy of a preset, so callers may change it freely."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    run = PRESETS[name][1]
+    return RunConfig(dataclasses.replace(run.model), dataclasses.replace(run.train))
