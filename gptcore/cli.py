@@ -54,6 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to do with prompt characters outside the vocabulary")
 
     sub.add_parser("presets", help="list presets")
+
+    p = sub.add_parser("ablate", help="run an ablation study (all arms x seeds) into a results JSON")
+    p.add_argument("--study", required=True, help="study name, or 'all'")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", default="checkpoints/ablations", help="directory of <study>.json results")
+    p.add_argument("--data")
+    p.add_argument("--max-iters", type=int, help="override the study's step budget (for quick checks)")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("bench", help="speed benchmark: training tokens/s, time to loss, sampling chars/s")
+    p.add_argument("--checkpoint", default="checkpoints/shakespeare-char")
+    p.add_argument("--data")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default="bench/results.json")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
     return parser
 
 
@@ -116,7 +131,20 @@ def cmd_presets(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "presets": cmd_presets}
+def cmd_ablate(args) -> int:
+    from .ablate import run_from_args
+
+    return run_from_args(args)
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_from_args
+
+    return run_from_args(args)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "presets": cmd_presets,
+            "ablate": cmd_ablate, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
