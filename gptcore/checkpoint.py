@@ -30,6 +30,8 @@ WEIGHTS, CONFIG, TOKENIZER, METRICS, TRAIN_STATE = (
     "model.pt", "config.json", "tokenizer.json", "metrics.json", "train_state.pt",
 )
 FORMAT_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -42,6 +44,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -2,7 +2,9 @@
 
 A UI drives it through plain Python: ``Trainer.run(on_event=..., stop=threading.Event())`` calls
 ``on_event`` with a :class:`TrainEvent` after every step, evaluation and sample, and returns when
-``max_iters`` or the time budget is reached or ``stop`` is set. Every evaluation also saves the
+``max_iters`` or the time budget is reached or ``stop`` is set. ``on_backward(model, step)`` runs after
+each backward pass, before clipping, so a study can measure raw gradients (e.g. of the first layer)
+without the loop knowing what is measured. Every evaluation also saves the
 optimizer and RNG state, so ``resume=True`` continues exactly where the run stopped.
 """
 
@@ -90,6 +92,7 @@ class Trainer:
         on_event: Callable[[TrainEvent], None] | None = None,
         stop: threading.Event | None = None,
         progress_bar: bool = False,
+        on_backward: Callable[[nn.Module, int], None] | None = None,
     ) -> TrainResult:
         mc, tc = self.config.model, self.config.train
         if tc.threads:
@@ -159,6 +162,8 @@ class Trainer:
             with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
                 _, loss = model(x, y)
             loss.backward()
+            if on_backward is not None:
+                on_backward(model, step + 1)
             if tc.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()

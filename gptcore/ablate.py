@@ -1,0 +1,482 @@
+"""Ablation studies: the write-up's tables and untested claims, rerun with seeds on one shared budget.
+
+``python -m gptcore ablate --study NAME|all`` trains every arm of a study once per seed with the real
+:class:`~gptcore.train.Trainer`, each run in a temporary directory that is deleted afterwards, and
+rewrites ``<out>/<study>.json`` atomically after every run. Rerunning the command keeps the runs
+already in the file (same arm, seed and full config) and trains only what is missing, so a study can
+be interrupted at any point. A run whose exact config (architecture, recipe and seed) was already
+trained by another study in the same directory is copied, marked ``reused_from``, instead of being
+trained twice: the base model appears in five studies.
+
+Studies are data (:class:`Study`, :class:`Arm`), so tests can run a tiny study through the same code.
+The schema of the results file lives in ``gptcore.ablation_results`` and docs/ABLATIONS.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from .ablation_results import (SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
+                               load_results, summarize, validate_results)
+from .checkpoint import write_json
+from .config import ModelConfig, RunConfig, TrainConfig
+from .data import Corpus
+from .errors import CheckpointError, ConfigError, GptcoreError
+from .models import build_model, count_parameters
+from .presets import WRITEUP_MODEL
+from .train import Trainer, TrainEvent
+
+# The one budget knob: optimisation steps per run (of batch_size x block_size tokens). 150 steps makes all
+# six studies x 3 seeds take about 70 minutes on a 2-core CPU (see estimate_seconds and docs/ABLATIONS.md).
+DEFAULT_MAX_ITERS = 150
+BASE_SEED = 1337  # seed i of a study is BASE_SEED + i, so seed 0 matches the presets' default
+BASE_TOKENS_PER_SEC = 8000.0  # measured training speed of the write-up model on this machine (bfloat16)
+SPIKE_NATS = 0.5  # a step's loss this far above the best loss so far counts as a spike
+DIVERGE_NATS = 1.0  # a run whose final loss ends this far above its best loss has diverged
+DEFAULT_OUT = Path("checkpoints/ablations")
+
+
+def default_budget(max_iters: int = DEFAULT_MAX_ITERS) -> TrainConfig:
+    """The shared recipe of every run: the write-up's optimiser settings, scaled to ``max_iters`` steps.
+
+    Warmup is 10% of the run and the cosine decays to 10% of the peak; the periodic (estimated) loss is
+    taken six times per run on 32 fixed windows, while the number a study reports is the whole-split loss.
+    """
+    if max_iters < 1:
+        raise ConfigError(f"--max-iters must be at least 1, got {max_iters}")
+    return TrainConfig(batch_size=32, max_iters=max_iters, lr=1e-3, warmup_iters=max(1, max_iters // 10),
+                       schedule="cosine", min_lr_ratio=0.1, weight_decay=0.1, grad_clip=1.0, dtype="bfloat16",
+                       eval_interval=max(1, max_iters // 6), eval_windows=32, sample_interval=0,
+                       seed=BASE_SEED).validate()
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One setting of a study: ``overrides`` are config fields (model or train) applied to the base."""
+
+    name: str
+    label: str
+    value: Any
+    overrides: dict = field(default_factory=dict)
+    writeup_val_loss: float | None = None
+    writeup_params: str | None = None
+
+
+@dataclass(frozen=True)
+class Study:
+    """A question about one design choice: its arms, the base they vary, and the comparisons to report."""
+
+    name: str
+    description: str
+    claim: str
+    arms: tuple[Arm, ...]
+    base_model: ModelConfig = field(default_factory=lambda: dataclasses.replace(WRITEUP_MODEL))
+    comparisons: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self):
+        names = [a.name for a in self.arms]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"study {self.name!r} needs arms with distinct names, got {names}")
+        for a, b in self.comparisons:
+            if a not in names or b not in names:
+                raise ConfigError(f"study {self.name!r} compares unknown arms {a!r} and {b!r}")
+
+
+def _norm_arms() -> tuple[Arm, ...]:
+    arms = []
+    for lr in (1e-3, 3e-3, 1e-2):
+        for norm in ("pre", "post"):
+            arms.append(Arm(f"{norm}-lr{lr:g}", f"{norm}-norm, lr {lr:g}", {"norm": norm, "lr": lr},
+                            {"norm": norm, "lr": lr}))
+    return tuple(arms)
+
+
+STUDIES: dict[str, Study] = {s.name: s for s in (
+    Study("heads", "number of attention heads at width 256",
+          "Most gains come from 1→4 heads; 4→8 heads only gets you 0.6%, so 4 heads is enough.",
+          tuple(Arm(str(h), f"{h} head{'s' if h > 1 else ''}", h, {"n_head": h}, wu)
+                for h, wu in ((1, 1.7172), (2, 1.6691), (4, 1.6393), (8, 1.6288))),
+          comparisons=(("2", "1"), ("4", "2"), ("8", "4"), ("4", "1"))),
+    Study("depth", "number of transformer layers",
+          "Depth keeps helping without overfitting: adding layers consistently improves performance.",
+          tuple(Arm(str(n), f"{n} layers", n, {"n_layer": n}, wu, p)
+                for n, wu, p in ((2, 1.6960, "1.6M"), (4, 1.6422, "3.2M"), (6, 1.6331, "4.8M"),
+                                 (8, 1.6056, "6.4M"))),
+          comparisons=(("4", "2"), ("6", "4"), ("8", "6"), ("8", "2"))),
+    Study("residual", "residual connections on or off, at 6 layers",
+          "Residual connections are essential for training deep networks; without them gradients vanish.",
+          (Arm("on", "with residuals", True, {"residual": True}),
+           Arm("off", "without residuals", False, {"residual": False})),
+          base_model=dataclasses.replace(WRITEUP_MODEL, n_layer=6),
+          comparisons=(("off", "on"),)),
+    Study("norm", "LayerNorm before (pre) or after (post) each sublayer, at three learning rates",
+          "Pre-norm (normalizing before attention) is more stable than post-norm.",
+          _norm_arms(),
+          comparisons=(("post-lr0.001", "pre-lr0.001"), ("post-lr0.003", "pre-lr0.003"),
+                       ("post-lr0.01", "pre-lr0.01"))),
+    Study("posemb", "learned position embeddings or none",
+          "Positional embeddings are necessary: transformers have no inherent sense of sequence order.",
+          (Arm("learned", "learned positions", "learned", {"pos_emb": "learned"}),
+           Arm("none", "no positions", "none", {"pos_emb": "none"})),
+          comparisons=(("none", "learned"),)),
+    Study("baseline", "the bigram baseline against the base GPT",
+          "The GPT gets validation loss down to 1.55 vs 3.62 for the bigram baseline (57% improvement).",
+          (Arm("gpt", "GPT (write-up model)", "gpt", {"arch": "gpt"}, 1.55),
+           # the bigram is a 65x65 table: at the GPT's lr it barely moves in this budget, so it gets the
+           # lr that brings it to its optimum here; the second arm shows an under-trained bigram
+           Arm("bigram", "bigram, lr 0.1 (converged)", "bigram",
+               {"arch": "bigram", "lr": 0.1, "weight_decay": 0.0}, 3.62),
+           Arm("bigram-lr0.01", "bigram, lr 0.01 (bigram preset's lr)", "bigram",
+               {"arch": "bigram", "lr": 0.01, "weight_decay": 0.0})),
+          comparisons=(("gpt", "bigram"),)),
+)}
+
+
+def resolve_studies(name: str) -> list[Study]:
+    """``all`` or one study name; anything else is a ConfigError that lists the choices."""
+    if name == "all":
+        return list(STUDIES.values())
+    if name not in STUDIES:
+        raise ConfigError(f"unknown study {name!r}; choose one of: {', '.join(STUDIES)}, or all")
+    return [STUDIES[name]]
+
+
+def arm_config(study: Study, arm: Arm, budget: TrainConfig, seed: int, vocab_size: int) -> RunConfig:
+    """The exact config of one run: the study's base model and the budget, the arm's overrides, the seed."""
+    base = RunConfig(dataclasses.replace(study.base_model, vocab_size=vocab_size),
+                     dataclasses.replace(budget, seed=seed))
+    return base.override([f"{key}={value}" for key, value in arm.overrides.items()])
+
+
+def budget_dict(budget: TrainConfig, base_model: ModelConfig) -> dict:
+    """What every arm shares, as written into the results (a resumed study must match it exactly)."""
+    keys = ("max_iters", "batch_size", "lr", "schedule", "warmup_iters", "min_lr_ratio", "weight_decay",
+            "beta1", "beta2", "grad_clip", "dtype", "eval_interval", "eval_windows")
+    out = {k: getattr(budget, k) for k in keys}
+    out["block_size"] = base_model.block_size
+    out["tokens_per_run"] = budget.max_iters * budget.batch_size * base_model.block_size
+    out["final_eval"] = "best checkpoint (by the periodic estimate), whole validation split, float32"
+    return out
+
+
+def relative_cost(model: ModelConfig) -> float:
+    """Training FLOPs per token relative to the write-up model: 6N for the weights plus attention."""
+    def flops(m: ModelConfig) -> float:
+        if m.arch == "bigram":
+            return 6.0 * m.vocab_size
+        weights = 12 * m.n_layer * m.n_embd ** 2 + m.n_embd * m.vocab_size
+        return 6.0 * weights + 12.0 * m.n_layer * m.block_size * m.n_embd
+
+    return flops(model) / flops(dataclasses.replace(WRITEUP_MODEL, vocab_size=model.vocab_size))
+
+
+def estimate_seconds(configs: list[RunConfig], val_tokens: int,
+                     tokens_per_sec: float = BASE_TOKENS_PER_SEC) -> float:
+    """A rough wall-time estimate for training ``configs``, from FLOPs relative to the measured base speed.
+
+    Evaluation (the periodic estimates plus the final whole-split pass, forward only in float32) is counted
+    at half the cost of a training token; checkpoint I/O is ignored.
+    """
+    total = 0.0
+    for cfg in configs:
+        tc, mc = cfg.train, cfg.model
+        train_tokens = tc.max_iters * tc.batch_size * mc.block_size
+        n_evals = math.ceil(tc.max_iters / tc.eval_interval)
+        eval_tokens = val_tokens + n_evals * (tc.eval_windows or 0) * mc.block_size
+        total += (train_tokens + 0.5 * eval_tokens) * relative_cost(mc) / tokens_per_sec
+    return total
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _grad_norm(module: nn.Module) -> float:
+    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)).item() if norms else 0.0
+
+
+class RunMonitor:
+    """What a run's TrainResult does not carry: per-step losses (stability) and per-block gradient norms.
+
+    Fed by the Trainer's ``on_event`` and ``on_backward`` hooks. Gradient norms are of the raw gradients
+    (before clipping) of all parameters of the first and the last transformer block.
+    """
+
+    def __init__(self, config: RunConfig, on_eval: Callable[[TrainEvent], None] | None = None):
+        self.warmup = config.train.warmup_iters
+        self.max_iters = config.train.max_iters
+        self.on_eval = on_eval
+        self.losses: list[float] = []
+        self.evals: list[dict] = []
+        self.grads: list[tuple[int, float, float]] = []
+
+    def on_event(self, event: TrainEvent) -> None:
+        if event.kind == "step":
+            self.losses.append(event.train_loss)
+        elif event.kind == "eval":
+            self.evals.append({"step": event.step, "train_loss": _finite(event.train_loss),
+                               "val_loss": _finite(event.val_loss)})
+            if self.on_eval is not None:
+                self.on_eval(event)
+
+    def on_backward(self, model: nn.Module, step: int) -> None:
+        blocks = getattr(model, "blocks", None)
+        if blocks:
+            self.grads.append((step, _grad_norm(blocks[0]), _grad_norm(blocks[-1])))
+
+    def stability(self) -> dict:
+        """Non-finite steps, loss spikes after warmup, the largest jump, the final loss and a divergence flag."""
+        nonfinite = sum(1 for x in self.losses if not math.isfinite(x))
+        best, spikes, max_jump = math.inf, 0, 0.0
+        for i, loss in enumerate(self.losses):
+            if not math.isfinite(loss):
+                continue
+            if i >= self.warmup and best < math.inf:
+                jump = loss - best
+                max_jump = max(max_jump, jump)
+                spikes += jump > SPIKE_NATS
+            best = min(best, loss)
+        tail = self.losses[-10:]
+        final = sum(tail) / len(tail) if tail and all(math.isfinite(x) for x in tail) else None
+        diverged = nonfinite > 0 or final is None or final > best + DIVERGE_NATS
+        return {"final_train_loss": final, "min_train_loss": _finite(best), "loss_spikes": spikes,
+                "max_loss_jump": round(max_jump, 4), "nonfinite_steps": nonfinite, "diverged": diverged}
+
+    def gradient_summary(self) -> dict:
+        if not self.grads:
+            return {}
+        finite = [(s, f, l) for s, f, l in self.grads if math.isfinite(f) and math.isfinite(l)]
+        first = sum(f for _, f, _ in finite) / len(finite) if finite else None
+        last = sum(l for _, _, l in finite) / len(finite) if finite else None
+        every = max(1, len(self.grads) // 50)
+        return {"grad_norm_first_layer": first, "grad_norm_last_layer": last,
+                "grad_norm_ratio": first / last if first is not None and last else None,
+                "grad_norm_curve": [{"step": s, "first": _finite(f), "last": _finite(l)}
+                                    for s, f, l in self.grads if s % every == 0 or s == self.max_iters]}
+
+
+def train_run(config: RunConfig, corpus: Corpus, command: str = "",
+              on_eval: Callable[[TrainEvent], None] | None = None) -> dict:
+    """Train one run in a temporary directory (deleted afterwards) and return its results record."""
+    monitor = RunMonitor(config, on_eval)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gptcore-ablate-") as tmp:
+        try:
+            result = Trainer(config, corpus, tmp, command=command).run(
+                on_event=monitor.on_event, on_backward=monitor.on_backward)
+        except CheckpointError:
+            # no finite evaluation ever produced a checkpoint: the run diverged from the start
+            if not any(not math.isfinite(x) for x in monitor.losses):
+                raise
+            result = None
+    elapsed = time.perf_counter() - started
+    steps = len(monitor.losses)
+    record = {
+        "seed": config.train.seed,
+        "val_loss": _finite(result.val_loss) if result else None,
+        "params": result.params if result else count_parameters(build_model(config.model)),
+        "tokens_seen": result.tokens_seen if result else steps * config.train.batch_size * config.model.block_size,
+        "wall_time_s": round(result.wall_time if result else elapsed, 2),
+        "curve": ([{"step": h["step"], "train_loss": _finite(h["train_loss"]), "val_loss": _finite(h["val_loss"])}
+                   for h in result.history] if result else monitor.evals),
+        "steps": steps,
+        "best_step": result.best_step if result else None,
+        "elapsed_s": round(elapsed, 2),
+        "tokens_per_sec": round(result.tokens_seen / result.wall_time, 1) if result and result.wall_time else None,
+    }
+    record.update(monitor.stability())
+    record.update(monitor.gradient_summary())
+    record["config"] = config.to_dict()
+    return record
+
+
+@dataclass
+class StudyReport:
+    """What one call of :func:`run_study` did: the results it wrote and how each run was obtained."""
+
+    path: Path
+    results: dict
+    trained: int = 0
+    kept: int = 0
+    reused: int = 0
+
+
+def _config_key(config: dict) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def _existing_runs(path: Path, budget: dict) -> dict[tuple[str, int], dict]:
+    """Runs already in ``path``, by (arm, seed); the file must have been made with the same budget."""
+    if not path.exists():
+        return {}
+    try:
+        old = load_results(path)
+    except GptcoreError as e:
+        raise GptcoreError(f"cannot resume from {path}: {e}. Move or delete it to start the study over") from None
+    if old["budget"] != budget:
+        changed = sorted(k for k in set(old["budget"]) | set(budget) if old["budget"].get(k) != budget.get(k))
+        detail = ", ".join(f"{k} {old['budget'].get(k)!r} → {budget.get(k)!r}" for k in changed)
+        raise GptcoreError(f"{path} was made with a different budget ({detail}); all runs of a study must share "
+                           f"one budget. Use another --out directory, or delete the file to start over")
+    return {(arm["name"], run["seed"]): run for arm in old["arms"] for run in arm["runs"]}
+
+
+def _sibling_runs(out_dir: Path, exclude: Path) -> dict[str, tuple[str, dict]]:
+    """Runs of the other studies in ``out_dir``, by exact config, for reuse. Unreadable files are ignored."""
+    found: dict[str, tuple[str, dict]] = {}
+    for path in sorted(out_dir.glob("*.json")):
+        if path.resolve() == exclude.resolve():
+            continue
+        try:
+            data = load_results(path)
+        except GptcoreError:
+            continue
+        for arm in data["arms"]:
+            for run in arm["runs"]:
+                if "config" in run and "reused_from" not in run:
+                    found.setdefault(_config_key(run["config"]), (f"{data['study']}/{arm['name']}", run))
+    return found
+
+
+def build_results(study: Study, budget: dict, base_model: ModelConfig, runs: dict[str, list[dict]],
+                  command: str, corpus_source: str) -> dict:
+    """The results document (schema version 1) for the runs gathered so far."""
+    arms = []
+    for arm in study.arms:
+        arm_runs = sorted(runs[arm.name], key=lambda r: r["seed"])
+        mean, std = arm_stats(arm_runs)
+        arms.append({"name": arm.name, "label": arm.label, "value": arm.value, "overrides": dict(arm.overrides),
+                     "writeup_val_loss": arm.writeup_val_loss, "writeup_params": arm.writeup_params,
+                     "runs": arm_runs, "n_seeds": len(arm_runs), "mean_val_loss": mean, "std_val_loss": std})
+    trained = [r for a in arms for r in a["runs"] if "reused_from" not in r]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "study": study.name,
+        "description": study.description,
+        "claim": study.claim,
+        "budget": budget,
+        "base_config": dataclasses.asdict(base_model),
+        "arms": arms,
+        "comparisons": [list(c) for c in study.comparisons],
+        "noise_rule": "two arms differ beyond seed noise when |mean_a - mean_b| > 2 x sqrt(s_a^2/n_a + s_b^2/n_b) "
+                      "(s: sample standard deviation over seeds)",
+        "measurements": {
+            "val_loss": "whole-split validation loss of the run's best checkpoint (float32)",
+            "std_val_loss": "sample standard deviation (n-1) over seeds; null with one seed",
+            "final_train_loss": "mean training loss of the last 10 steps",
+            "loss_spikes": f"steps after warmup whose loss exceeds the best loss so far by > {SPIKE_NATS} nats",
+            "diverged": f"a non-finite loss, or a final training loss > {DIVERGE_NATS} nats above the best",
+            "grad_norm_first_layer": "mean over steps of the raw (pre-clip) gradient norm of blocks.0",
+            "grad_norm_ratio": "grad_norm_first_layer / the same for the last block",
+        },
+        "total_train_time_s": round(sum(r.get("elapsed_s", r["wall_time_s"]) for r in trained), 1),
+        "created_by": command,
+        "corpus": corpus_source,
+        "torch": torch.__version__,
+    }
+
+
+def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, seeds: int = 3,
+              budget: TrainConfig | None = None, command: str = "", quiet: bool = False,
+              reuse: bool = True) -> StudyReport:
+    """Run every (arm, seed) of ``study`` not already in ``<out_dir>/<study>.json``; rewrite it after each run.
+
+    Seeds go in the outer loop, so an interrupted study has every arm at the same number of seeds.
+    """
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    budget = budget or default_budget()
+    out_dir = Path(out_dir)
+    path = out_dir / f"{study.name}.json"
+    vocab = corpus.tokenizer.vocab_size
+    base_model = dataclasses.replace(study.base_model, vocab_size=vocab)
+    shared = budget_dict(budget, base_model)
+    existing = _existing_runs(path, shared)
+    siblings = _sibling_runs(out_dir, path) if reuse and out_dir.is_dir() else {}
+    report = StudyReport(path, {})
+
+    runs: dict[str, list[dict]] = {arm.name: [] for arm in study.arms}
+    todo: list[tuple[Arm, RunConfig]] = []
+    for arm in study.arms:  # keep every matching run already in the file, even of seeds beyond --seeds
+        for (name, seed), run in existing.items():
+            if name == arm.name and run.get("config") == arm_config(study, arm, budget, seed, vocab).to_dict():
+                runs[arm.name].append(run)
+    for i in range(seeds):
+        for arm in study.arms:
+            config = arm_config(study, arm, budget, BASE_SEED + i, vocab)
+            if any(r["seed"] == BASE_SEED + i for r in runs[arm.name]):
+                report.kept += 1
+            else:
+                todo.append((arm, config))
+    to_train = [c for _, c in todo if _config_key(c.to_dict()) not in siblings]
+    if not quiet:
+        minutes = estimate_seconds(to_train, len(corpus.val)) / 60
+        print(f"{study.name}: {len(todo) + report.kept} runs ({report.kept} already done, "
+              f"{len(todo) - len(to_train)} reusable from other studies, {len(to_train)} to train; "
+              f"estimated {minutes:.0f} min at {BASE_TOKENS_PER_SEC:,.0f} tokens/s for the base model)", flush=True)
+
+    def save() -> dict:
+        results = validate_results(build_results(study, shared, base_model, runs, command, corpus.source))
+        write_json(path, results)
+        return results
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo) + report.kept, initial=report.kept, unit="run", desc=study.name,
+               disable=quiet, dynamic_ncols=True)
+    try:
+        for arm, config in todo:
+            bar.set_postfix_str(f"{arm.name} seed {config.train.seed}")
+            hit = siblings.get(_config_key(config.to_dict()))
+            if hit is not None:
+                run = dict(hit[1], reused_from=hit[0])
+                report.reused += 1
+            else:
+                def on_eval(event: TrainEvent, arm=arm, config=config) -> None:
+                    bar.set_postfix_str(f"{arm.name} seed {config.train.seed} step {event.step}/{event.max_iters} "
+                                        f"val {event.val_loss:.3f}")
+
+                run = train_run(config, corpus, command, on_eval)
+                report.trained += 1
+            runs[arm.name].append(run)
+            report.results = save()
+            bar.update(1)
+    finally:
+        bar.close()
+    if not report.results:
+        report.results = save()
+    return report
+
+
+def _command(study: str, args) -> str:
+    parts = ["python -m gptcore ablate", f"--study {study}", f"--seeds {args.seeds}"]
+    if args.max_iters is not None:
+        parts.append(f"--max-iters {args.max_iters}")
+    return " ".join(parts)
+
+
+def run_from_args(args) -> int:
+    """``python -m gptcore ablate``: validate everything before the first (slow) run, then run each study."""
+    studies = resolve_studies(args.study)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    budget = default_budget(args.max_iters if args.max_iters is not None else DEFAULT_MAX_ITERS)
+    corpus = Corpus.load(args.data)
+    for study in studies:
+        report = run_study(study, corpus, args.out, seeds=args.seeds, budget=budget,
+                           command=_command(study.name, args), quiet=args.quiet)
+        if not args.quiet:
+            print(summarize(report.results))
+        print(f"{report.path}: {report.trained} trained, {report.kept} kept, {report.reused} reused", flush=True)
+    return 0

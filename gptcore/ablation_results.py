@@ -1,0 +1,197 @@
+"""The ablation results file: its schema, a strict loader, per-arm statistics and a Markdown summary.
+
+Kept apart from the runner (``gptcore.ablate``) because the app reads results without training
+anything. The schema is documented in docs/ABLATIONS.md; ``validate_results`` is its executable form,
+so a hand-edited or truncated file fails with the key and the arm at fault instead of a KeyError
+deep inside a plot.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import read_json
+from .errors import GptcoreError
+
+SCHEMA_VERSION = 1
+NOISE_K = 2.0  # "beyond seed noise" means |difference of means| > NOISE_K x combined standard error
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_CHECKS = {
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "int": (_is_int, "an integer"),
+    "number": (_is_number, "a finite number"),
+    "number|null": (lambda v: v is None or _is_number(v), "a finite number or null"),
+    "dict": (lambda v: isinstance(v, dict), "an object"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "any": (lambda v: True, "anything"),
+}
+
+_TOP = {"schema_version": "int", "study": "str", "description": "str", "claim": "str", "budget": "dict",
+        "base_config": "dict", "arms": "list", "created_by": "str", "torch": "str"}
+_ARM = {"name": "str", "label": "str", "value": "any", "overrides": "dict", "writeup_val_loss": "number|null",
+        "runs": "list", "mean_val_loss": "number|null", "std_val_loss": "number|null"}
+_RUN = {"seed": "int", "val_loss": "number|null", "params": "int", "tokens_seen": "int",
+        "wall_time_s": "number", "curve": "list"}
+_POINT = {"step": "int", "train_loss": "number|null", "val_loss": "number|null"}
+
+
+def _check(obj, spec: dict, where: str) -> None:
+    if not isinstance(obj, dict):
+        raise GptcoreError(f"{where} should be an object, got {type(obj).__name__}")
+    for key, kind in spec.items():
+        if key not in obj:
+            raise GptcoreError(f"{where} is missing key {key!r}")
+        ok, expected = _CHECKS[kind]
+        if not ok(obj[key]):
+            raise GptcoreError(f"{where}: key {key!r} should be {expected}, got {obj[key]!r:.60}")
+
+
+def validate_results(data, source: str = "results") -> dict:
+    """Check ``data`` against schema version 1 and return it; raise GptcoreError naming the bad key.
+
+    A run's ``val_loss`` (and a curve point's) may be null only when the run ``diverged`` before its
+    first finite evaluation: JSON has no NaN, and the app must not plot an invented number.
+    """
+    _check(data, _TOP, source)
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise GptcoreError(f"{source}: schema_version {data['schema_version']} is not supported "
+                           f"(this gptcore reads version {SCHEMA_VERSION})")
+    if not data["arms"]:
+        raise GptcoreError(f"{source}: 'arms' is empty")
+    seen = set()
+    for i, arm in enumerate(data["arms"]):
+        where = f"{source}: arms[{i}]"
+        _check(arm, _ARM, where)
+        where = f"{source}: arm {arm['name']!r}"
+        if arm["name"] in seen:
+            raise GptcoreError(f"{where} appears twice")
+        seen.add(arm["name"])
+        for j, run in enumerate(arm["runs"]):
+            _check(run, _RUN, f"{where} runs[{j}]")
+            if run["val_loss"] is None and run.get("diverged") is not True:
+                raise GptcoreError(f"{where} runs[{j}]: 'val_loss' is null but the run is not marked diverged")
+            for k, point in enumerate(run["curve"]):
+                _check(point, _POINT, f"{where} runs[{j}] curve[{k}]")
+    return data
+
+
+def load_results(path: str | Path) -> dict:
+    """Read and validate a results file; every problem is a GptcoreError with a clear message."""
+    path = Path(path)
+    return validate_results(read_json(path), str(path))
+
+
+def arm_stats(runs: list[dict]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n-1) of the finite final validation losses of ``runs``.
+
+    The standard deviation is None with fewer than two such runs: one seed says nothing about noise.
+    """
+    losses = [r["val_loss"] for r in runs if _is_number(r.get("val_loss"))]
+    if not losses:
+        return None, None
+    mean = statistics.fmean(losses)
+    return mean, (statistics.stdev(losses) if len(losses) > 1 else None)
+
+
+@dataclass
+class Comparison:
+    """Arm ``a`` minus arm ``b`` in final validation loss, against seed noise."""
+
+    a: str
+    b: str
+    diff: float | None
+    stderr: float | None
+    beyond_noise: bool | None  # None: not enough seeds to tell
+
+    @property
+    def verdict(self) -> str:
+        if self.beyond_noise is None:
+            return "not enough seeds to tell"
+        if not self.beyond_noise:
+            return "not distinguishable from seed noise"
+        return f"{self.a} is {'better' if self.diff < 0 else 'worse'} (beyond seed noise)"
+
+
+def compare_arms(results: dict, a: str, b: str, k: float = NOISE_K) -> Comparison:
+    """Whether arms ``a`` and ``b`` differ beyond seed noise.
+
+    The rule is deliberately simple: the difference of the means must exceed ``k`` times the combined
+    standard error sqrt(s_a^2/n_a + s_b^2/n_b). With k = 2 this is roughly a 95% two-sided test for many
+    seeds; with 3 seeds per arm it is lenient (a t-test would need about 2.8), so a "beyond noise" that
+    only just passes deserves more seeds before it is believed.
+    """
+    arms = {arm["name"]: arm for arm in results["arms"]}
+    for name in (a, b):
+        if name not in arms:
+            raise GptcoreError(f"study {results['study']!r} has no arm {name!r}; arms: {', '.join(arms)}")
+    la = [r["val_loss"] for r in arms[a]["runs"] if _is_number(r.get("val_loss"))]
+    lb = [r["val_loss"] for r in arms[b]["runs"] if _is_number(r.get("val_loss"))]
+    if len(la) < 2 or len(lb) < 2:
+        diff = statistics.fmean(la) - statistics.fmean(lb) if la and lb else None
+        return Comparison(a, b, diff, None, None)
+    diff = statistics.fmean(la) - statistics.fmean(lb)
+    stderr = math.sqrt(statistics.variance(la) / len(la) + statistics.variance(lb) / len(lb))
+    return Comparison(a, b, diff, stderr, abs(diff) > k * stderr)
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _params(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n:,}"
+
+
+def _mean_of(runs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in runs if _is_number(r.get(key))]
+    return statistics.fmean(values) if values else None
+
+
+def summarize(results: dict) -> str:
+    """A Markdown section for one study: the per-arm table, the study's comparisons and its budget."""
+    budget = results["budget"]
+    lines = [f"### {results['study']}: {results['description']}", "",
+             f"Write-up's claim: {results['claim']}", ""]
+    grads = any("grad_norm_first_layer" in r for arm in results["arms"] for r in arm["runs"])
+    header = ["arm", "val loss (mean ± std)", "seeds", "params", "write-up", "ours − write-up",
+              "final train loss", "diverged"]
+    if grads:
+        header += ["grad norm, first block", "first / last block"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm in results["arms"]:
+        runs = arm["runs"]
+        mean, std = arm["mean_val_loss"], arm["std_val_loss"]
+        value = "–" if mean is None else f"{mean:.4f} ± {_fmt(std)}"
+        wu = arm["writeup_val_loss"]
+        delta = f"{mean - wu:+.4f}" if mean is not None and wu is not None else "–"
+        diverged = sum(1 for r in runs if r.get("diverged"))
+        row = [arm["label"], value, str(len(runs)), _params(runs[0]["params"] if runs else None),
+               _fmt(wu), delta, _fmt(_mean_of(runs, "final_train_loss"), 3), f"{diverged}/{len(runs)}"]
+        if grads:
+            row += [_fmt(_mean_of(runs, "grad_norm_first_layer"), 4), _fmt(_mean_of(runs, "grad_norm_ratio"), 3)]
+        lines.append("| " + " | ".join(row) + " |")
+    comparisons = results.get("comparisons") or []
+    if comparisons:
+        lines.append("")
+        for a, b in comparisons:
+            c = compare_arms(results, a, b)
+            detail = "" if c.diff is None else f"Δ = {c.diff:+.4f}" + ("" if c.stderr is None else f", SE {c.stderr:.4f}")
+            lines.append(f"- {a} vs {b}: {detail} → {c.verdict}")
+    lines += ["", f"Budget: {budget.get('max_iters')} steps of {budget.get('batch_size')}×{budget.get('block_size')} "
+                  f"({budget.get('tokens_per_run', 0):,} tokens), {budget.get('schedule')} lr {budget.get('lr')} "
+                  f"with {budget.get('warmup_iters')} warmup steps; final loss on the whole validation split."]
+    return "\n".join(lines) + "\n"

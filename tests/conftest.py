@@ -1,0 +1,44 @@
+"""Shared fixtures: the corpus (from $GPTCORE_DATA or ../shared/data) and a tiny trained checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+_LOCAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+if "GPTCORE_DATA" not in os.environ and _LOCAL.is_file():
+    os.environ["GPTCORE_DATA"] = str(_LOCAL)
+
+from gptcore.config import ModelConfig  # noqa: E402
+from gptcore.data import Corpus  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Corpus:
+    return Corpus.load()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, corpus) -> Path:
+    """The `tiny` preset trained for its 60 steps: a real, loadable checkpoint."""
+    from gptcore.presets import get_preset
+    from gptcore.train import Trainer
+
+    out = tmp_path_factory.mktemp("tiny")
+    Trainer(get_preset("tiny"), corpus, out, command="pytest fixture").run()
+    return out
+
+
+def small_config(**overrides) -> ModelConfig:
+    base = dict(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,118 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from gptcore import checkpoint as ckpt
+from gptcore.config import RunConfig
+from gptcore.errors import CheckpointError
+from gptcore.models import GPT
+from gptcore.tokenizer import CharTokenizer
+from tests.conftest import small_config
+
+
+def _save(path, seed=0, **model_overrides):
+    torch.manual_seed(seed)
+    config = RunConfig(small_config(**model_overrides))
+    model = GPT(config.model)
+    tok = CharTokenizer([chr(c) for c in range(32, 97)])
+    ckpt.save_checkpoint(path, model, config, tok, {"val_loss": 1.0, "seed": seed})
+    return model
+
+
+def test_round_trip(tmp_path):
+    model = _save(tmp_path / "c")
+    loaded = ckpt.load_checkpoint(tmp_path / "c")
+    assert loaded.metrics["seed"] == 0 and not loaded.model.training
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert sorted(os.listdir(tmp_path / "c")) == ["config.json", "metrics.json", "model.pt", "tokenizer.json"]
+
+
+def test_float16_storage_halves_the_file(tmp_path):
+    model = _save(tmp_path / "a")
+    config = RunConfig(small_config())
+    config.train.save_dtype = "float16"
+    ckpt.save_checkpoint(tmp_path / "b", model, config, CharTokenizer([chr(c) for c in range(32, 97)]), {})
+    assert os.path.getsize(tmp_path / "b" / "model.pt") < 0.6 * os.path.getsize(tmp_path / "a" / "model.pt")
+    loaded = ckpt.load_checkpoint(tmp_path / "b").model
+    w = loaded.state_dict()["lm_head.weight"]
+    assert w.dtype == torch.float32
+    assert torch.allclose(w, model.state_dict()["lm_head.weight"], atol=1e-3)
+
+
+def test_truncated_and_tampered_weights_are_refused(tmp_path):
+    _save(tmp_path / "c")
+    weights = tmp_path / "c" / "model.pt"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or damaged"):
+        ckpt.load_checkpoint(tmp_path / "c")
+    tampered = bytearray(data)
+    # flip a byte inside the tensor payload (the zip stores it uncompressed), not in the header
+    at = data.index(b"data/0") + 200
+    tampered[at] ^= 0xFF
+    weights.write_bytes(bytes(tampered))
+    with pytest.raises(CheckpointError):
+        ckpt.load_checkpoint(tmp_path / "c")
+
+
+def test_arbitrary_pickles_are_not_loaded(tmp_path):
+    _save(tmp_path / "c")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"format": 1, "tensors": Evil()}, tmp_path / "c" / "model.pt")
+    with pytest.raises(CheckpointError):
+        ckpt.load_checkpoint(tmp_path / "c")
+
+
+def test_missing_and_damaged_files_have_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        ckpt.load_checkpoint(tmp_path / "nothing")
+    _save(tmp_path / "c")
+    (tmp_path / "c" / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        ckpt.load_checkpoint(tmp_path / "c")
+    _save(tmp_path / "d")
+    (tmp_path / "d" / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="tokenizer"):
+        ckpt.load_checkpoint(tmp_path / "d")
+    _save(tmp_path / "e")
+    _save(tmp_path / "f", n_embd=64)
+    os.replace(tmp_path / "f" / "model.pt", tmp_path / "e" / "model.pt")
+    with pytest.raises(CheckpointError, match="do not match"):
+        ckpt.load_checkpoint(tmp_path / "e")
+
+
+SAVER = """
+import sys, torch
+from tests.test_checkpoint import _save
+print("ready", flush=True)
+seed = 1
+while True:  # overwrite the checkpoint with new weights as fast as possible until killed
+    _save(sys.argv[1], seed=seed, n_embd=256, n_layer=4, block_size=128)
+    seed += 1
+"""
+
+
+def test_killed_save_leaves_a_readable_checkpoint(tmp_path):
+    target = tmp_path / "c"
+    _save(target, seed=0, n_embd=256, n_layer=4, block_size=128)
+    for delay in (0.3, 0.55, 0.8, 1.1):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(target)], stdout=subprocess.PIPE,
+                                cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        loaded = ckpt.load_checkpoint(target)  # old or new, never broken
+        assert loaded.config.model.n_embd == 256
+    leftovers = [n for n in os.listdir(target) if n.endswith(".tmp")]
+    assert len(leftovers) <= 4  # a killed writer may leave its temp file, never a half-written target

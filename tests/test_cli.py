@@ -1,0 +1,55 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "gptcore", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ}, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_train_eval_sample_end_to_end(tmp_path):
+    out = tmp_path / "tiny"
+    trained = json.loads(run("train", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "3").stdout)
+    assert trained["steps"] == 60
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["command"].startswith("python -m gptcore train --preset tiny")
+    evaluated = json.loads(run("eval", "--checkpoint", str(out)).stdout)
+    assert evaluated["val_loss"] == pytest.approx(trained["val_loss"], abs=1e-4)
+    assert evaluated["params"] == trained["params"] and evaluated["val_tokens"] == 111_540
+    sample = run("sample", "--checkpoint", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "1").stdout
+    assert sample.startswith("ROMEO:") and len(sample) == len("ROMEO:") + 40 + 1
+    again = run("sample", "--checkpoint", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "1").stdout
+    assert again == sample
+    resumed = json.loads(run("train", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "3",
+                             "--max-iters", "80", "--resume").stdout)
+    assert resumed["steps"] == 80
+    assert "tiny" in run("presets").stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--preset", "nope", "--out", "x"], "unknown preset"),
+    (["train", "--preset", "tiny", "--out", "x", "--set", "n_head=3"], "divisible"),
+    (["train", "--preset", "tiny"], "--out"),
+    (["sample", "--checkpoint", "does/not/exist"], "not found"),
+    (["sample", "--checkpoint", "checkpoints/bigram", "--temperature", "-1"], "temperature"),
+    (["sample", "--checkpoint", "checkpoints/bigram", "--top-p", "2"], "top_p"),
+    (["sample", "--checkpoint", "checkpoints/bigram", "--prompt", "naïve"], "'ï'"),
+    (["eval", "--checkpoint", "checkpoints/bigram", "--data", "missing.txt"], "not found"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_give_one_line(args, message):
+    proc = run(*args, check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr

@@ -1,0 +1,91 @@
+import math
+
+import pytest
+import torch
+
+from gptcore.config import ModelConfig
+from gptcore.errors import ConfigError
+from gptcore.models import GPT, Bigram, build_model, count_parameters
+from tests.conftest import small_config
+
+
+def test_logits_shape_and_loss():
+    model = GPT(small_config())
+    idx = torch.randint(0, 65, (3, 16))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (3, 16, 65)
+    assert loss.ndim == 0
+
+
+@pytest.mark.parametrize("overrides", [{}, {"norm": "post"}, {"residual": False}, {"pos_emb": "none"},
+                                       {"attention": "explicit"}])
+def test_causality(overrides):
+    model = GPT(small_config(**overrides)).eval()
+    idx = torch.randint(0, 65, (1, 16))
+    changed = idx.clone()
+    changed[0, 10:] = (changed[0, 10:] + 7) % 65
+    a, _ = model(idx)
+    b, _ = model(changed)
+    assert torch.allclose(a[0, :10], b[0, :10], atol=1e-6)
+    assert not torch.allclose(a[0, 10:], b[0, 10:], atol=1e-3)
+
+
+def test_explicit_and_fused_attention_agree():
+    fused = GPT(small_config(attention="fused", n_head=4, n_embd=64)).eval()
+    explicit = GPT(small_config(attention="explicit", n_head=4, n_embd=64)).eval()
+    explicit.load_state_dict(fused.state_dict())
+    idx = torch.randint(0, 65, (4, 16))
+    a, _ = fused(idx)
+    b, _ = explicit(idx)
+    assert torch.allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_attention_maps_are_causal_distributions():
+    model = GPT(small_config(n_layer=3, n_head=2)).eval()
+    maps = model.attention_maps(torch.randint(0, 65, (1, 12)))
+    assert len(maps) == 3 and maps[0].shape == (1, 2, 12, 12)
+    for m in maps:
+        assert torch.allclose(m.sum(-1), torch.ones(1, 2, 12), atol=1e-5)
+        assert torch.all(m.triu(diagonal=1) == 0)
+
+
+def test_exact_parameter_count():
+    c = ModelConfig(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=256)
+    d, v, L = c.n_embd, c.vocab_size, c.n_layer
+    per_block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d)
+    expected = v * d + c.block_size * d + L * per_block + 2 * d + d * v
+    assert count_parameters(GPT(c)) == expected == 3_225_600
+    assert count_parameters(GPT(ModelConfig(pos_emb="none"))) == expected - c.block_size * d
+    assert count_parameters(Bigram(ModelConfig(arch="bigram"))) == 65 * 65
+
+
+def test_initial_loss_is_near_uniform(corpus):
+    model = build_model(ModelConfig(dropout=0.0))
+    x = corpus.train[:129 * 8].view(8, 129)
+    _, loss = model(x[:, :-1], x[:, 1:])
+    assert abs(loss.item() - math.log(65)) < 0.1
+    _, bigram_loss = build_model(ModelConfig(arch="bigram"))(x[:, :-1], x[:, 1:])
+    assert bigram_loss.item() == pytest.approx(math.log(65), abs=1e-5)
+
+
+def test_overfits_one_batch(corpus):
+    model = GPT(small_config(n_embd=64, n_layer=2))
+    x = corpus.train[:17 * 4].view(4, 17)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        _, loss = model(x[:, :-1], x[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+
+
+def test_sequence_longer_than_block_is_refused():
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        GPT(small_config())(torch.zeros(1, 17, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad", [{"n_embd": 30, "n_head": 4}, {"norm": "middle"}, {"dropout": 1.0}, {"n_layer": 0}])
+def test_bad_config_is_refused(bad):
+    with pytest.raises(ConfigError):
+        small_config(**bad).validate()

@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from gptcore.errors import UnknownCharactersError
+from gptcore.models import GPT
+from gptcore.sample import SamplingParams, generate, next_token_distribution, next_token_probs, stream_tokens
+from gptcore.tokenizer import CharTokenizer
+from tests.conftest import small_config
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(1)
+    m = GPT(small_config(block_size=16)).eval()
+    with torch.no_grad():  # sharper than at init, so that sampling choices are not all ties
+        for p in m.parameters():
+            p.mul_(8)
+    return m
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(temperature=0, max_new_tokens=60),
+    SamplingParams(temperature=1.0, max_new_tokens=60, seed=5),
+    SamplingParams(temperature=0.7, top_k=5, top_p=0.9, max_new_tokens=60, seed=11),
+])
+def test_cache_gives_identical_tokens(model, params):
+    prompt = list(range(10))
+    # 60 new tokens with block 16: the window slides and the cache is rebuilt several times
+    cached = list(stream_tokens(model, prompt, params, use_cache=True))
+    uncached = list(stream_tokens(model, prompt, params, use_cache=False))
+    assert len(cached) == 60
+    assert cached == uncached
+
+
+def test_seed_makes_sampling_reproducible(model):
+    p = SamplingParams(temperature=1.0, max_new_tokens=30, seed=3)
+    assert list(stream_tokens(model, [1, 2], p)) == list(stream_tokens(model, [1, 2], p))
+    other = SamplingParams(temperature=1.0, max_new_tokens=30, seed=4)
+    assert list(stream_tokens(model, [1, 2], p)) != list(stream_tokens(model, [1, 2], other))
+
+
+def test_long_prompt_is_cropped_from_the_left(model):
+    p = SamplingParams(temperature=0, max_new_tokens=5)
+    tail = list(range(16))
+    assert list(stream_tokens(model, list(range(40, 60)) + tail, p)) == list(stream_tokens(model, tail, p))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": -0.1}, "temperature"),
+    ({"top_p": 0.0}, "top_p"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"top_k": 0}, "top_k"),
+    ({"max_new_tokens": -1}, "max_new_tokens"),
+    ({"seed": 1.5}, "seed"),
+])
+def test_bad_parameters_raise_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SamplingParams(**kwargs).validate()
+
+
+def test_top_k_and_top_p_filter_the_distribution():
+    logits = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])
+    probs = next_token_probs(logits, SamplingParams(top_k=2))
+    assert (probs > 0).sum() == 2 and torch.isclose(probs.sum(), torch.tensor(1.0))
+    full = logits.softmax(-1)
+    probs = next_token_probs(logits, SamplingParams(top_p=0.7))
+    assert (probs > 0).sum() == 2 and full[0] < 0.7 <= full[:2].sum()
+    greedy = next_token_probs(logits, SamplingParams(temperature=0))
+    assert greedy.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_text_generation_and_unknown_characters(model):
+    tok = CharTokenizer([chr(c) for c in range(32, 97)])
+    text = generate(model, tok, "AB", SamplingParams(max_new_tokens=20, seed=0))
+    assert len(text) == 20 and set(text) <= set(tok.chars)
+    with pytest.raises(UnknownCharactersError, match="'é'"):
+        generate(model, tok, "café", SamplingParams(max_new_tokens=5))
+    assert len(generate(model, tok, "café", SamplingParams(max_new_tokens=5), policy="drop")) == 5
+    dist = next_token_distribution(model, tok, "AB", SamplingParams(top_k=3))
+    assert len(dist) == 65 and sum(p for _, p in dist[:3]) == pytest.approx(1.0) and dist[3][1] == 0.0
+
+
+def test_empty_prompt_starts_from_newline(corpus):
+    torch.manual_seed(0)
+    model = GPT(small_config()).eval()
+    p = SamplingParams(temperature=0, max_new_tokens=8)
+    assert generate(model, corpus.tokenizer, "", p) == generate(model, corpus.tokenizer, "\n", p)

@@ -1,0 +1,110 @@
+import threading
+
+import pytest
+
+from gptcore.config import ModelConfig, RunConfig, TrainConfig
+from gptcore.checkpoint import load_checkpoint, read_json
+from gptcore.errors import ConfigError
+from gptcore.presets import PRESETS, get_preset
+from gptcore.train import Trainer, learning_rate
+
+
+def _config(**train) -> RunConfig:
+    base = dict(batch_size=8, max_iters=20, lr=3e-3, warmup_iters=3, eval_interval=5, eval_windows=8,
+                sample_interval=0, dtype="float32", seed=7)
+    base.update(train)
+    return RunConfig(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.1), TrainConfig(**base))
+
+
+def _losses(events):
+    return [round(e.train_loss, 6) for e in events if e.kind == "step"]
+
+
+def test_events_metrics_and_best_checkpoint(tmp_path, corpus):
+    events = []
+    result = Trainer(_config(sample_interval=10), corpus, tmp_path / "run", command="cmd").run(on_event=events.append)
+    kinds = {e.kind for e in events}
+    assert kinds == {"step", "eval", "sample", "done"}
+    assert sum(e.kind == "step" for e in events) == 20
+    assert all(e.tokens_per_sec > 0 for e in events if e.kind == "step")
+    assert any(e.text for e in events if e.kind == "sample")
+    metrics = read_json(tmp_path / "run" / "metrics.json")
+    for key in ("val_loss", "params", "tokens_seen", "wall_time_s", "command", "history", "best_step"):
+        assert key in metrics
+    assert metrics["command"] == "cmd" and metrics["tokens_seen"] == 20 * 8 * 32
+    best = min(metrics["history"], key=lambda h: h["val_loss"])
+    assert metrics["best_step"] == best["step"]
+    assert result.val_loss == metrics["val_loss"] < 4.0
+    assert load_checkpoint(tmp_path / "run").config.train.max_iters == 20
+
+
+def test_resume_continues_identically(tmp_path, corpus):
+    full = []
+    Trainer(_config(), corpus, tmp_path / "a").run(on_event=full.append)
+
+    stop = threading.Event()
+    first = []
+
+    def stop_at_ten(event):
+        first.append(event)
+        if event.kind == "step" and event.step == 10:
+            stop.set()
+
+    result = Trainer(_config(), corpus, tmp_path / "b").run(on_event=stop_at_ten, stop=stop)
+    assert result.stopped and result.steps == 10
+    second = []
+    Trainer(_config(), corpus, tmp_path / "b", resume=True).run(on_event=second.append)
+    assert _losses(first) + _losses(second) == _losses(full)
+    assert read_json(tmp_path / "b" / "metrics.json")["val_loss"] == pytest.approx(
+        read_json(tmp_path / "a" / "metrics.json")["val_loss"], abs=1e-6)
+
+
+def test_stop_from_another_thread_keeps_best_weights(tmp_path, corpus):
+    stop = threading.Event()
+    events = []
+    worker = threading.Thread(target=lambda: events.append(
+        Trainer(_config(max_iters=100_000), corpus, tmp_path / "r").run(stop=stop)))
+    worker.start()
+    stop.set()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and events[0].stopped
+    assert load_checkpoint(tmp_path / "r").metrics["status"] == "stopped"
+
+
+def test_time_budget_stops_the_run(tmp_path, corpus):
+    result = Trainer(_config(max_iters=100_000, time_budget=1.0), corpus, tmp_path / "t").run()
+    assert result.stopped and 0 < result.steps < 100_000
+
+
+def test_bfloat16_training_matches_float32(tmp_path, corpus):
+    a = Trainer(_config(max_iters=60, dtype="float32"), corpus, tmp_path / "f32").run()
+    b = Trainer(_config(max_iters=60, dtype="bfloat16"), corpus, tmp_path / "bf16").run()
+    assert abs(a.val_loss - b.val_loss) < 0.05
+
+
+def test_learning_rate_schedules():
+    cosine = TrainConfig(lr=1.0, min_lr_ratio=0.1, warmup_iters=10)
+    assert learning_rate(0, 0.0, cosine) == pytest.approx(0.1)
+    assert learning_rate(10, 0.0, cosine) == pytest.approx(1.0)
+    assert learning_rate(500, 0.5, cosine) == pytest.approx(0.55)
+    assert learning_rate(999, 1.0, cosine) == pytest.approx(0.1)
+    linear = TrainConfig(lr=1.0, min_lr_ratio=0.0, warmup_iters=0, schedule="linear", warmdown_frac=0.4)
+    assert learning_rate(50, 0.5, linear) == 1.0
+    assert learning_rate(80, 0.8, linear) == pytest.approx(0.5)
+
+
+def test_presets_are_valid_and_overrides_checked():
+    for name in PRESETS:
+        get_preset(name).model.validate()
+        get_preset(name).train.validate()
+    run = get_preset("seed").override(["n_layer=2", "dropout=0", "time_budget=none", "residual=false"])
+    assert run.model.n_layer == 2 and run.model.dropout == 0.0 and run.model.residual is False
+    assert get_preset("seed").model.n_layer == 4  # presets are not mutated
+    with pytest.raises(ConfigError, match="unknown setting"):
+        get_preset("seed").override(["n_layers=2"])
+    with pytest.raises(ConfigError, match="expects int"):
+        get_preset("seed").override(["n_layer=two"])
+    with pytest.raises(ConfigError, match="divisible"):
+        get_preset("seed").override(["n_head=3"])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        get_preset("huge")
