@@ -189,7 +189,8 @@ def summarize(results: dict) -> str:
         lines.append("")
         for a, b in comparisons:
             c = compare_arms(results, a, b)
-            detail = "" if c.diff is None else f"Δ = {c.diff:+.4f}" + ("" if c.stderr is None else f", SE {c.stderr:.4f}")
+            detail = "" if c.diff is None else f"Δ = {c.diff:+.4f}"
+            detail += "" if c.stderr is None else f", SE {c.stderr:.4f}"
             lines.append(f"- {a} vs {b}: {detail} → {c.verdict}")
     lines += ["", f"Budget: {budget.get('max_iters')} steps of {budget.get('batch_size')}×{budget.get('block_size')} "
                   f"({budget.get('tokens_per_run', 0):,} tokens), {budget.get('schedule')} lr {budget.get('lr')} "

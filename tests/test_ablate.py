@@ -1,0 +1,220 @@
+"""The ablation runner on a tiny study: real Trainer runs, a real results file, resume, reuse, the loader."""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+
+import pytest
+
+from gptcore import ablate, cli
+from gptcore.ablate import (BASE_SEED, STUDIES, Arm, RunMonitor, Study, arm_config, budget_dict, compare_arms,
+                            load_results, resolve_studies, run_study, summarize)
+from gptcore.config import ModelConfig, RunConfig, TrainConfig
+from gptcore.errors import ConfigError, GptcoreError
+from gptcore.train import Trainer, TrainEvent
+
+TINY_MODEL = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0)
+TINY_ARMS = (Arm("two", "2 heads", 2, {"n_head": 2}, writeup_val_loss=1.7),
+             Arm("one", "1 head", 1, {"n_head": 1}))
+TINY = Study("tiny-heads", "heads of a tiny model", "more heads help", TINY_ARMS, base_model=TINY_MODEL,
+             comparisons=(("one", "two"),))
+
+
+def tiny_budget(max_iters: int = 6) -> TrainConfig:
+    return TrainConfig(batch_size=8, max_iters=max_iters, lr=3e-3, warmup_iters=1, eval_interval=3,
+                       eval_windows=4, sample_interval=0, dtype="float32", threads=1).validate()
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory, corpus):
+    """One seed, then a second seed, then the same again: the life of an interrupted study."""
+    out = tmp_path_factory.mktemp("ablations")
+    first = run_study(TINY, corpus, out, seeds=1, budget=tiny_budget(), command="pytest", quiet=True)
+    snapshot = json.loads(first.path.read_text())
+    second = run_study(TINY, corpus, out, seeds=2, budget=tiny_budget(), command="pytest", quiet=True)
+    third = run_study(TINY, corpus, out, seeds=2, budget=tiny_budget(), command="pytest", quiet=True)
+    return out, (first, second, third), snapshot
+
+
+def test_runner_writes_a_valid_results_file(study_dir, corpus):
+    out, (_, second, _), _ = study_dir
+    results = load_results(out / "tiny-heads.json")
+    assert results == second.results
+    assert results["schema_version"] == 1 and results["study"] == "tiny-heads"
+    assert results["budget"] == budget_dict(tiny_budget(), TINY_MODEL)
+    assert results["budget"]["tokens_per_run"] == 6 * 8 * 32
+    assert results["base_config"]["n_embd"] == 32 and results["created_by"] == "pytest"
+    assert [a["name"] for a in results["arms"]] == ["two", "one"]
+    for arm in results["arms"]:
+        assert [r["seed"] for r in arm["runs"]] == [BASE_SEED, BASE_SEED + 1]
+        losses = [r["val_loss"] for r in arm["runs"]]
+        assert all(2.0 < x < 4.5 for x in losses)  # trained a little from ln(65) = 4.17
+        assert arm["mean_val_loss"] == pytest.approx(statistics.fmean(losses))
+        assert arm["std_val_loss"] == pytest.approx(statistics.stdev(losses))
+        for run in arm["runs"]:
+            assert run["tokens_seen"] == 6 * 8 * 32 and run["steps"] == 6
+            assert [p["step"] for p in run["curve"]] == [3, 6]
+            assert run["config"]["model"]["n_head"] == arm["value"]
+            assert run["config"]["train"]["seed"] == run["seed"]
+            assert run["grad_norm_first_layer"] > 0 and run["grad_norm_ratio"] > 0
+            assert len(run["grad_norm_curve"]) == 6 and run["diverged"] is False
+    # different seeds really are different runs
+    two = results["arms"][0]["runs"]
+    assert two[0]["val_loss"] != two[1]["val_loss"]
+    assert results["arms"][0]["writeup_val_loss"] == 1.7 and results["arms"][1]["writeup_val_loss"] is None
+
+
+def test_finished_runs_are_kept_not_retrained(study_dir):
+    _, (first, second, third), snapshot = study_dir
+    assert (first.trained, first.kept) == (2, 0)
+    assert (second.trained, second.kept) == (2, 2)  # only the new seed was trained
+    assert (third.trained, third.kept) == (0, 4)
+    for old_arm, arm in zip(snapshot["arms"], third.results["arms"]):
+        assert arm["runs"][0] == old_arm["runs"][0]  # same wall time, same curve: not rerun
+    assert third.results["arms"] == second.results["arms"]
+
+
+def test_runs_with_the_same_config_are_reused_across_studies(study_dir, corpus):
+    out, _, _ = study_dir
+    other = Study("tiny-pos", "positions", "positions matter",
+                  (Arm("learned", "learned", "learned", {"pos_emb": "learned", "n_head": 2}),
+                   Arm("none", "none", "none", {"pos_emb": "none", "n_head": 2})), base_model=TINY_MODEL)
+    report = run_study(other, corpus, out, seeds=1, budget=tiny_budget(), quiet=True)
+    assert (report.trained, report.reused) == (1, 1)
+    learned = report.results["arms"][0]["runs"][0]
+    assert learned["reused_from"] == "tiny-heads/two"
+    heads = load_results(out / "tiny-heads.json")
+    assert learned["val_loss"] == heads["arms"][0]["runs"][0]["val_loss"]
+
+
+def test_a_different_budget_is_refused(study_dir, corpus):
+    out, _, _ = study_dir
+    with pytest.raises(GptcoreError, match=r"different budget \(max_iters 6 → 7"):
+        run_study(TINY, corpus, out, seeds=1, budget=tiny_budget(7), quiet=True)
+
+
+def _corrupt(results: dict, how: str) -> dict:
+    bad = copy.deepcopy(results)
+    if how == "no-arms":
+        del bad["arms"]
+    elif how == "arm-without-runs":
+        del bad["arms"][1]["runs"]
+    elif how == "string-loss":
+        bad["arms"][1]["runs"][0]["val_loss"] = "low"
+    elif how == "curve-step":
+        bad["arms"][0]["runs"][1]["curve"][0]["step"] = 1.5
+    elif how == "version":
+        bad["schema_version"] = 2
+    return bad
+
+
+@pytest.mark.parametrize("how, message", [
+    ("no-arms", "is missing key 'arms'"),
+    ("arm-without-runs", "arms[1] is missing key 'runs'"),
+    ("string-loss", "arm 'one' runs[0]: key 'val_loss' should be a finite number or null"),
+    ("curve-step", "arm 'two' runs[1] curve[0]: key 'step' should be an integer"),
+    ("version", "schema_version 2 is not supported"),
+])
+def test_loader_rejects_a_malformed_file(study_dir, tmp_path, how, message):
+    out, _, _ = study_dir
+    good = json.loads((out / "tiny-heads.json").read_text())
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_corrupt(good, how)))
+    with pytest.raises(GptcoreError) as err:
+        load_results(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_loader_rejects_invalid_json(tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text('{"schema_version": 1, "arms": [')
+    with pytest.raises(GptcoreError, match="not valid JSON"):
+        load_results(path)
+
+
+def test_summary_table_and_noise_rule(study_dir):
+    out, _, _ = study_dir
+    text = summarize(load_results(out / "tiny-heads.json"))
+    assert "| 2 heads |" in text and "| 1 head |" in text and "1.7000" in text and "- one vs two:" in text
+    fake = {"study": "x", "arms": [
+        {"name": "a", "runs": [{"val_loss": v} for v in (1.00, 1.01, 1.02)]},
+        {"name": "b", "runs": [{"val_loss": v} for v in (1.20, 1.21, 1.22)]},
+        {"name": "c", "runs": [{"val_loss": v} for v in (0.90, 1.30, 1.10)]},
+        {"name": "d", "runs": [{"val_loss": 1.0}]}]}
+    ab = compare_arms(fake, "a", "b")
+    assert ab.diff == pytest.approx(-0.2) and ab.beyond_noise and "a is better" in ab.verdict
+    assert compare_arms(fake, "c", "a").beyond_noise is False
+    assert compare_arms(fake, "d", "a").beyond_noise is None
+    with pytest.raises(GptcoreError, match="no arm 'z'"):
+        compare_arms(fake, "a", "z")
+
+
+def test_monitor_flags_nan_and_spikes():
+    config = RunConfig(TINY_MODEL, tiny_budget(20))
+    monitor = RunMonitor(config)
+    for step, loss in enumerate([4.0, 3.0, 2.5, 2.4, 3.2, 2.3, float("nan"), 2.2], start=1):
+        monitor.on_event(TrainEvent("step", step, 20, 0.0, train_loss=loss))
+    stats = monitor.stability()
+    assert stats["nonfinite_steps"] == 1 and stats["loss_spikes"] == 1 and stats["diverged"] is True
+    assert stats["max_loss_jump"] == pytest.approx(0.8)
+    calm = RunMonitor(config)
+    for step, loss in enumerate([4.0, 3.0, 2.5, 2.4, 2.45, 2.3], start=1):
+        calm.on_event(TrainEvent("step", step, 20, 0.0, train_loss=loss))
+    assert calm.stability()["diverged"] is False and calm.stability()["loss_spikes"] == 0
+
+
+def test_trainer_on_backward_sees_raw_gradients(corpus, tmp_path):
+    seen = []
+
+    def on_backward(model, step):
+        seen.append((step, all(p.grad is not None for p in model.parameters())))
+
+    Trainer(RunConfig(TINY_MODEL, tiny_budget(3)), corpus, tmp_path).run(on_backward=on_backward)
+    assert seen == [(1, True), (2, True), (3, True)]
+
+
+def test_study_definitions():
+    assert [s.name for s in resolve_studies("all")] == ["heads", "depth", "residual", "norm", "posemb", "baseline"]
+    with pytest.raises(ConfigError, match="unknown study 'width'; choose one of: heads, depth"):
+        resolve_studies("width")
+    heads = STUDIES["heads"]
+    assert [a.writeup_val_loss for a in heads.arms] == [1.7172, 1.6691, 1.6393, 1.6288]
+    assert [a.writeup_val_loss for a in STUDIES["depth"].arms] == [1.6960, 1.6422, 1.6331, 1.6056]
+    base = arm_config(heads, heads.arms[2], tiny_budget(), BASE_SEED, 65)
+    assert (base.model.n_embd, base.model.n_head, base.model.n_layer, base.model.block_size,
+            base.model.dropout) == (256, 4, 4, 128, 0.2)
+    post = arm_config(STUDIES["norm"], STUDIES["norm"].arms[-1], tiny_budget(), BASE_SEED, 65)
+    assert (post.model.norm, post.train.lr) == ("post", 0.01)
+    assert STUDIES["residual"].base_model.n_layer == 6
+    with pytest.raises(ConfigError, match="distinct names"):
+        Study("dup", "", "", (Arm("a", "a", 1), Arm("a", "a", 2)))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ablate", "--study", "width"], "error: unknown study 'width'; choose one of: heads, depth, residual"),
+    (["ablate", "--study", "heads", "--seeds", "0"], "error: --seeds must be at least 1"),
+    (["ablate", "--study", "heads", "--max-iters", "0"], "error: --max-iters must be at least 1"),
+])
+def test_cli_bad_input_is_one_line(capsys, argv, message):
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_runs_a_study(tmp_path, capsys, monkeypatch):
+    """The real command end to end, on the tiny study registered beside the real ones."""
+    monkeypatch.setitem(ablate.STUDIES, TINY.name, TINY)
+    argv = ["ablate", "--study", "tiny-heads", "--seeds", "1", "--max-iters", "2", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| 2 heads |" in out and "tiny-heads.json: 2 trained, 0 kept, 0 reused" in out
+    results = load_results(tmp_path / "tiny-heads.json")
+    assert results["created_by"] == "python -m gptcore ablate --study tiny-heads --seeds 1 --max-iters 2"
+    assert results["budget"] == budget_dict(ablate.default_budget(2), TINY_MODEL)
+    assert results["arms"][0]["runs"][0]["tokens_seen"] == 2 * 32 * 32
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny-heads.json"]  # no weights left behind
+    assert cli.main(argv + ["--quiet"]) == 0
+    assert "0 trained, 2 kept" in capsys.readouterr().out
