@@ -1,0 +1,106 @@
+"""Ablations tab: charts and tables from the ablation studies' results files (checkpoints/ablations/*.json).
+
+Reading and validating a file is gptcore's job (``gptcore.ablation_results.load_results``, which names the
+bad key of a damaged file); this module only draws. Until the studies have been run, the tab says so.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from .plots import ablation_summary_figure, loss_curves_figure
+from .ui import user_errors
+
+
+def _reader():
+    """gptcore's results reader and Markdown summary (imported on first use: it pulls in torch)."""
+    from gptcore.ablation_results import load_results, summarize
+
+    return load_results, summarize
+
+PREFERRED_ORDER = ["heads", "depth", "baseline", "residual", "norm", "posemb"]
+RUN_COLUMNS = ["arm", "seed", "final val loss", "params", "tokens seen", "wall time (s)", "diverged"]
+
+
+def list_studies(directory: Path) -> list[str]:
+    """Study names with a results file, the write-up's two tables (heads, depth) first."""
+    try:
+        names = sorted(p.stem for p in Path(directory).glob("*.json") if p.is_file())
+    except OSError:
+        return []
+    rank = {n: i for i, n in enumerate(PREFERRED_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def missing_message(directory: Path) -> str:
+    return (f"**No ablation results yet.** This tab reads `{directory}/<study>.json`, written by "
+            "`python -m gptcore ablate --study all` (about an hour on two cores). Once a study has run, "
+            "press **Reload**.")
+
+
+def _x_label(arms: list[dict]) -> str:
+    keys = {tuple(sorted(arm.get("overrides", {}))) for arm in arms}
+    return keys.pop()[0] if len(keys) == 1 and len(next(iter(keys), ())) == 1 else "arm"
+
+
+def study_figures(results: dict):
+    """(summary figure, loss-curves figure, per-run table) for one validated results dict."""
+    arms = results["arms"]
+    labels = [arm["label"] for arm in arms]
+    finals = [[r["val_loss"] for r in arm["runs"] if r["val_loss"] is not None] for arm in arms]
+    xlabel = _x_label(arms)
+    summary = ablation_summary_figure(labels, finals, [arm["writeup_val_loss"] for arm in arms], xlabel,
+                                      f"{results['study']}: final validation loss against {xlabel}")
+    series = [(arm["label"], [[(p["step"], p["val_loss"]) for p in r["curve"] if p["val_loss"] is not None]
+                              for r in arm["runs"]]) for arm in arms]
+    curves = loss_curves_figure(series, f"{results['study']}: validation loss during training, per arm")
+    rows = [(arm["label"], r["seed"], r["val_loss"], r["params"], r["tokens_seen"], round(r["wall_time_s"], 1),
+             "yes" if r.get("diverged") else "no") for arm in arms for r in arm["runs"]]
+    return summary, curves, pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def ablations(directory: Path, study: str | None):
+    """(intro markdown, summary figure, summary table markdown, curves figure, runs table) for a study."""
+    with user_errors():
+        studies = list_studies(directory)
+        if not studies:
+            return missing_message(directory), None, "", None, pd.DataFrame(columns=RUN_COLUMNS)
+        study = study or studies[0]
+        if study not in studies:
+            raise ValueError(f"no results for study {study!r}; available: {', '.join(studies)}")
+        load_results, summarize = _reader()
+        results = load_results(Path(directory) / f"{study}.json")
+        summary, curves, runs = study_figures(results)
+        intro = (f"**{results['study']}** — {results['description']}\n\n"
+                 f"The write-up claimed: *{results.get('claim', '–')}* · studies available: {', '.join(studies)}")
+        return intro, summary, summarize(results), curves, runs
+
+
+def build_tab(directory: Path) -> dict:
+    studies = list_studies(directory)
+    with gr.Row():
+        study = gr.Dropdown(studies, value=studies[0] if studies else None, label="study", scale=3,
+                            allow_custom_value=True)
+        reload = gr.Button("Reload", scale=1, elem_id="ablations-reload-btn")
+    intro = gr.Markdown(elem_id="ablations-intro")
+    summary_plot = gr.Plot(label="final validation loss per arm", format="png", elem_id="ablations-summary")
+    summary_table = gr.Markdown(elem_id="ablations-summary-table")
+    curves_plot = gr.Plot(label="validation loss curves", format="png", elem_id="ablations-curves")
+    runs_table = gr.Dataframe(pd.DataFrame(columns=RUN_COLUMNS), label="every run", interactive=False,
+                              elem_id="ablations-runs")
+    outputs = [intro, summary_plot, summary_table, curves_plot, runs_table]
+
+    _show = functools.partial(ablations, directory)
+
+    def _reload(name):
+        names = list_studies(directory)
+        name = name if name in names else (names[0] if names else None)
+        return gr.update(choices=names, value=name), *ablations(directory, name)
+
+    study.input(_show, study, outputs, api_name="ablations", concurrency_limit=2)
+    reload.click(_reload, study, [study, *outputs], api_visibility="private", concurrency_limit=2)
+    return {"load": (_reload, study, [study, *outputs])}

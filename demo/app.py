@@ -1,0 +1,94 @@
+"""Assemble the four tabs into one Gradio app that shares a model registry and a training manager.
+
+Nothing here touches the network or trains at start-up: models load on first use (the default one while
+the first page is drawn), so ``python app.py`` serves its first page in a few seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import gradio as gr
+
+from . import ablations, attention, sample, train
+from .registry import ModelRegistry
+from .settings import AppSettings
+from .training_job import TrainingManager
+
+TITLE = "gptcore: a character-level GPT from scratch"
+INTRO = (f"# {TITLE}\n"
+         "Sample Shakespeare from a small GPT, look inside its attention heads, train your own model live, "
+         "and read the ablation studies. Everything runs on this machine's CPU.")
+CSS = """
+.gradio-container { max-width: 1400px !important; }
+#sample-output textarea, #train-sample textarea { font-family: ui-monospace, monospace; }
+"""
+
+
+def warm_up(registry: ModelRegistry) -> threading.Thread:
+    """Import torch and load the default checkpoint in the background, so the first Generate is quick."""
+
+    def run() -> None:
+        try:
+            if registry.default():
+                registry.get(registry.default())
+        except Exception:  # noqa: BLE001 - a damaged checkpoint is reported when someone uses it
+            pass
+
+    thread = threading.Thread(target=run, daemon=True, name="warm-up")
+    thread.start()
+    return thread
+
+
+def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.Blocks:
+    """The whole app; ``settings`` (paths and limits) default to the environment's.
+
+    ``preload`` starts :func:`warm_up`, which runs while the server starts and the first page is drawn.
+    """
+    settings = settings or AppSettings()
+    registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir, settings.default_checkpoint,
+                             settings.torch_threads)
+    manager = TrainingManager()
+    with gr.Blocks(title="gptcore") as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Sample", id="sample"):
+                s = sample.build_tab(registry, settings.limits)
+            with gr.Tab("Attention", id="attention"):
+                a = attention.build_tab(registry, settings.limits)
+            with gr.Tab("Train", id="train"):
+                t = train.build_tab(manager, settings)
+            with gr.Tab("Ablations", id="ablations"):
+                ab = ablations.build_tab(settings.ablations_dir)
+        known = gr.State(None)
+
+        def refresh_pickers(seen, sample_value, attention_value):
+            """New checkpoints (a finished run) appear in both pickers; nothing is sent if nothing changed."""
+            names, att_names = registry.names(), registry.names(attention_only=True)
+            if (names, att_names) == seen:
+                return gr.skip(), gr.skip(), seen
+            return (gr.update(choices=names, value=sample_value if sample_value in names else registry.default()),
+                    gr.update(choices=att_names, value=attention_value if attention_value in att_names
+                              else registry.default(attention_only=True)),
+                    (names, att_names))
+
+        picker_io = dict(inputs=[known, s["checkpoint"], a["checkpoint"]],
+                         outputs=[s["checkpoint"], a["checkpoint"], known])
+        t["timer"].tick(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden",
+                        queue=False)
+        demo.load(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden")
+        demo.load(lambda c: sample.checkpoint_info(registry, c) if c else "", s["checkpoint"], s["info"],
+                  api_visibility="private", show_progress="hidden")
+        fn, inputs, outputs = a["selectors"]
+        demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+        fn, inputs, outputs = ab["load"]
+        demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+    demo.queue(default_concurrency_limit=2)
+    if preload:
+        warm_up(registry)
+    return demo
+
+
+def launch_options() -> dict:
+    """Arguments for ``demo.launch`` other than host and port, which Spaces set through the environment."""
+    return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": "20mb"}

@@ -1,0 +1,153 @@
+"""Matplotlib figures for the app: attention heatmaps and ablation charts.
+
+Figures are built with ``matplotlib.figure.Figure`` (not pyplot's global state) so concurrent requests never
+draw into each other's figure; Gradio encodes and closes them. Matplotlib is imported on first use to keep
+the app's start-up fast.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .ui import visible_char
+
+MASKED_COLOUR = "#d4d4d4"
+CMAP = "viridis"
+
+
+def _figure(width: float, height: float, dpi: int = 100):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+
+
+def _tick_fontsize(n: int) -> float:
+    return 10 if n <= 24 else 8 if n <= 48 else 6 if n <= 80 else 4.5
+
+
+def _masked(a: np.ndarray) -> np.ma.MaskedArray:
+    """Hide the future (upper triangle) so the causal mask shows as its own grey colour."""
+    T = a.shape[-1]
+    return np.ma.masked_array(a, mask=np.triu(np.ones((T, T), dtype=bool), k=1))
+
+
+def _cmap():
+    import matplotlib
+
+    cmap = matplotlib.colormaps[CMAP].copy()
+    cmap.set_bad(MASKED_COLOUR)
+    return cmap
+
+
+def _label_axes(ax, labels: list[str], fontsize: float) -> None:
+    ticks = range(len(labels))
+    ax.set_xticks(ticks, labels, fontsize=fontsize, rotation=0)
+    ax.set_yticks(ticks, labels, fontsize=fontsize)
+    ax.tick_params(length=0, pad=1)
+    ax.set_xlabel("key: the character attended to", fontsize=9)
+    ax.set_ylabel("query: the character attending", fontsize=9)
+
+
+def heatmap_figure(matrix: np.ndarray, text: str, title: str):
+    """One attention matrix (query rows, key columns) with the characters on both axes and a colour bar."""
+    T = len(text)
+    size = min(4.5 + T * 0.045, 10.5)
+    fig = _figure(size + 1.2, size)
+    ax = fig.add_subplot()
+    vmax = max(float(matrix.max()), 1e-6)
+    image = ax.imshow(_masked(matrix), cmap=_cmap(), vmin=0, vmax=vmax, interpolation="nearest")
+    _label_axes(ax, [visible_char(c) for c in text], _tick_fontsize(T))
+    ax.set_title(title + "\n(grey: future characters, hidden by the causal mask)", fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="attention weight")
+    return fig
+
+
+def heatmap_grid_figure(matrices: Sequence[Sequence[np.ndarray]], text: str, row_titles: list[str],
+                        col_titles: list[str], title: str):
+    """A grid of attention matrices (rows x columns) on a shared colour scale, with one colour bar."""
+    rows, cols = len(matrices), len(matrices[0])
+    T = len(text)
+    panel = 2.6 if cols <= 4 else 2.0
+    fig = _figure(panel * cols + 1.4, panel * rows + 0.8)
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    vmax = max(max(float(m.max()) for m in row) for row in matrices) or 1e-6
+    labels = [visible_char(c) for c in text] if T <= 40 else None
+    image = None
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            image = ax.imshow(_masked(matrices[r][c]), cmap=_cmap(), vmin=0, vmax=vmax, interpolation="nearest")
+            if labels:
+                ax.set_xticks(range(T), labels, fontsize=_tick_fontsize(T) * 0.7)
+                ax.set_yticks(range(T), labels, fontsize=_tick_fontsize(T) * 0.7)
+                ax.tick_params(length=0, pad=1)
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if r == 0:
+                ax.set_title(col_titles[c], fontsize=10)
+            if c == 0:
+                ax.set_ylabel(row_titles[r], fontsize=10)
+    note = "" if labels else " · characters shown for texts up to 40 characters; pick one head to read them"
+    fig.suptitle(f"{title}\nrows: queries, columns: keys · grey: hidden by the causal mask{note}", fontsize=10)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    return fig
+
+
+def ablation_summary_figure(labels: list[str], runs: list[list[float]], writeup: list[float | None],
+                            xlabel: str, title: str):
+    """Final validation loss per arm: our mean ± std over seeds, each seed, and the write-up's number."""
+    fig = _figure(7, 4.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(labels))
+    means = np.array([np.mean(r) if r else np.nan for r in runs])
+    stds = np.array([np.std(r) if len(r) > 1 else 0.0 for r in runs])
+    for xi, values in zip(x, runs):
+        ax.scatter([xi] * len(values), values, s=14, color="#1f77b4", alpha=0.35, zorder=2)
+    n_seeds = sorted({len(r) for r in runs})
+    seeds_text = "/".join(map(str, n_seeds))
+    ax.errorbar(x, means, yerr=stds, fmt="o-", color="#1f77b4", capsize=4, zorder=3,
+                label=f"ours: mean ± std over {seeds_text} seed(s); dots are single seeds")
+    if any(w is not None for w in writeup):
+        w = np.array([np.nan if v is None else v for v in writeup], dtype=float)
+        ax.plot(x, w, "D--", color="#d62728", mfc="none", label="write-up")
+    ax.set_xticks(x, labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("final validation loss")
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def loss_curves_figure(series: list[tuple[str, list[list[tuple[int, float]]]]], title: str):
+    """Validation loss against step: one colour per arm, one thin line per seed, a thick mean line."""
+    fig = _figure(7, 4.2)
+    ax = fig.add_subplot()
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10"]
+    for k, (label, runs) in enumerate(series):
+        colour = colours(k % 10)
+        for run in runs:
+            if run:
+                steps, losses = zip(*run)
+                ax.plot(steps, losses, color=colour, alpha=0.3, linewidth=0.8)
+        steps_sets = {tuple(s for s, _ in run) for run in runs if run}
+        if len(steps_sets) == 1:
+            steps = next(iter(steps_sets))
+            mean = np.mean([[v for _, v in run] for run in runs if run], axis=0)
+            ax.plot(steps, mean, color=colour, linewidth=2, label=label)
+        elif runs:
+            ax.plot([], [], color=colour, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss")
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

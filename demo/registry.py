@@ -1,0 +1,138 @@
+"""The checkpoints the app can use: shipped ones and those trained in the app, loaded once and cached.
+
+Directories are rescanned on every call (a listdir is cheap) so a run that finishes in the Train tab, or a
+shipped checkpoint that a background run rewrites, shows up without a restart. Loaded models are cached by
+the modification time of their files, so a rewritten checkpoint is reloaded instead of served stale.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from gptcore.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from gptcore.checkpoint import Checkpoint
+
+# gptcore.checkpoint's file names; repeated here (and checked by a test) because importing that module
+# imports torch, which would add two seconds to the app's start-up before the first page is served
+CONFIG, WEIGHTS, METRICS = "config.json", "model.pt", "metrics.json"
+
+TRAINED_PREFIX = "trained/"
+_SKIP_DIRS = {"ablations"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One selectable checkpoint: ``name`` is what the pickers and the API use."""
+
+    name: str
+    path: Path
+    trained_in_app: bool
+
+    def arch(self) -> str | None:
+        """The architecture from config.json without loading weights (None if unreadable)."""
+        try:
+            return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))["model"]["arch"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def _looks_like_checkpoint(path: Path) -> bool:
+    # a directory holding any checkpoint file is listed, so a damaged one gets a clear error, not silence
+    return path.is_dir() and path.name not in _SKIP_DIRS and any((path / f).exists() for f in (CONFIG, WEIGHTS))
+
+
+def _finished(path: Path) -> bool:
+    """An app run is offered once its trainer has written the final metrics."""
+    try:
+        return json.loads((path / METRICS).read_text(encoding="utf-8")).get("status") in ("finished", "stopped")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class ModelRegistry:
+    def __init__(self, checkpoints_dir: Path, runs_dir: Path, default: str = "shakespeare-char",
+                 torch_threads: int | None = 1):
+        self.checkpoints_dir, self.runs_dir, self.default_name = Path(checkpoints_dir), Path(runs_dir), default
+        self.torch_threads = torch_threads
+        self._configured = False
+        self._cache: dict[str, tuple[tuple, "Checkpoint"]] = {}
+        self._lock = threading.Lock()
+
+    def entries(self) -> list[Entry]:
+        """Shipped checkpoints (the default first), then app-trained ones, newest first."""
+        shipped = sorted((p for p in _children(self.checkpoints_dir) if _looks_like_checkpoint(p)),
+                         key=lambda p: (p.name != self.default_name, p.name))
+        trained = sorted((p for p in _children(self.runs_dir) if _looks_like_checkpoint(p) and _finished(p)),
+                         key=lambda p: p.name, reverse=True)
+        return [Entry(p.name, p, False) for p in shipped] + [Entry(TRAINED_PREFIX + p.name, p, True) for p in trained]
+
+    def names(self, attention_only: bool = False) -> list[str]:
+        """Picker choices; ``attention_only`` leaves out models without attention (the bigram)."""
+        return [e.name for e in self.entries() if not attention_only or e.arch() in ("gpt", None)]
+
+    def default(self, attention_only: bool = False) -> str | None:
+        names = self.names(attention_only)
+        return names[0] if names else None
+
+    def entry(self, name: str | None) -> Entry:
+        entries = self.entries()
+        for e in entries:
+            if e.name == name:
+                return e
+        available = ", ".join(e.name for e in entries) or "none yet (train one in the Train tab)"
+        if not name:
+            raise CheckpointError(f"choose a checkpoint; available: {available}")
+        raise CheckpointError(f"unknown checkpoint {name!r}; available: {available}")
+
+    def get(self, name: str | None) -> "Checkpoint":
+        """The loaded checkpoint, from the cache unless its files changed; CheckpointError if unusable."""
+        entry = self.entry(name)
+        stamp = _stamp(entry.path)
+        with self._lock:
+            cached = self._cache.get(entry.name)
+            if cached and cached[0] == stamp:
+                return cached[1]
+            from gptcore.checkpoint import load_checkpoint
+
+            self._configure_torch()
+            checkpoint = load_checkpoint(entry.path)
+            self._cache[entry.name] = (stamp, checkpoint)
+            return checkpoint
+
+
+    def _configure_torch(self) -> None:
+        """Give the server's torch one intra-op thread (by default).
+
+        Sampling is batch-1 work that a second thread barely speeds up, but two threads that contend with
+        a training process (or with each other, across concurrent requests) slow generation twentyfold.
+        """
+        if not self._configured and self.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
+        self._configured = True
+
+
+def _children(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except OSError:
+        return []
+
+
+def _stamp(path: Path) -> tuple:
+    out = []
+    for f in (WEIGHTS, CONFIG):
+        try:
+            st = (path / f).stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)

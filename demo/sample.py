@@ -1,0 +1,190 @@
+"""Sample tab: stream text from a checkpoint, then chart the model's next-character probabilities.
+
+The event functions are plain generators/functions of their inputs (plus the registry), so tests call them
+directly; ``build_tab`` only wires them to components with stable ``api_name``s.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from typing import TYPE_CHECKING, Iterator
+
+import gradio as gr
+import pandas as pd
+
+from gptcore.errors import UnknownCharactersError
+
+if TYPE_CHECKING:
+    from gptcore.checkpoint import Checkpoint
+    from gptcore.sample import SamplingParams
+
+# torch-backed gptcore modules are imported inside the functions that need them: the first page is then
+# served before torch has finished importing (see demo.app)
+
+from .registry import ModelRegistry
+from .settings import Limits
+from .ui import NamedSlider, user_errors, visible_char
+
+POLICIES = [("replace them with a space", "replace"), ("drop them", "drop"), ("refuse (show an error)", "strict")]
+PROB_COLUMNS = ["next character", "probability"]
+EXAMPLES = [
+    ["ROMEO:\n", 0.8],
+    ["First Citizen:\nBefore we proceed any further, hear me speak.\n", 0.8],
+    ["KING RICHARD III:\nNow is the winter of", 0.5],
+    ["", 1.2],
+]
+
+
+def sampling_params(temperature: float, top_k: float | None, top_p: float, max_new_tokens: float,
+                    seed: float | None, limits: Limits) -> "SamplingParams":
+    """Validated SamplingParams from UI values; top_k 0 means no limit, a blank seed means a random one."""
+    from gptcore.sample import SamplingParams
+
+    if temperature is None or not 0 <= temperature <= limits.max_temperature:
+        raise ValueError(f"temperature must be between 0 and {limits.max_temperature}, got {temperature}")
+    if max_new_tokens is None or not 1 <= max_new_tokens <= limits.max_new_tokens:
+        raise ValueError(f"max new tokens must be between 1 and {limits.max_new_tokens}, got {max_new_tokens}")
+    if top_k is not None and not 0 <= top_k <= limits.max_top_k:
+        raise ValueError(f"top-k must be between 0 (no limit) and {limits.max_top_k}, got {top_k}")
+    if seed is not None and (seed != int(seed) or not 0 <= seed < 2**63):
+        raise ValueError(f"seed must be a whole number between 0 and 2^63-1 (or blank for random), got {seed}")
+    seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+    return SamplingParams(float(temperature), (int(top_k) or None) if top_k is not None else None,
+                          float(top_p), int(max_new_tokens), seed).validate()
+
+
+def describe_checkpoint(ck: "Checkpoint") -> str:
+    """One line about a model: architecture, size, and its validation loss if recorded."""
+    from gptcore.models import count_parameters
+
+    m = ck.config.model
+    arch = "bigram table" if m.arch == "bigram" else (
+        f"GPT, {m.n_layer} layers × {m.n_head} heads, width {m.n_embd}")
+    loss = ck.metrics.get("val_loss")
+    loss_text = f" · validation loss {loss:.3f}" if isinstance(loss, (int, float)) else ""
+    status = ck.metrics.get("status")
+    status_text = " (still training)" if status == "training" else ""
+    return (f"**{ck.name}** · {arch} · context {m.block_size} characters · "
+            f"{count_parameters(ck.model) / 1e6:.2f}M parameters · vocabulary {ck.tokenizer.vocab_size}"
+            f"{loss_text}{status_text}")
+
+
+def unknown_notice(ck: "Checkpoint", text: str, policy: str) -> str:
+    """'' if every character is known; otherwise what was done about the unknown ones (or raise, if strict)."""
+    unknown = ck.tokenizer.unknown_chars(text)
+    if not unknown:
+        return ""
+    if policy == "strict":
+        raise UnknownCharactersError(unknown)
+    shown = ", ".join(repr(c) for c in unknown[:10]) + (" …" if len(unknown) > 10 else "")
+    action = "replaced with spaces" if policy == "replace" and " " in ck.tokenizer.stoi else "dropped"
+    return f"The model does not know {shown}; {action}."
+
+
+def _check_policy(policy: str) -> str:
+    if policy not in [v for _, v in POLICIES]:
+        raise ValueError(f"unknown-character handling must be one of replace, drop, strict; got {policy!r}")
+    return policy
+
+
+def generate(registry: ModelRegistry, limits: Limits, checkpoint: str, prompt: str | None, temperature: float,
+             top_k: float | None, top_p: float, max_new_tokens: float, seed: float | None,
+             unknown: str = "replace") -> Iterator[tuple[str, str]]:
+    """Yield (prompt + text so far, status line), at most one update per ``limits.stream_interval_s``."""
+    from gptcore.sample import stream_text
+
+    with user_errors():
+        prompt = prompt or ""
+        if len(prompt) > limits.max_prompt_chars:
+            raise ValueError(f"the prompt has {len(prompt)} characters; the limit is {limits.max_prompt_chars}")
+        params = sampling_params(temperature, top_k, top_p, max_new_tokens, seed, limits)
+        ck = registry.get(checkpoint)
+        notice = unknown_notice(ck, prompt, _check_policy(unknown))
+        if notice:
+            gr.Warning(notice)
+        shown = ck.tokenizer.clean(prompt, unknown)
+        note = (notice + " ") if notice else ""
+        if not shown:
+            note += "Empty prompt: starting from a newline. "
+        yield shown, note + "Generating…"
+        pieces: list[str] = []
+        start = last = time.perf_counter()
+        for ch in stream_text(ck.model, ck.tokenizer, shown, params, policy=unknown):
+            pieces.append(ch)
+            now = time.perf_counter()
+            if now - last >= limits.stream_interval_s:
+                last = now
+                yield shown + "".join(pieces), note + f"Generating… {len(pieces)} characters"
+        elapsed = time.perf_counter() - start
+        rate = len(pieces) / elapsed if elapsed > 0 else 0.0
+        yield shown + "".join(pieces), (note + f"{len(pieces)} characters in {elapsed:.2f} s ({rate:,.0f} chars/s)"
+                                        f" · seed {params.seed} · {ck.name}")
+
+
+def next_token_probs(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None,
+                     temperature: float, top_k: float | None, top_p: float, unknown: str = "replace",
+                     top: int = 10) -> pd.DataFrame:
+    """The ``top`` most likely next characters after ``text`` (after temperature/top-k/top-p), as a table."""
+    from gptcore.sample import next_token_distribution
+
+    with user_errors():
+        params = sampling_params(temperature, top_k, top_p, 1, 0, limits)
+        ck = registry.get(checkpoint)
+        dist = next_token_distribution(ck.model, ck.tokenizer, text or "", params, policy=_check_policy(unknown))
+        rows = [(visible_char(c), round(p, 6)) for c, p in dist[:top] if p > 0]
+        return pd.DataFrame(rows, columns=PROB_COLUMNS)
+
+
+def checkpoint_info(registry: ModelRegistry, checkpoint: str) -> str:
+    with user_errors():
+        return describe_checkpoint(registry.get(checkpoint))
+
+
+def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
+    """Lay out the Sample tab and wire its events; returns components other tabs need (the picker)."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=280):
+            checkpoint = gr.Dropdown(registry.names(), value=registry.default(), label="checkpoint",
+                                     allow_custom_value=True)
+            info = gr.Markdown()
+            prompt = gr.Textbox(label="prompt", lines=3, placeholder="Leave empty to start from a newline",
+                                max_length=limits.max_prompt_chars)
+            temperature = NamedSlider(0, limits.max_temperature, value=0.8, step=0.05, label="temperature",
+                                      info="0 is greedy: always the most likely character")
+            with gr.Row():
+                top_k = NamedSlider(0, limits.max_top_k, value=0, step=1, label="top-k", info="0 = no limit")
+                top_p = NamedSlider(0.01, 1.0, value=1.0, step=0.01, label="top-p")
+            with gr.Row():
+                max_new = NamedSlider(1, limits.max_new_tokens, value=500, step=1, label="max new tokens")
+                seed = gr.Number(label="seed", precision=0, info="blank = random", value=None)
+            unknown = gr.Radio(POLICIES, value="replace", label="characters the model does not know")
+            with gr.Row():
+                go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                stop = gr.Button("Stop", elem_id="stop-generate-btn")
+        with gr.Column(scale=2, min_width=280):
+            output = gr.Textbox(label="text", lines=16, max_lines=30, autoscroll=True, elem_id="sample-output",
+                                buttons=["copy"])
+            status = gr.Markdown(elem_id="sample-status")
+            probs = gr.BarPlot(pd.DataFrame(columns=PROB_COLUMNS), x=PROB_COLUMNS[0], y=PROB_COLUMNS[1],
+                               sort="-y", y_lim=[0, 1], height=240, elem_id="next-char-plot",
+                               label="next character after the text (top 10, after temperature / top-k / top-p)")
+    gr.Examples(EXAMPLES, inputs=[prompt, temperature], cache_examples=False, label="example prompts")
+
+    # partials keep the real parameter names, which are what API callers see
+    _generate = functools.partial(generate, registry, limits)
+    _probs = functools.partial(next_token_probs, registry, limits)
+
+    gen_event = go.click(_generate, [checkpoint, prompt, temperature, top_k, top_p, max_new, seed, unknown],
+                         [output, status], api_name="generate", concurrency_limit=limits.generate_concurrency,
+                         show_progress="minimal")
+    probs_inputs = [checkpoint, output, temperature, top_k, top_p, unknown]
+    gen_event.success(_probs, probs_inputs, probs, api_name="next_token_probs",
+                      concurrency_limit=limits.generate_concurrency, show_progress="hidden")
+    stop.click(None, None, None, cancels=[gen_event]).then(
+        _probs, probs_inputs, probs, api_visibility="private", concurrency_limit=limits.generate_concurrency,
+        show_progress="hidden")
+    checkpoint.change(lambda c: checkpoint_info(registry, c), checkpoint, info, api_visibility="private",
+                      show_progress="hidden")
+    return {"checkpoint": checkpoint, "info": info}

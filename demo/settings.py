@@ -1,0 +1,59 @@
+"""Where the app finds checkpoints and results, and the limits that keep a public server fair.
+
+Every path can be moved with an environment variable so tests (and Spaces) can point the app elsewhere
+without code changes; the limits live here so the UI, the API checks and the README quote one number.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one visitor can ask for."""
+
+    max_new_tokens: int = 2000
+    max_temperature: float = 2.0
+    max_top_k: int = 200
+    max_prompt_chars: int = 10_000
+    max_attention_text_chars: int = 10_000
+    max_train_seconds: float = 600.0
+    min_train_seconds: float = 5.0
+    max_train_iters: int = 100_000
+    min_train_iters: int = 10
+    max_upload_bytes: int = 5 * 1024 * 1024
+    max_n_layer: int = 8
+    max_n_head: int = 16
+    max_n_embd: int = 512
+    max_block_size: int = 256
+    max_lr: float = 0.1
+    generate_concurrency: int = 10
+    stream_interval_s: float = 0.05  # at most ~20 text updates per second
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Paths the app reads and writes.
+
+    ``checkpoints_dir``: shipped checkpoints, one sub-directory each (``GPTCORE_CHECKPOINTS``).
+    ``runs_dir``: checkpoints trained in the app (``GPTCORE_APP_RUNS``; git-ignored ``runs/app``).
+    ``ablations_dir``: ``<study>.json`` results of the ablation studies (``GPTCORE_ABLATIONS``).
+    """
+
+    checkpoints_dir: Path = field(default_factory=lambda: _env_path("GPTCORE_CHECKPOINTS", REPO_ROOT / "checkpoints"))
+    runs_dir: Path = field(default_factory=lambda: _env_path("GPTCORE_APP_RUNS", REPO_ROOT / "runs" / "app"))
+    ablations_dir: Path = field(default_factory=lambda: _env_path(
+        "GPTCORE_ABLATIONS", _env_path("GPTCORE_CHECKPOINTS", REPO_ROOT / "checkpoints") / "ablations"))
+    default_checkpoint: str = "shakespeare-char"
+    torch_threads: int = field(default_factory=lambda: int(os.environ.get("GPTCORE_APP_THREADS", "1")))
+    limits: Limits = field(default_factory=Limits)

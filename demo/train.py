@@ -1,0 +1,220 @@
+"""Train tab: a small form that starts one run in a separate process, and a live view of its progress.
+
+The form becomes a gptcore RunConfig through ``RunConfig.override`` (so gptcore's validation applies), the
+run is handed to the server's single :class:`~demo.training_job.TrainingManager`, and a 1-second timer
+redraws the loss chart, the numbers and the latest sample for every visitor.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from gptcore.config import RunConfig
+from gptcore.presets import PRESETS, get_preset
+
+from .settings import AppSettings, Limits
+from .training_job import RunStatus, TrainingManager, TrainJobSpec
+from .ui import NamedSlider, user_errors
+
+SHAKESPEARE, UPLOAD = "Tiny Shakespeare", "my own .txt file"
+SECONDS, ITERATIONS = "seconds", "iterations"
+QUICK = "quick"
+# what every in-app run changes, whatever the preset: frequent cheap evaluations and samples, one thread
+APP_OVERRIDES = ["eval_interval=50", "eval_windows=20", "sample_interval=150", "sample_chars=200", "threads=1"]
+# the default run: small enough that one core brings the training loss under 2.5 in well under 30 s
+QUICK_OVERRIDES = ["n_layer=2", "n_head=4", "n_embd=64", "block_size=64", "batch_size=32", "lr=3e-3",
+                   "warmup_iters=20", "dtype=bfloat16", "dropout=0"]
+CURVE_COLUMNS = ["step", "loss", "curve"]
+
+
+def app_presets() -> dict[str, tuple[str, RunConfig]]:
+    """The app's quick default, then gptcore's presets, each with the in-app overrides applied."""
+    presets = {QUICK: ("a 2-layer, width-64 model that starts writing words within a minute on one core",
+                       get_preset("tiny").override(QUICK_OVERRIDES + APP_OVERRIDES))}
+    for name, (note, _) in PRESETS.items():
+        presets[name] = (note, get_preset(name).override(APP_OVERRIDES))
+    return presets
+
+
+def _check(name: str, value, low, high, integer: bool = True):
+    if value is None or isinstance(value, bool) or (integer and value != int(value)) or not low <= value <= high:
+        kind = "a whole number" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} between {low} and {high}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def build_config(limits: Limits, preset: str, n_layer, n_head, n_embd, block_size, lr, stop_mode: str,
+                 stop_value) -> RunConfig:
+    """A validated RunConfig from the form: the preset, the five fields, and a capped stop condition."""
+    presets = app_presets()
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(presets)}")
+    n_layer = _check("n_layer", n_layer, 1, limits.max_n_layer)
+    n_head = _check("n_head", n_head, 1, limits.max_n_head)
+    n_embd = _check("n_embd", n_embd, 1, limits.max_n_embd)
+    block_size = _check("block_size", block_size, 2, limits.max_block_size)
+    lr = _check("learning rate", lr, 1e-6, limits.max_lr, integer=False)
+    if stop_mode == SECONDS:
+        seconds = _check("the time limit (seconds)", stop_value, limits.min_train_seconds,
+                         limits.max_train_seconds, integer=False)
+        stop = [f"time_budget={seconds}", f"max_iters={limits.max_train_iters}"]
+    elif stop_mode == ITERATIONS:
+        iters = _check("the number of iterations", stop_value, limits.min_train_iters, limits.max_train_iters)
+        stop = [f"max_iters={iters}", f"time_budget={limits.max_train_seconds}"]
+    else:
+        raise ValueError(f"stop condition must be {SECONDS!r} or {ITERATIONS!r}, got {stop_mode!r}")
+    return presets[preset][1].override([f"n_layer={n_layer}", f"n_head={n_head}", f"n_embd={n_embd}",
+                                        f"block_size={block_size}", f"lr={lr}", *stop])
+
+
+def read_upload(path: str | None, limits: Limits, block_size: int) -> str:
+    """The uploaded corpus as text: size-capped, UTF-8, and long enough for the context window."""
+    from gptcore.data import read_corpus, split_point  # gptcore.data imports torch: keep it off start-up
+
+    if not path:
+        raise ValueError("choose a .txt file to upload, or train on Tiny Shakespeare")
+    size = Path(path).stat().st_size
+    if size > limits.max_upload_bytes:
+        raise ValueError(f"the uploaded file is {size / 1e6:.1f} MB; the limit is "
+                         f"{limits.max_upload_bytes / 1e6:.0f} MB")
+    text = read_corpus(Path(path))
+    needed = 10 * (block_size + 2)
+    if len(text) - split_point(len(text)) <= block_size + 1 or len(text) < needed:
+        raise ValueError(f"the uploaded text has {len(text)} characters; with block_size {block_size} it needs at "
+                         f"least {needed} (the last 10% is held out for validation)")
+    return text
+
+
+def start_run(manager: TrainingManager, settings: AppSettings, preset: str, n_layer, n_head, n_embd, block_size,
+              lr, stop_mode: str, stop_value, corpus: str, upload: str | None) -> RunStatus:
+    """Validate the form and start the run (or raise a clear error, e.g. a run already in progress)."""
+    from gptcore.data import resolve_corpus
+
+    config = build_config(settings.limits, preset, n_layer, n_head, n_embd, block_size, lr, stop_mode, stop_value)
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}"
+    label = (f"{preset}: {config.model.n_layer} layers × {config.model.n_head} heads, width {config.model.n_embd},"
+             f" block {config.model.block_size}, lr {config.train.lr:g}")
+    if corpus == SHAKESPEARE:
+        spec = TrainJobSpec(config, settings.runs_dir / name, corpus_path=str(resolve_corpus(None)), label=label)
+    elif corpus == UPLOAD:
+        text = read_upload(upload, settings.limits, config.model.block_size)
+        spec = TrainJobSpec(config, settings.runs_dir / name, corpus_text=text,
+                            corpus_label=f"upload: {Path(upload).name}", label=label)
+    else:
+        raise ValueError(f"corpus must be {SHAKESPEARE!r} or {UPLOAD!r}, got {corpus!r}")
+    return manager.start(spec)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _loss(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def status_markdown(st: RunStatus) -> str:
+    """The numbers a learner watches: state, step, time, speed and losses."""
+    if st.state == "idle":
+        return "No run yet. Pick a preset (the quick one is a good start) and press **Start**."
+    head = {"starting": "⏳ Starting", "running": "🟢 Running", "stopping": "🟡 Stopping",
+            "finished": "✅ Finished", "stopped": "⏹ Stopped", "failed": "❌ Failed"}[st.state]
+    steps = f"step {st.step}" + (f" of {st.max_iters}" if st.max_iters < 100_000 else "")
+    lines = [f"**{head}** · {st.label} · corpus: {st.corpus}",
+             f"{steps} · elapsed {_duration(st.elapsed)} · time left ≈ {_duration(st.eta) if st.active else '0:00'}"
+             f" · {st.tokens_per_sec or 0:,.0f} tokens/s",
+             f"train loss {_loss(st.train_loss)} · validation loss {_loss(st.val_loss)} "
+             f"(best {_loss(st.best_val_loss)})"]
+    if st.message:
+        lines.append(st.message)
+    return "\n\n".join(lines)
+
+
+def curve_frame(st: RunStatus) -> pd.DataFrame:
+    rows = [(s, v, "train") for s, v in st.train_curve] + [(s, v, "validation") for s, v in st.val_curve]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def sample_text(st: RunStatus) -> str:
+    return f"[step {st.sample_step}]\n{st.sample}" if st.sample else ""
+
+
+def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
+    limits = settings.limits
+    presets = app_presets()
+    q = presets[QUICK][1]
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=280):
+            preset = gr.Dropdown([(f"{k} — {note}", k) for k, (note, _) in presets.items()], value=QUICK,
+                                 label="preset")
+            with gr.Row():
+                n_layer = NamedSlider(1, limits.max_n_layer, value=q.model.n_layer, step=1, label="n_layer")
+                n_head = NamedSlider(1, limits.max_n_head, value=q.model.n_head, step=1, label="n_head")
+            with gr.Row():
+                n_embd = NamedSlider(8, limits.max_n_embd, value=q.model.n_embd, step=8, label="n_embd")
+                block_size = NamedSlider(8, limits.max_block_size, value=q.model.block_size, step=8,
+                                         label="block_size")
+            lr = gr.Number(q.train.lr, label="learning rate", info=f"up to {limits.max_lr:g}")
+            with gr.Row():
+                stop_mode = gr.Radio([SECONDS, ITERATIONS], value=SECONDS, label="stop after")
+                stop_value = gr.Number(60, label="how many", info=f"at most {int(limits.max_train_seconds)} s "
+                                       f"or {limits.max_train_iters:,} iterations; runs end after "
+                                       f"{int(limits.max_train_seconds // 60)} minutes regardless")
+            corpus = gr.Radio([SHAKESPEARE, UPLOAD], value=SHAKESPEARE, label="corpus")
+            upload = gr.File(label=f"UTF-8 .txt file (up to {limits.max_upload_bytes // 2**20} MB)",
+                             file_types=[".txt"], type="filepath", visible=False)
+            with gr.Row():
+                start = gr.Button("Start", variant="primary", elem_id="train-start-btn")
+                stop = gr.Button("Stop", variant="stop", elem_id="train-stop-btn")
+        with gr.Column(scale=2, min_width=280):
+            status = gr.Markdown(status_markdown(manager.status()), elem_id="train-status")
+            chart = gr.LinePlot(curve_frame(manager.status()), x="step", y="loss", color="curve",
+                                color_map={"train": "#1f77b4", "validation": "#d62728"}, height=300,
+                                label="loss", elem_id="train-chart", x_title="step", y_title="loss (cross-entropy)")
+            sample = gr.Textbox(label="sample from the current weights", lines=8, max_lines=12,
+                                elem_id="train-sample", interactive=False)
+    timer = gr.Timer(1.0)
+    seen = gr.State(-1)
+
+    def _fill(name: str):
+        cfg = presets[name][1] if name in presets else q
+        m = cfg.model
+        return m.n_layer, m.n_head, m.n_embd, m.block_size, cfg.train.lr
+
+    def train_start(preset: str, n_layer: float, n_head: float, n_embd: float, block_size: float, lr: float,
+                    stop_mode: str, stop_value: float, corpus: str, upload: str | None) -> str:
+        """Start a run (one per server); returns the status line or a clear error."""
+        with user_errors():
+            return status_markdown(start_run(manager, settings, preset, n_layer, n_head, n_embd, block_size, lr,
+                                             stop_mode, stop_value, corpus, upload))
+
+    def _stop():
+        return status_markdown(manager.stop())
+
+    def _tick(version: int):
+        st = manager.status()
+        if st.version == version:
+            return gr.skip(), gr.skip(), gr.skip(), version
+        return status_markdown(st), curve_frame(st), sample_text(st), st.version
+
+    preset.input(_fill, preset, [n_layer, n_head, n_embd, block_size, lr], api_visibility="private")
+    corpus.change(lambda c: gr.update(visible=c == UPLOAD), corpus, upload, api_visibility="private")
+    start.click(train_start, [preset, n_layer, n_head, n_embd, block_size, lr, stop_mode, stop_value, corpus, upload],
+                status, api_name="train_start", concurrency_limit=1, concurrency_id="train-control")
+    stop.click(_stop, None, status, api_name="train_stop", concurrency_limit=1, concurrency_id="train-control")
+    timer.tick(_tick, seen, [status, chart, sample, seen], api_visibility="private", show_progress="hidden",
+               concurrency_limit=None, queue=False)
+
+    def train_status() -> dict:
+        """The current (or last) run: state, step, elapsed, eta, tokens/s, losses, latest sample, curves."""
+        return manager.status().to_dict()
+
+    gr.api(train_status, api_name="train_status", concurrency_limit=None)
+    return {"timer": timer}

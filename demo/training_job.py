@@ -1,0 +1,240 @@
+"""One training run at a time, in a separate process, reported to every visitor.
+
+``torch.set_num_threads`` is process-wide, so training runs in a child process (``spawn``) with one torch
+thread and a lower priority: the web server keeps the other core and stays responsive for sampling.
+The child forwards :class:`gptcore.train.TrainEvent`s through a queue (step losses averaged over short
+windows so the queue stays small); a multiprocessing Event asks it to stop, and gptcore's Trainer then keeps
+the best weights so far. A thread in the server drains the queue into a snapshot that status calls read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gptcore.config import RunConfig
+from gptcore.errors import GptcoreError
+
+STEP_REPORT_INTERVAL = 0.25  # seconds between averaged step reports from the child
+STOP_GRACE_S = 30.0  # after Stop, how long the child may take to save before it is terminated
+
+
+class RunInProgressError(GptcoreError):
+    """A second Start while a run is active."""
+
+
+@dataclass
+class TrainJobSpec:
+    """Everything the child needs: the config, the corpus (a path, or text for uploads) and where to save."""
+
+    config: RunConfig
+    out_dir: Path
+    corpus_path: str | None = None
+    corpus_text: str | None = None
+    corpus_label: str = "Tiny Shakespeare"
+    label: str = ""
+
+
+def _worker(spec: TrainJobSpec, events: "mp.Queue", stop: "mp.synchronize.Event") -> None:
+    """Child process body: train, forwarding events as plain dicts; errors become an 'error' event."""
+    try:
+        os.nice(5)
+    except (OSError, AttributeError):
+        pass
+    window: list[float] = []
+    last_sent = 0.0
+
+    def on_event(event) -> None:
+        nonlocal last_sent
+        if event.kind == "step":
+            window.append(event.train_loss)
+            now = time.monotonic()
+            if now - last_sent < STEP_REPORT_INTERVAL:
+                return
+            last_sent = now
+            event = dataclasses.replace(event, train_loss=sum(window) / len(window))
+            window.clear()
+        events.put(dataclasses.asdict(event))
+
+    try:
+        from gptcore.data import Corpus
+        from gptcore.train import Trainer
+
+        if spec.corpus_text is not None:
+            corpus = Corpus.from_text(spec.corpus_text, source=spec.corpus_label)
+        else:
+            corpus = Corpus.load(spec.corpus_path)
+        events.put({"kind": "started", "params": None})
+        Trainer(spec.config, corpus, spec.out_dir, command=f"gptcore app: {spec.label}").run(
+            on_event=on_event, stop=stop)
+    except (GptcoreError, ValueError, OSError) as e:
+        events.put({"kind": "error", "message": str(e)})
+    except BaseException as e:  # noqa: BLE001 - the server must hear about any failure, not hang
+        events.put({"kind": "error", "message": f"training failed: {type(e).__name__}: {e}"})
+
+
+@dataclass
+class RunStatus:
+    """A snapshot of the current (or last) run, safe to hand to any visitor."""
+
+    state: str = "idle"  # idle, starting, running, stopping, finished, stopped, failed
+    label: str = ""
+    corpus: str = ""
+    out_dir: str = ""
+    step: int = 0
+    max_iters: int = 0
+    time_budget: float | None = None
+    elapsed: float = 0.0
+    eta: float | None = None
+    tokens_per_sec: float | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    final_val_loss: float | None = None
+    sample: str = ""
+    sample_step: int | None = None
+    message: str = ""
+    train_curve: list[tuple[int, float]] = field(default_factory=list)
+    val_curve: list[tuple[int, float]] = field(default_factory=list)
+    version: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("starting", "running", "stopping")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["active"] = self.active
+        return d
+
+
+class TrainingManager:
+    """Starts, watches and stops the single training process of this server."""
+
+    def __init__(self) -> None:
+        self._ctx = mp.get_context("spawn")
+        self._lock = threading.Lock()
+        self._status = RunStatus()
+        self._process = None
+        self._stop = None
+        self._stop_requested_at: float | None = None
+
+    def status(self) -> RunStatus:
+        with self._lock:
+            return dataclasses.replace(self._status, train_curve=list(self._status.train_curve),
+                                       val_curve=list(self._status.val_curve))
+
+    def start(self, spec: TrainJobSpec) -> RunStatus:
+        """Launch a run; RunInProgressError if one is active (for any visitor)."""
+        with self._lock:
+            if self._status.active:
+                raise RunInProgressError(
+                    f"a run is already in progress ({self._status.label}, step {self._status.step}); "
+                    "wait for it to finish or press Stop")
+            spec.config.train.threads = 1
+            events = self._ctx.Queue()
+            stop = self._ctx.Event()
+            process = self._ctx.Process(target=_worker, args=(spec, events, stop), daemon=True,
+                                        name="gptcore-train")
+            tc = spec.config.train
+            self._status = RunStatus(state="starting", label=spec.label, corpus=spec.corpus_label,
+                                     out_dir=str(spec.out_dir), max_iters=tc.max_iters, time_budget=tc.time_budget,
+                                     message="starting the training process…", version=self._status.version + 1)
+            self._process, self._stop, self._stop_requested_at = process, stop, None
+            process.start()
+        threading.Thread(target=self._drain, args=(process, events), daemon=True, name="train-drain").start()
+        return self.status()
+
+    def stop(self) -> RunStatus:
+        """Ask the run to stop; it saves the best weights so far and ends within about a second."""
+        with self._lock:
+            if self._status.active and self._stop is not None:
+                self._stop.set()
+                if self._status.state != "stopping":
+                    self._stop_requested_at = time.monotonic()
+                    self._update(state="stopping", message="stopping: saving the best weights so far…")
+        return self.status()
+
+    def wait(self, timeout: float) -> RunStatus:
+        """Block until the run is no longer active (or ``timeout`` seconds pass); for tests and scripts."""
+        deadline = time.monotonic() + timeout
+        while self.status().active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.status()
+
+    # internals -------------------------------------------------------------------------------------
+
+    def _update(self, **changes) -> None:
+        for k, v in changes.items():
+            setattr(self._status, k, v)
+        self._status.version += 1
+
+    def _drain(self, process, events) -> None:
+        """Apply the child's events to the snapshot until it exits; notice a child that dies silently."""
+        finished = False
+        while True:
+            try:
+                event = events.get(timeout=0.1)
+            except queue.Empty:
+                event = None
+            if event is not None:
+                with self._lock:
+                    finished = self._apply(event) or finished
+                continue
+            if not process.is_alive():
+                break
+            with self._lock:
+                asked = self._stop_requested_at
+            if asked is not None and time.monotonic() - asked > STOP_GRACE_S:
+                process.terminate()
+        process.join(timeout=5)
+        with self._lock:
+            if not finished and self._status.state not in ("failed",):
+                self._update(state="failed", eta=None,
+                             message=f"the training process ended unexpectedly (exit code {process.exitcode}); "
+                                     "the best weights saved so far are kept")
+
+    def _apply(self, e: dict) -> bool:
+        """Fold one event into the snapshot; True once the run is over."""
+        s = self._status
+        kind = e.get("kind")
+        if kind == "error":
+            self._update(state="failed", eta=None, message=e.get("message", "training failed"))
+            return True
+        if kind == "started":
+            self._update(state="running" if s.state == "starting" else s.state, message="")
+            return False
+        step, elapsed = e.get("step", s.step), e.get("elapsed", s.elapsed)
+        changes: dict = {"step": step, "elapsed": elapsed}
+        progress = e.get("progress") or 0.0
+        if 0 < progress < 1:
+            changes["eta"] = elapsed * (1 - progress) / progress
+        if kind == "step":
+            changes.update(train_loss=e["train_loss"], tokens_per_sec=e.get("tokens_per_sec") or s.tokens_per_sec)
+            s.train_curve.append((step, e["train_loss"]))
+        elif kind == "eval":
+            val = e["val_loss"]
+            best = val if s.best_val_loss is None or val < s.best_val_loss else s.best_val_loss
+            changes.update(val_loss=val, best_val_loss=best)
+            s.val_curve.append((step, val))
+        elif kind == "sample":
+            changes.update(sample=e.get("text") or "", sample_step=step)
+        elif kind == "done":
+            state = "stopped" if s.state == "stopping" else "finished"
+            final = e.get("val_loss")
+            loss_text = f"; whole-split validation loss {final:.3f}" if isinstance(final, float) else ""
+            msg = (f"{state} after {step} steps{loss_text}. The best weights are saved as "
+                   f"trained/{Path(s.out_dir).name}: pick it in the Sample and Attention tabs.")
+            changes.update(state=state, final_val_loss=final, eta=0.0, message=msg)
+            self._update(**changes)
+            return True
+        if s.state == "starting":
+            changes["state"] = "running"
+        self._update(**changes)
+        return False
