@@ -1,0 +1,159 @@
+"""Speed benchmark: every speed is a median of repeats and a ratio to a reference measured in the same run.
+
+- training tokens/s at the write-up's config: the reference is the nanoGPT approach on a CPU (float32,
+  fused attention), the fast path is ours (bfloat16 autocast);
+- sampling characters/s at batch 1 with a full context: the reference recomputes the whole context for
+  every token (as nanoGPT's ``generate`` does), ours uses the key-value cache; and time to first token;
+- optionally, whole training commands timed from process start to exit (``--runs``), for time-to-loss.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint, write_json
+from .config import ModelConfig, TrainConfig
+from .data import BatchSampler, Corpus
+from .models import build_model
+from .presets import WRITEUP_MODEL
+from .sample import SamplingParams, stream_tokens
+from .train import make_optimizer
+
+
+def train_tokens_per_sec(model_config: ModelConfig, corpus: Corpus, batch_size: int, dtype: torch.dtype,
+                         steps: int, repeats: int) -> list[float]:
+    """Tokens/s of full training steps (forward, backward, clip, AdamW), one figure per repeat."""
+    torch.manual_seed(0)
+    model = build_model(model_config).train()
+    optimizer = make_optimizer(model, TrainConfig())
+    sampler = BatchSampler(corpus.train, model_config.block_size, batch_size, seed=0)
+
+    def step():
+        x, y = sampler.next_batch()
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(2):  # warm-up: allocator and kernels
+        step()
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(steps * batch_size * model_config.block_size / (time.perf_counter() - t0))
+    return rates
+
+
+@torch.no_grad()
+def naive_generate(model, prompt_ids: list[int], n: int) -> list[int]:
+    """The reference: crop to the last block_size tokens and run the whole context for every token (greedy)."""
+    idx = torch.tensor([prompt_ids])
+    out = []
+    for _ in range(n):
+        logits, _ = model(idx[:, -model.config.block_size:])
+        token = logits[:, -1].argmax(-1, keepdim=True)
+        idx = torch.cat([idx, token], dim=1)
+        out.append(int(token))
+    return out
+
+
+def sampling_rates(checkpoint: str, n_tokens: int, repeats: int) -> dict:
+    ck = load_checkpoint(checkpoint)
+    model, block = ck.model, ck.config.model.block_size
+    prompt = ck.tokenizer.encode((" the king is dead, long live the king\n" * 20)[:block], policy="replace")
+    params = SamplingParams(temperature=0, max_new_tokens=n_tokens)
+    cached, naive, first = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        stream = stream_tokens(model, prompt, params, use_cache=True)
+        next(stream)
+        first.append(time.perf_counter() - t0)
+        for _ in stream:
+            pass
+        cached.append(n_tokens / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        naive_generate(model, prompt, n_tokens)
+        naive.append(n_tokens / (time.perf_counter() - t0))
+    return {"checkpoint": checkpoint, "context": block, "new_tokens": n_tokens, "cached_chars_per_sec": cached,
+            "naive_chars_per_sec": naive, "time_to_first_token_s": first}
+
+
+def timed_command(args: list[str]) -> dict:
+    """Run ``python -m gptcore ...`` from process start to exit; parse its JSON summary."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "gptcore", *args], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"args": args, "error": proc.stderr.strip()[-300:]}
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"args": args, "wall_s": wall, "val_loss": summary.get("val_loss"), "steps": summary.get("steps")}
+
+
+def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, runs: list[str]) -> dict:
+    corpus = Corpus.load(data)
+    model_config = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=32) if quick else WRITEUP_MODEL
+    steps = 2 if quick else 5
+    ref = train_tokens_per_sec(model_config, corpus, 32, torch.float32, steps, repeats)
+    fast = train_tokens_per_sec(model_config, corpus, 32, torch.bfloat16, steps, repeats)
+    result = {
+        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
+        "repeats": repeats,
+        "train": {"config": model_config.__dict__, "batch_size": 32,
+                  "reference_float32_tokens_per_sec": ref, "fast_bfloat16_tokens_per_sec": fast,
+                  "median_reference": statistics.median(ref), "median_fast": statistics.median(fast),
+                  "ratio": statistics.median(fast) / statistics.median(ref)},
+    }
+    s = sampling_rates(checkpoint, 64 if quick else 500, repeats)
+    s.update(median_cached=statistics.median(s["cached_chars_per_sec"]),
+             median_naive=statistics.median(s["naive_chars_per_sec"]),
+             median_first_token_s=statistics.median(s["time_to_first_token_s"]))
+    s["ratio"] = s["median_cached"] / s["median_naive"]
+    result["sampling"] = s
+    result["runs"] = []
+    for preset in runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            result["runs"].append({"preset": preset, **timed_command(
+                ["train", "--preset", preset, "--out", str(Path(tmp) / preset), "--quiet"]
+                + (["--data", data] if data else []))})
+    return result
+
+
+def format_table(r: dict) -> str:
+    """The Markdown table README shows."""
+    t, s = r["train"], r["sampling"]
+    rows = [
+        "| measure | reference (same run) | gptcore | ratio |",
+        "|---|---|---|---|",
+        f"| training tokens/s, write-up config, batch 32x{t['config']['block_size']} | "
+        f"{t['median_reference']:,.0f} (float32) | {t['median_fast']:,.0f} (bfloat16 autocast) | {t['ratio']:.2f}x |",
+        f"| sampling chars/s, batch 1, context {s['context']} | {s['median_naive']:,.0f} (recompute context) | "
+        f"{s['median_cached']:,.0f} (KV cache) | {s['ratio']:.1f}x |",
+        f"| time to first token | | {s['median_first_token_s'] * 1000:.1f} ms | |",
+    ]
+    for run in r["runs"]:
+        if "error" in run:
+            rows.append(f"| `train --preset {run['preset']}` | | failed: {run['error']} | |")
+        else:
+            rows.append(f"| `train --preset {run['preset']}`, process start to exit | | "
+                        f"{run['wall_s']:.1f} s, val loss {run['val_loss']:.4f} | |")
+    return "\n".join(rows)
+
+
+def run_from_args(args) -> int:
+    result = run_benchmark(args.checkpoint, args.data, args.repeats, args.quick, args.runs or [])
+    write_json(Path(args.out), result)
+    print(format_table(result))
+    print(f"\nwritten to {args.out}")
+    return 0
