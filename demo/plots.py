@@ -39,9 +39,7 @@ def _masked(a: np.ndarray) -> np.ma.MaskedArray:
 def _cmap():
     import matplotlib
 
-    cmap = matplotlib.colormaps[CMAP].copy()
-    cmap.set_bad(MASKED_COLOUR)
-    return cmap
+    return matplotlib.colormaps[CMAP].with_extremes(bad=MASKED_COLOUR)
 
 
 def _label_axes(ax, labels: list[str], fontsize: float) -> None:

@@ -1,0 +1,127 @@
+"""Sample tab event functions on real tiny checkpoints: streaming, seeds, bad input, next-character chart."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from demo.registry import ModelRegistry
+from demo.sample import POLICIES, generate, next_token_probs, sampling_params
+from demo.settings import Limits
+from demo.ui import NamedSlider, visible_char
+from demo_support import make_checkpoints
+
+LIMITS = Limits()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, corpus) -> ModelRegistry:
+    root = make_checkpoints(tmp_path_factory.mktemp("ckpts"), corpus)
+    return ModelRegistry(root, root / "no-runs", default="tiny")
+
+
+def run(registry, prompt="ROMEO:", temperature=0.8, top_k=0, top_p=1.0, n=200, seed=7, unknown="replace",
+        checkpoint="tiny"):
+    return list(generate(registry, LIMITS, checkpoint, prompt, temperature, top_k, top_p, n, seed, unknown))
+
+
+def test_generate_streams_the_prompt_then_the_continuation(registry):
+    updates = run(registry, n=300)
+    text, status = updates[-1]
+    assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 300
+    assert "300 characters" in status and "chars/s" in status and "seed 7" in status
+    assert updates[0][0] == "ROMEO:"  # the prompt shows at once
+    growing = [len(t) for t, _ in updates]
+    assert growing == sorted(growing)
+    assert len(updates) < 60  # throttled: nowhere near one update per character
+
+
+def test_same_seed_same_text_and_blank_seed_is_reported(registry):
+    assert run(registry, seed=3)[-1][0] == run(registry, seed=3)[-1][0]
+    status = run(registry, seed=None, n=20)[-1][1]
+    assert "seed " in status
+
+
+def test_empty_prompt_starts_from_a_newline(registry):
+    updates = run(registry, prompt="", n=50)
+    assert "starting from a newline" in updates[0][1]
+    assert len(updates[-1][0]) == 50
+
+
+@pytest.mark.parametrize("policy, expected", [("replace", "ROMEO "), ("drop", "ROMEO")])
+def test_unknown_characters_are_replaced_or_dropped_with_a_notice(registry, policy, expected):
+    updates = run(registry, prompt="ROMEO€", n=10, unknown=policy)
+    assert updates[-1][0].startswith(expected)
+    assert "'€'" in updates[-1][1]
+
+
+def test_unknown_characters_refused_when_strict(registry):
+    with pytest.raises(gr.Error, match="does not know.*'€'"):
+        run(registry, prompt="ROMEO€", unknown="strict")
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(temperature=2.5), "temperature must be between 0 and 2"),
+    (dict(temperature=-1), "temperature"),
+    (dict(top_p=0.0), "top_p must be in"),
+    (dict(top_k=-1), "top-k must be between"),
+    (dict(n=0), "max new tokens must be between 1 and 2000"),
+    (dict(n=5000), "max new tokens"),
+    (dict(seed=1.5), "seed must be a whole number"),
+    (dict(unknown="ignore"), "unknown-character handling"),
+    (dict(checkpoint="nope"), "unknown checkpoint 'nope'; available: tiny"),
+    (dict(checkpoint="damaged"), "damaged"),
+])
+def test_bad_input_is_a_clear_error(registry, change, message):
+    with pytest.raises(gr.Error, match=message):
+        run(registry, **change)
+
+
+def test_greedy_is_deterministic_without_a_seed(registry):
+    assert run(registry, temperature=0, seed=None)[-1][0] == run(registry, temperature=0, seed=None)[-1][0]
+
+
+def test_next_token_probs_are_the_top_ten_sorted(registry):
+    frame = next_token_probs(registry, LIMITS, "tiny", "ROMEO:\n", 1.0, 0, 1.0)
+    assert list(frame.columns) == ["next character", "probability"]
+    probs = frame["probability"].tolist()
+    assert len(probs) == 10 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_next_token_probs_follow_temperature_and_top_k(registry):
+    greedy = next_token_probs(registry, LIMITS, "tiny", "ROMEO:\n", 0, 0, 1.0)
+    assert greedy["probability"].tolist() == [1.0]
+    top3 = next_token_probs(registry, LIMITS, "tiny", "ROMEO:\n", 1.0, 3, 1.0)
+    assert len(top3) == 3 and abs(top3["probability"].sum() - 1) < 1e-4
+
+
+def test_next_token_probs_show_whitespace_visibly(registry):
+    frame = next_token_probs(registry, LIMITS, "tiny", "", 1.0, 0, 1.0, top=65)
+    assert "␣" in frame["next character"].tolist() and " " not in frame["next character"].tolist()
+    assert visible_char("\n") == "↵" and visible_char("a") == "a"
+
+
+def test_the_bigram_samples_too(registry):
+    assert len(run(registry, checkpoint="bigram", n=30)[-1][0]) == len("ROMEO:") + 30
+
+
+def test_sampling_params_top_k_zero_means_no_limit():
+    assert sampling_params(0.8, 0, 1.0, 10, 1, LIMITS).top_k is None
+    assert sampling_params(0.8, 5, 1.0, 10, 1, LIMITS).top_k == 5
+
+
+def test_named_slider_names_itself_in_errors():
+    with gr.Blocks():
+        slider = NamedSlider(0, 2, value=1, label="temperature")
+    with pytest.raises(gr.Error, match="temperature must be between 0 and 2, got 3"):
+        slider.preprocess(3)
+    with pytest.raises(gr.Error, match="temperature must be a number"):
+        slider.preprocess("hot")
+    assert slider.preprocess(1.5) == 1.5
+    assert slider.get_block_name() == "slider"
+
+
+def test_policies_are_the_tokenizers():
+    from gptcore.tokenizer import UNKNOWN_POLICIES
+
+    assert sorted(v for _, v in POLICIES) == sorted(UNKNOWN_POLICIES)

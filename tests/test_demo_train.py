@@ -1,0 +1,137 @@
+"""Train tab: form validation, upload checks, and real runs in a worker process (start, refuse, stop, fail)."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import pytest
+
+from demo.registry import ModelRegistry
+from demo.settings import AppSettings, Limits
+from demo.train import (ITERATIONS, QUICK, SECONDS, SHAKESPEARE, UPLOAD, app_presets, build_config, curve_frame,
+                        read_upload, start_run, status_markdown)
+from demo.training_job import RunInProgressError, TrainingManager, TrainJobSpec
+from gptcore.checkpoint import load_checkpoint
+from gptcore.errors import ConfigError, GptcoreError
+
+LIMITS = Limits()
+QUICK_FORM = dict(preset=QUICK, n_layer=2, n_head=4, n_embd=64, block_size=64, lr=3e-3)
+
+
+def test_the_quick_default_is_small_and_fast():
+    cfg = app_presets()[QUICK][1]
+    assert (cfg.model.n_layer, cfg.model.n_embd, cfg.model.block_size, cfg.train.dtype) == (2, 64, 64, "bfloat16")
+    assert cfg.train.threads == 1 and cfg.train.eval_interval == 50 and cfg.train.sample_interval > 0
+
+
+def test_stop_conditions_are_capped():
+    by_time = build_config(LIMITS, **QUICK_FORM, stop_mode=SECONDS, stop_value=90)
+    assert by_time.train.time_budget == 90 and by_time.train.max_iters == LIMITS.max_train_iters
+    by_steps = build_config(LIMITS, **QUICK_FORM, stop_mode=ITERATIONS, stop_value=300)
+    assert by_steps.train.max_iters == 300 and by_steps.train.time_budget == LIMITS.max_train_seconds
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(stop_value=601), "time limit .* between 5.0 and 600.0"),
+    (dict(stop_mode=ITERATIONS, stop_value=10**6), "number of iterations must be a whole number between"),
+    (dict(stop_mode="forever"), "stop condition must be"),
+    (dict(n_head=3), "divisible by n_head"),
+    (dict(n_layer=0), "n_layer must be a whole number between 1 and 8"),
+    (dict(n_embd=64.5), "n_embd must be a whole number"),
+    (dict(lr=0), "learning rate must be a number between"),
+    (dict(preset="huge"), "unknown preset 'huge'"),
+])
+def test_bad_forms_are_refused_clearly(change, message):
+    form = dict(QUICK_FORM, stop_mode=SECONDS, stop_value=60)
+    form.update(change)
+    with pytest.raises((ValueError, ConfigError), match=message):
+        build_config(LIMITS, **form)
+
+
+def test_uploads_must_be_small_utf8_and_long_enough(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("hello world, this is my corpus.\n" * 100, encoding="utf-8")
+    assert read_upload(str(good), LIMITS, 32).startswith("hello world")
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("café ".encode("latin-1") * 500)
+    with pytest.raises(GptcoreError, match="not UTF-8 text"):
+        read_upload(str(latin), LIMITS, 32)
+    with pytest.raises(ValueError, match="limit is 0 MB"):
+        read_upload(str(good), Limits(max_upload_bytes=100), 32)
+    short = tmp_path / "short.txt"
+    short.write_text("too short", encoding="utf-8")
+    with pytest.raises(ValueError, match="needs at least"):
+        read_upload(str(short), LIMITS, 32)
+    with pytest.raises(ValueError, match="choose a .txt file"):
+        read_upload(None, LIMITS, 32)
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> AppSettings:
+    root = tmp_path_factory.mktemp("app")
+    return AppSettings(checkpoints_dir=root / "checkpoints", runs_dir=root / "runs", ablations_dir=root / "abl")
+
+
+def _wait_for(manager: TrainingManager, condition, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = manager.status()
+        if condition(st):
+            return st
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; last status: {manager.status()}")
+
+
+def test_a_run_starts_reports_refuses_a_second_start_and_stops_keeping_the_best(settings):
+    manager = TrainingManager()
+    st = start_run(manager, settings, **QUICK_FORM, stop_mode=SECONDS, stop_value=120, corpus=SHAKESPEARE,
+                   upload=None)
+    assert st.state == "starting" and st.active
+    with pytest.raises(RunInProgressError, match="a run is already in progress"):
+        start_run(manager, settings, **QUICK_FORM, stop_mode=SECONDS, stop_value=60, corpus=SHAKESPEARE,
+                  upload=None)
+    running = _wait_for(manager, lambda s: s.val_curve and len(s.train_curve) >= 2)
+    assert running.state == "running" and running.tokens_per_sec > 0 and running.eta > 0
+    frame = curve_frame(running)
+    assert set(frame["curve"]) == {"train", "validation"} and frame["loss"].notna().all()
+    asked = time.monotonic()
+    assert manager.stop().state == "stopping"
+    stopped_at = manager.status().step
+    done = manager.wait(60)
+    assert done.state == "stopped", done.message
+    assert done.step - stopped_at < 30 and time.monotonic() - asked < 30  # halted promptly, then saved
+    assert "trained/" in done.message and "Stopped" in status_markdown(done)
+    ck = load_checkpoint(done.out_dir)
+    assert ck.metrics["status"] == "stopped" and ck.config.train.threads == 1
+    registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir)
+    assert registry.names() == [f"trained/{ck.path.name}"]  # a finished run appears in the pickers
+
+
+def test_a_run_on_an_upload_that_fails_in_the_worker_is_reported(settings):
+    manager = TrainingManager()
+    spec = TrainJobSpec(app_presets()[QUICK][1], settings.runs_dir / "bad", corpus_text="ab" * 30,
+                        corpus_label="upload: tiny.txt", label="too short")
+    manager.start(spec)
+    done = manager.wait(60)
+    assert done.state == "failed" and "longer than block_size" in done.message
+    assert "Failed" in status_markdown(done)
+
+
+def test_an_uploaded_corpus_trains(settings, tmp_path):
+    upload = tmp_path / "mine.txt"
+    upload.write_text("the quick brown fox jumps over the lazy dog. " * 200, encoding="utf-8")
+    manager = TrainingManager()
+    start_run(manager, settings, QUICK, 1, 2, 16, 16, 3e-3, ITERATIONS, 20, UPLOAD, str(upload))
+    done = manager.wait(60)
+    assert done.state == "finished" and done.step == 20 and done.corpus == "upload: mine.txt"
+    assert load_checkpoint(done.out_dir).tokenizer.vocab_size == len(set("the quick brown fox jumps over the lazy dog. "))
+
+
+def test_train_start_in_the_ui_turns_errors_into_messages(settings):
+    from demo.app import build_app
+
+    demo = build_app(settings, preload=False)
+    start = next(fn for fn in demo.fns.values() if fn.api_name == "train_start")
+    with pytest.raises(gr.Error, match="n_embd \\(64\\) must be divisible by n_head \\(3\\)"):
+        start.fn(QUICK, 2, 3, 64, 64, 3e-3, SECONDS, 60, SHAKESPEARE, None)
