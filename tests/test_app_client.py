@@ -1,0 +1,105 @@
+"""The launched app (``python app.py``) driven through gradio_client, as an API user would."""
+
+from __future__ import annotations
+
+import base64
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from gradio_client import Client
+
+from demo_support import app_env, free_port, launched_app, make_ablations, make_checkpoints
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, corpus):
+    root = tmp_path_factory.mktemp("client-app")
+    checkpoints = make_checkpoints(root / "checkpoints", corpus)
+    ablations = make_ablations(root / "ablations", corpus)
+    env = app_env(checkpoints, root / "runs", ablations, free_port())
+    with launched_app(env, root / "app.log") as url:
+        yield Client(url, verbose=False)
+
+
+def _generate(client, **change):
+    args = dict(checkpoint="tiny", prompt="ROMEO:", temperature=0.8, top_k=0, top_p=1.0, max_new_tokens=100,
+                seed=1, unknown="replace")
+    args.update(change)
+    return client.predict(**args, api_name="/generate")
+
+
+def test_generate_returns_text(client):
+    text, status = _generate(client)
+    assert text.startswith("ROMEO:") and len(text) == 106 and "100 characters" in status
+
+
+def test_generate_streams(client):
+    job = client.submit("tiny", "", 0.8, 0, 1.0, 2000, 2, "replace", api_name="/generate")
+    outputs = [o for o in job]  # every streamed update
+    assert len(outputs) >= 2 and len(outputs[-1][0]) == 2000
+
+
+def test_next_token_probs(client):
+    plot = client.predict("tiny", "ROMEO:", 1.0, 0, 1.0, "replace", api_name="/next_token_probs")
+    assert plot["columns"] == ["next character", "probability"] and len(plot["data"]) == 10
+
+
+def test_attention_returns_a_figure(client):
+    plot, notes = client.predict("tiny", "to be or not", "1", "all", api_name="/attention")
+    assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/png;base64,")
+    assert len(base64.b64decode(plot["plot"].split(",", 1)[1])) > 5000
+    assert "attention on average" in notes
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(temperature=7), "temperature must be between 0 and 2"),
+    (dict(max_new_tokens=10**6), "max new tokens must be between 1 and 2000"),
+    (dict(top_p=-1), "top-p must be between"),
+    (dict(checkpoint="damaged"), "damaged"),
+    (dict(prompt="x" * 20_000), "limit is 10000"),
+])
+def test_out_of_range_values_are_refused_clearly(client, change, message):
+    with pytest.raises(Exception, match=message):
+        _generate(client, **change)
+    assert _generate(client, max_new_tokens=5)[0]  # and the queue is not stuck
+
+
+def test_ten_people_generating_at_once_all_get_their_text(client):
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda s: _generate(client, seed=s, max_new_tokens=200)[0], range(10)))
+    assert all(len(r) == 206 for r in results) and len(set(results)) > 1
+
+
+def test_a_training_run_starts_reports_and_stops(client):
+    start = client.predict("tiny", 2, 2, 32, 32, 3e-3, "seconds", 60, "Tiny Shakespeare", None,
+                           api_name="/train_start")
+    assert "Starting" in start or "Running" in start
+    with pytest.raises(Exception, match="a run is already in progress"):
+        client.predict("quick", 2, 4, 64, 64, 3e-3, "seconds", 60, "Tiny Shakespeare", None, api_name="/train_start")
+    deadline = time.monotonic() + 60
+    while (status := client.predict(api_name="/train_status"))["step"] < 20:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.3)
+    assert status["state"] == "running" and status["train_curve"] and status["elapsed"] > 0
+    assert "Stopping" in client.predict(api_name="/train_stop")
+    while (status := client.predict(api_name="/train_status"))["active"]:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.3)
+    assert status["state"] == "stopped" and status["final_val_loss"] > 0
+    trained = "trained/" + status["out_dir"].rsplit("/", 1)[-1]
+    assert _generate(client, checkpoint=trained, max_new_tokens=10)[0].startswith("ROMEO:")
+
+
+def test_train_start_refuses_out_of_range_values(client):
+    with pytest.raises(Exception, match="n_layer must be between 1 and 8"):
+        client.predict("quick", 50, 4, 64, 64, 3e-3, "seconds", 60, "Tiny Shakespeare", None, api_name="/train_start")
+    with pytest.raises(Exception, match="time limit \\(seconds\\) must be a number between 5.0 and 600.0"):
+        client.predict("quick", 2, 4, 64, 64, 3e-3, "seconds", 3600, "Tiny Shakespeare", None,
+                       api_name="/train_start")
+
+
+def test_ablations_endpoint(client):
+    intro, summary, table, curves, runs = client.predict("heads", api_name="/ablations")
+    assert "heads of a tiny model" in intro and summary["type"] == "matplotlib" and "| 2 heads |" in table
+    assert len(runs["data"]) == 4
