@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from gptcore.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,23 +19,31 @@ def run(*args, check=True):
     return proc
 
 
-def test_train_eval_sample_end_to_end(tmp_path):
+def in_process(capsys, *args) -> str:
+    capsys.readouterr()
+    assert main(list(args)) == 0
+    return capsys.readouterr().out
+
+
+def test_train_eval_sample_end_to_end(tmp_path, capsys):
     out = tmp_path / "tiny"
     trained = json.loads(run("train", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "3").stdout)
     assert trained["steps"] == 60
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["command"].startswith("python -m gptcore train --preset tiny")
     evaluated = json.loads(run("eval", "--checkpoint", str(out)).stdout)
+    assert in_process(capsys, "eval", "--checkpoint", str(out)) == run("eval", "--checkpoint", str(out)).stdout
     assert evaluated["val_loss"] == pytest.approx(trained["val_loss"], abs=1e-4)
     assert evaluated["params"] == trained["params"] and evaluated["val_tokens"] == 111_540
     sample = run("sample", "--checkpoint", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "1").stdout
     assert sample.startswith("ROMEO:") and len(sample) == len("ROMEO:") + 40 + 1
-    again = run("sample", "--checkpoint", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "1").stdout
+    again = in_process(capsys, "sample", "--checkpoint", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40",
+                       "--seed", "1")
     assert again == sample
     resumed = json.loads(run("train", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "3",
                              "--max-iters", "80", "--resume").stdout)
     assert resumed["steps"] == 80
-    assert "tiny" in run("presets").stdout
+    assert "tiny" in in_process(capsys, "presets")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -47,9 +57,14 @@ def test_train_eval_sample_end_to_end(tmp_path):
     (["eval", "--checkpoint", "checkpoints/bigram", "--data", "missing.txt"], "not found"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_arguments_give_one_line(args, message):
-    proc = run(*args, check=False)
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
+def test_bad_arguments_give_one_line(args, message, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(args) != 0  # main catches input errors; anything else would raise here
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+
+
+def test_bad_arguments_in_a_real_process_print_no_traceback():
+    proc = run("train", "--preset", "tiny", "--out", "x", "--set", "lr=-1", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "error: lr must be positive and min_lr_ratio in [0, 1]"
