@@ -87,9 +87,11 @@ def build_tab(directory: Path) -> dict:
                             allow_custom_value=True)
         reload = gr.Button("Reload", scale=1, elem_id="ablations-reload-btn")
     intro = gr.Markdown(elem_id="ablations-intro")
-    summary_plot = gr.Plot(label="final validation loss per arm", format="png", elem_id="ablations-summary")
+    summary_plot = gr.Plot(label="final validation loss per arm", show_label=False, format="png",
+                           elem_id="ablations-summary")
     summary_table = gr.Markdown(elem_id="ablations-summary-table")
-    curves_plot = gr.Plot(label="validation loss curves", format="png", elem_id="ablations-curves")
+    curves_plot = gr.Plot(label="validation loss curves", show_label=False, format="png",
+                          elem_id="ablations-curves")
     runs_table = gr.Dataframe(pd.DataFrame(columns=RUN_COLUMNS), label="every run", interactive=False,
                               elem_id="ablations-runs")
     outputs = [intro, summary_plot, summary_table, curves_plot, runs_table]

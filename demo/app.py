@@ -22,6 +22,7 @@ INTRO = (f"# {TITLE}\n"
 CSS = """
 .gradio-container { max-width: 1400px !important; }
 #sample-output textarea, #train-sample textarea { font-family: ui-monospace, monospace; }
+button[role="tab"] { padding-left: 10px !important; padding-right: 10px !important; }
 """
 
 

@@ -135,8 +135,17 @@ def attention(registry: ModelRegistry, limits: Limits, checkpoint: str, text: st
         return fig, "\n\n".join(am.notices + [roles_markdown(am, layer_index)])
 
 
-def selectors_for(registry: ModelRegistry, checkpoint: str):
-    """Layer and head dropdown updates that match the chosen checkpoint's shape."""
+def selectors_for(registry: ModelRegistry, checkpoint: str, quiet: bool = False):
+    """Layer and head dropdown updates that match the chosen checkpoint's shape.
+
+    ``quiet`` (used when the page loads) leaves the selectors alone instead of raising for a bad checkpoint:
+    the visitor has not asked for anything yet, and Show attention will explain the problem.
+    """
+    if quiet:
+        try:
+            return selectors_for(registry, checkpoint)
+        except gr.Error:
+            return gr.skip(), gr.skip()
     with user_errors():
         m = registry.get(checkpoint).config.model
         if m.arch != "gpt":
@@ -159,7 +168,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
             head = gr.Dropdown(head_choices(shape[1]), value=ALL, label="head", allow_custom_value=True)
             go = gr.Button("Show attention", variant="primary", elem_id="attention-btn")
         with gr.Column(scale=2, min_width=280):
-            plot = gr.Plot(label="attention", elem_id="attention-plot", format="png")
+            plot = gr.Plot(label="attention", show_label=False, elem_id="attention-plot", format="png")
             roles = gr.Markdown(elem_id="attention-roles")
 
     _attention = functools.partial(attention, registry, limits)  # keeps the parameter names for the API
@@ -168,4 +177,5 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
              concurrency_limit=2)
     checkpoint.change(lambda c: selectors_for(registry, c), checkpoint, [layer, head], api_visibility="private",
                       show_progress="hidden")
-    return {"checkpoint": checkpoint, "selectors": (lambda c: selectors_for(registry, c), checkpoint, [layer, head])}
+    return {"checkpoint": checkpoint, "selectors": (lambda c: selectors_for(registry, c, quiet=True), checkpoint,
+                                                    [layer, head])}

@@ -91,8 +91,8 @@ def heatmap_grid_figure(matrices: Sequence[Sequence[np.ndarray]], text: str, row
                 ax.set_title(col_titles[c], fontsize=10)
             if c == 0:
                 ax.set_ylabel(row_titles[r], fontsize=10)
-    note = "" if labels else " · characters shown for texts up to 40 characters; pick one head to read them"
-    fig.suptitle(f"{title}\nrows: queries, columns: keys · grey: hidden by the causal mask{note}", fontsize=10)
+    note = "" if labels else "\n(characters are labelled up to 40; pick one head to read them)"
+    fig.suptitle(f"{title} · rows: queries, columns: keys\ngrey: hidden by the causal mask{note}", fontsize=10)
     fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     return fig
 

@@ -33,13 +33,12 @@ EXAMPLES = [
     ["ROMEO:\n", 0.8],
     ["First Citizen:\nBefore we proceed any further, hear me speak.\n", 0.8],
     ["KING RICHARD III:\nNow is the winter of", 0.5],
-    ["", 1.2],
 ]
 
 
 def sampling_params(temperature: float, top_k: float | None, top_p: float, max_new_tokens: float,
                     seed: float | None, limits: Limits) -> "SamplingParams":
-    """Validated SamplingParams from UI values; top_k 0 means no limit, a blank seed means a random one."""
+    """Validated SamplingParams from UI values; top_k 0 means no limit, a seed of -1 (or None) a random one."""
     from gptcore.sample import SamplingParams
 
     if temperature is None or not 0 <= temperature <= limits.max_temperature:
@@ -48,9 +47,9 @@ def sampling_params(temperature: float, top_k: float | None, top_p: float, max_n
         raise ValueError(f"max new tokens must be between 1 and {limits.max_new_tokens}, got {max_new_tokens}")
     if top_k is not None and not 0 <= top_k <= limits.max_top_k:
         raise ValueError(f"top-k must be between 0 (no limit) and {limits.max_top_k}, got {top_k}")
-    if seed is not None and (seed != int(seed) or not 0 <= seed < 2**63):
-        raise ValueError(f"seed must be a whole number between 0 and 2^63-1 (or blank for random), got {seed}")
-    seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+    if seed is not None and (seed != int(seed) or not -1 <= seed < 2**63):
+        raise ValueError(f"seed must be a whole number between 0 and 2^63-1 (or -1 for random), got {seed}")
+    seed = random.SystemRandom().randrange(2**31) if seed is None or seed == -1 else int(seed)
     return SamplingParams(float(temperature), (int(top_k) or None) if top_k is not None else None,
                           float(top_p), int(max_new_tokens), seed).validate()
 
@@ -67,8 +66,12 @@ def describe_checkpoint(ck: "Checkpoint") -> str:
     status = ck.metrics.get("status")
     status_text = " (still training)" if status == "training" else ""
     return (f"**{ck.name}** · {arch} · context {m.block_size} characters · "
-            f"{count_parameters(ck.model) / 1e6:.2f}M parameters · vocabulary {ck.tokenizer.vocab_size}"
+            f"{_count(count_parameters(ck.model))} parameters · vocabulary {ck.tokenizer.vocab_size}"
             f"{loss_text}{status_text}")
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n:,}"
 
 
 def unknown_notice(ck: "Checkpoint", text: str, policy: str) -> str:
@@ -134,7 +137,12 @@ def next_token_probs(registry: ModelRegistry, limits: Limits, checkpoint: str, t
         ck = registry.get(checkpoint)
         dist = next_token_distribution(ck.model, ck.tokenizer, text or "", params, policy=_check_policy(unknown))
         rows = [(visible_char(c), round(p, 6)) for c, p in dist[:top] if p > 0]
-        return pd.DataFrame(rows, columns=PROB_COLUMNS)
+        return probs_frame(rows)
+
+
+def probs_frame(rows: list[tuple[str, float]]) -> pd.DataFrame:
+    """Typed columns, so the chart treats probability as a number even when there are no rows yet."""
+    return pd.DataFrame(rows, columns=PROB_COLUMNS).astype({PROB_COLUMNS[0]: str, PROB_COLUMNS[1]: float})
 
 
 def checkpoint_info(registry: ModelRegistry, checkpoint: str) -> str:
@@ -158,7 +166,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
                 top_p = NamedSlider(0.01, 1.0, value=1.0, step=0.01, label="top-p")
             with gr.Row():
                 max_new = NamedSlider(1, limits.max_new_tokens, value=500, step=1, label="max new tokens")
-                seed = gr.Number(label="seed", precision=0, info="blank = random", value=None)
+                seed = gr.Number(label="seed", precision=0, info="-1 = random", value=-1)
             unknown = gr.Radio(POLICIES, value="replace", label="characters the model does not know")
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
@@ -167,8 +175,8 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
             output = gr.Textbox(label="text", lines=16, max_lines=30, autoscroll=True, elem_id="sample-output",
                                 buttons=["copy"])
             status = gr.Markdown(elem_id="sample-status")
-            probs = gr.BarPlot(pd.DataFrame(columns=PROB_COLUMNS), x=PROB_COLUMNS[0], y=PROB_COLUMNS[1],
-                               sort="-y", y_lim=[0, 1], height=240, elem_id="next-char-plot",
+            probs = gr.BarPlot(probs_frame([]), x=PROB_COLUMNS[0], y=PROB_COLUMNS[1],
+                               sort="-y", y_lim=[0, 1], elem_id="next-char-plot",
                                label="next character after the text (top 10, after temperature / top-k / top-p)")
     gr.Examples(EXAMPLES, inputs=[prompt, temperature], cache_examples=False, label="example prompts")
 

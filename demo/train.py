@@ -124,8 +124,7 @@ def status_markdown(st: RunStatus) -> str:
     """The numbers a learner watches: state, step, time, speed and losses."""
     if st.state == "idle":
         return "No run yet. Pick a preset (the quick one is a good start) and press **Start**."
-    head = {"starting": "⏳ Starting", "running": "🟢 Running", "stopping": "🟡 Stopping",
-            "finished": "✅ Finished", "stopped": "⏹ Stopped", "failed": "❌ Failed"}[st.state]
+    head = st.state.capitalize()
     steps = f"step {st.step}" + (f" of {st.max_iters}" if st.max_iters < 100_000 else "")
     lines = [f"**{head}** · {st.label} · corpus: {st.corpus}",
              f"{steps} · elapsed {_duration(st.elapsed)} · time left ≈ {_duration(st.eta) if st.active else '0:00'}"
@@ -138,8 +137,13 @@ def status_markdown(st: RunStatus) -> str:
 
 
 def curve_frame(st: RunStatus) -> pd.DataFrame:
-    rows = [(s, v, "train") for s, v in st.train_curve] + [(s, v, "validation") for s, v in st.val_curve]
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    """Both curves in long form. Each curve always has at least one row (a blank loss if it has no points yet)
+    because the chart fixes its colour legend from the first data it draws; typed columns stop an empty
+    frame from making step and loss categories."""
+    rows = []
+    for name, curve in (("train", st.train_curve), ("validation", st.val_curve)):
+        rows += [(s, v, name) for s, v in curve] or [(0, float("nan"), name)]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS).astype({"step": int, "loss": float, "curve": str})
 
 
 def sample_text(st: RunStatus) -> str:
@@ -152,8 +156,8 @@ def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
     q = presets[QUICK][1]
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
-            preset = gr.Dropdown([(f"{k} — {note}", k) for k, (note, _) in presets.items()], value=QUICK,
-                                 label="preset")
+            preset = gr.Dropdown(list(presets), value=QUICK, label="preset")
+            preset_note = gr.Markdown(presets[QUICK][0], elem_id="preset-note")
             with gr.Row():
                 n_layer = NamedSlider(1, limits.max_n_layer, value=q.model.n_layer, step=1, label="n_layer")
                 n_head = NamedSlider(1, limits.max_n_head, value=q.model.n_head, step=1, label="n_head")
@@ -176,17 +180,18 @@ def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
         with gr.Column(scale=2, min_width=280):
             status = gr.Markdown(status_markdown(manager.status()), elem_id="train-status")
             chart = gr.LinePlot(curve_frame(manager.status()), x="step", y="loss", color="curve",
-                                color_map={"train": "#1f77b4", "validation": "#d62728"}, height=300,
-                                label="loss", elem_id="train-chart", x_title="step", y_title="loss (cross-entropy)")
+                                color_map={"train": "#1f77b4", "validation": "#d62728"},
+                                label="loss (train: mean of recent steps; validation: every 50 steps)",
+                                elem_id="train-chart", x_title="step", y_title="loss (cross-entropy)")
             sample = gr.Textbox(label="sample from the current weights", lines=8, max_lines=12,
                                 elem_id="train-sample", interactive=False)
     timer = gr.Timer(1.0)
     seen = gr.State(-1)
 
     def _fill(name: str):
-        cfg = presets[name][1] if name in presets else q
+        note, cfg = presets.get(name, presets[QUICK])
         m = cfg.model
-        return m.n_layer, m.n_head, m.n_embd, m.block_size, cfg.train.lr
+        return note, m.n_layer, m.n_head, m.n_embd, m.block_size, cfg.train.lr
 
     def train_start(preset: str, n_layer: float, n_head: float, n_embd: float, block_size: float, lr: float,
                     stop_mode: str, stop_value: float, corpus: str, upload: str | None) -> str:
@@ -204,7 +209,7 @@ def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
             return gr.skip(), gr.skip(), gr.skip(), version
         return status_markdown(st), curve_frame(st), sample_text(st), st.version
 
-    preset.input(_fill, preset, [n_layer, n_head, n_embd, block_size, lr], api_visibility="private")
+    preset.input(_fill, preset, [preset_note, n_layer, n_head, n_embd, block_size, lr], api_visibility="private")
     corpus.change(lambda c: gr.update(visible=c == UPLOAD), corpus, upload, api_visibility="private")
     start.click(train_start, [preset, n_layer, n_head, n_embd, block_size, lr, stop_mode, stop_value, corpus, upload],
                 status, api_name="train_start", concurrency_limit=1, concurrency_id="train-control")

@@ -36,10 +36,10 @@ def test_generate_streams_the_prompt_then_the_continuation(registry):
     assert len(updates) < 60  # throttled: nowhere near one update per character
 
 
-def test_same_seed_same_text_and_blank_seed_is_reported(registry):
+def test_same_seed_same_text_and_a_random_seed_is_reported(registry):
     assert run(registry, seed=3)[-1][0] == run(registry, seed=3)[-1][0]
-    status = run(registry, seed=None, n=20)[-1][1]
-    assert "seed " in status
+    first, second = (run(registry, seed=-1, n=20)[-1][1] for _ in range(2))
+    assert "seed " in first and "seed -1" not in first and first != second
 
 
 def test_empty_prompt_starts_from_a_newline(registry):
@@ -68,6 +68,7 @@ def test_unknown_characters_refused_when_strict(registry):
     (dict(n=0), "max new tokens must be between 1 and 2000"),
     (dict(n=5000), "max new tokens"),
     (dict(seed=1.5), "seed must be a whole number"),
+    (dict(seed=-2), "or -1 for random"),
     (dict(unknown="ignore"), "unknown-character handling"),
     (dict(checkpoint="nope"), "unknown checkpoint 'nope'; available: tiny"),
     (dict(checkpoint="damaged"), "damaged"),

@@ -25,6 +25,14 @@ def test_the_quick_default_is_small_and_fast():
     assert cfg.train.threads == 1 and cfg.train.eval_interval == 50 and cfg.train.sample_interval > 0
 
 
+def test_the_chart_always_has_both_curves():
+    from demo.training_job import RunStatus
+
+    empty = curve_frame(RunStatus())
+    assert list(empty["curve"]) == ["train", "validation"] and empty["loss"].isna().all()
+    assert empty["step"].dtype.kind == "i" and empty["loss"].dtype.kind == "f"
+
+
 def test_stop_conditions_are_capped():
     by_time = build_config(LIMITS, **QUICK_FORM, stop_mode=SECONDS, stop_value=90)
     assert by_time.train.time_budget == 90 and by_time.train.max_iters == LIMITS.max_train_iters

@@ -1,0 +1,151 @@
+"""A real browser (Playwright driving Debian's chromium) through every tab of a launched ``python app.py``.
+
+Screenshots of each tab at laptop and phone width go to artifacts/screenshots/ (git-ignored) for a person
+to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from demo_support import REPO, app_env, free_port, launched_app, make_ablations, make_checkpoints
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = REPO / "artifacts" / "screenshots"
+LAPTOP, PHONE = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, corpus):
+    root = tmp_path_factory.mktemp("browser-app")
+    checkpoints = make_checkpoints(root / "checkpoints", corpus)
+    ablations = make_ablations(root / "ablations", corpus)
+    env = app_env(checkpoints, root / "runs", ablations, free_port())
+    with launched_app(env, root / "app.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    page.goto(app_url)
+    expect(page.get_by_role("tab", name="Sample")).to_be_visible(timeout=30_000)
+    yield page
+    context.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _open_tab(page: Page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def _choose(page: Page, label: str, option: str) -> None:
+    """Pick ``option`` in the visible tab's dropdown called ``label``."""
+    page.get_by_role("tabpanel").get_by_label(label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_sample_tab_generates_text_and_charts_the_next_character(page):
+    _open_tab(page, "Sample")
+    expect(page.locator("#sample-output textarea")).to_be_visible()
+    _choose(page, "checkpoint", "tiny")
+    expect(page.get_by_role("tabpanel")).to_contain_text("tiny · GPT, 2 layers")
+    page.get_by_label("prompt").fill("ROMEO:")
+    page.locator("#generate-btn").click()
+    expect(page.locator("#sample-status")).to_contain_text("chars/s", timeout=30_000)
+    text = page.locator("#sample-output textarea").input_value()
+    assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 500
+    expect(page.locator("#next-char-plot")).to_contain_text("next character", timeout=10_000)
+    expect(page.locator("#next-char-plot canvas, #next-char-plot svg").first).to_be_visible(timeout=10_000)
+    _shot(page, "sample-laptop")
+
+
+def test_attention_tab_draws_a_heatmap_and_names_the_heads(page):
+    _open_tab(page, "Attention")
+    _choose(page, "checkpoint", "tiny")
+    page.locator("#attention-btn").click()
+    expect(page.locator("#attention-plot img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#attention-roles")).to_contain_text("attention on average")
+    _shot(page, "attention-laptop")
+
+
+def test_train_tab_starts_a_run_shows_the_chart_moving_and_stops(page):
+    _open_tab(page, "Train")
+    page.locator("#train-start-btn").click()
+    status = page.locator("#train-status")
+    expect(status).to_contain_text("Running", timeout=60_000)
+    chart = page.locator("#train-chart")
+    expect(chart.locator("canvas, svg").first).to_be_visible(timeout=30_000)
+    before = chart.screenshot()
+    step_before = int(re.search(r"step (\d+)", status.inner_text()).group(1))
+    time.sleep(3)
+    assert chart.screenshot() != before  # the loss chart moved
+    assert int(re.search(r"step (\d+)", status.inner_text()).group(1)) > step_before
+    expect(page.locator("#train-sample textarea")).not_to_have_value("", timeout=30_000)
+    _shot(page, "train-laptop-running")
+    page.locator("#train-stop-btn").click()
+    expect(status).to_contain_text("Stopped", timeout=30_000)
+    expect(status).to_contain_text("trained/")
+    _shot(page, "train-laptop-stopped")
+    # the finished run appears in the Sample tab's picker
+    _open_tab(page, "Sample")
+    page.get_by_role("tabpanel").get_by_label("checkpoint").click()
+    expect(page.get_by_role("option").filter(has_text="trained/").first).to_be_visible(timeout=10_000)
+    page.keyboard.press("Escape")
+
+
+def test_ablations_tab_shows_the_study(page):
+    _open_tab(page, "Ablations")
+    expect(page.locator("#ablations-intro")).to_contain_text("heads of a tiny model", timeout=30_000)
+    expect(page.locator("#ablations-summary img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#ablations-summary-table")).to_contain_text("2 heads")
+    expect(page.locator("#ablations-curves img")).to_be_visible()
+    _shot(page, "ablations-laptop")
+
+
+def test_every_tab_at_phone_width(browser, app_url):
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(app_url)
+    expect(page.locator("#generate-btn")).to_be_visible(timeout=30_000)  # the first tab is drawn
+    for name, ready in [("Sample", "#generate-btn"), ("Attention", "#attention-btn"), ("Train", "#train-start-btn"),
+                        ("Ablations", "#ablations-reload-btn")]:
+        tab = page.get_by_role("tab", name=name)
+        if tab.is_visible():
+            tab.click()
+        else:  # narrow screens fold tabs that do not fit into an overflow menu
+            page.locator(".overflow-menu > button").click()
+            page.locator(".overflow-dropdown button", has_text=name).click()
+        expect(page.locator(ready)).to_be_visible(timeout=30_000)
+        if name == "Attention":
+            _choose(page, "checkpoint", "tiny")
+            page.locator("#attention-btn").click()
+            expect(page.locator("#attention-plot img")).to_be_visible(timeout=30_000)
+        if name == "Ablations":
+            expect(page.locator("#ablations-summary img")).to_be_visible(timeout=30_000)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"] + 1, f"{name} tab scrolls sideways on a phone ({width}px)"
+        _shot(page, f"{name.lower()}-phone")
+    context.close()
