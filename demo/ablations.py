@@ -58,7 +58,8 @@ def study_figures(results: dict):
     series = [(arm["label"], [[(p["step"], p["val_loss"]) for p in r["curve"] if p["val_loss"] is not None]
                               for r in arm["runs"]]) for arm in arms]
     curves = loss_curves_figure(series, f"{results['study']}: validation loss during training, per arm")
-    rows = [(arm["label"], r["seed"], r["val_loss"], r["params"], r["tokens_seen"], round(r["wall_time_s"], 1),
+    rows = [(arm["label"], r["seed"], None if r["val_loss"] is None else round(r["val_loss"], 4), r["params"],
+             r["tokens_seen"], round(r["wall_time_s"], 1),
              "yes" if r.get("diverged") else "no") for arm in arms for r in arm["runs"]]
     return summary, curves, pd.DataFrame(rows, columns=RUN_COLUMNS)
 
@@ -75,8 +76,8 @@ def ablations(directory: Path, study: str | None):
         load_results, summarize = _reader()
         results = load_results(Path(directory) / f"{study}.json")
         summary, curves, runs = study_figures(results)
-        intro = (f"**{results['study']}** — {results['description']}\n\n"
-                 f"The write-up claimed: *{results.get('claim', '–')}* · studies available: {', '.join(studies)}")
+        intro = (f"**{results['study']}** — {results['description']}. The write-up claimed: "
+                 f"*{results['claim']}*")
         return intro, summary, summarize(results), curves, runs
 
 

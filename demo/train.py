@@ -180,7 +180,7 @@ def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
         with gr.Column(scale=2, min_width=280):
             status = gr.Markdown(status_markdown(manager.status()), elem_id="train-status")
             chart = gr.LinePlot(curve_frame(manager.status()), x="step", y="loss", color="curve",
-                                color_map={"train": "#1f77b4", "validation": "#d62728"},
+                                color_map={"train": "#1f77b4", "validation": "#d62728"}, x_axis_format="d",
                                 label="loss (train: mean of recent steps; validation: every 50 steps)",
                                 elem_id="train-chart", x_title="step", y_title="loss (cross-entropy)")
             sample = gr.Textbox(label="sample from the current weights", lines=8, max_lines=12,

@@ -1,0 +1,167 @@
+"""Speed of the app on this machine: start-up, streaming, and the attention figure. Not a test: it reports.
+
+    python bench/app_speed.py [--repeats 5] [--checkpoint shakespeare-char] [--out bench/app_speed.json]
+
+1. start: seconds from launching ``python app.py`` to the first page served (HTTP 200 on /), median.
+2. streaming: characters per second seen by a gradio_client caller streaming ``generate`` (2000 new
+   characters, temperature 0.8) from the shipped checkpoint, timed from the request to the last update.
+3. attention: seconds to build the attention figure of one layer for 128 characters and encode it as PNG
+   (what the app sends), for the all-heads grid and for a single head; run in-process, median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ATTENTION_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+sys.path.insert(0, str(REPO))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(port: int) -> dict:
+    return dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
+                GRADIO_ANALYTICS_ENABLED="False")
+
+
+def _wait_served(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{url} was not served within {timeout} s")
+
+
+def _launch(port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=_env(port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def measure_start(repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        port = _free_port()
+        start = time.perf_counter()
+        process = _launch(port)
+        try:
+            _wait_served(f"http://127.0.0.1:{port}/", process)
+            times.append(time.perf_counter() - start)
+        finally:
+            _stop(process)
+    return times
+
+
+def measure_streaming(checkpoint: str, repeats: int, new_chars: int = 2000) -> list[float]:
+    from gradio_client import Client
+
+    port = _free_port()
+    process = _launch(port)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_served(url, process)
+        client = Client(url, verbose=False)
+        rates = []
+        for i in range(repeats + 1):  # the first call also loads the model: a warm-up, not counted
+            start = time.perf_counter()
+            text = ""
+            for text, _ in client.submit(checkpoint, "ROMEO:", 0.8, 0, 1.0, new_chars, i, "replace",
+                                         api_name="/generate"):
+                pass
+            elapsed = time.perf_counter() - start
+            if i:
+                rates.append((len(text) - len("ROMEO:")) / elapsed)
+        return rates
+    finally:
+        _stop(process)
+
+
+def measure_attention(checkpoint: str, repeats: int) -> dict[str, list[float]]:
+    from gradio.processing_utils import encode_plot_to_base64
+
+    from demo.attention import attention
+    from demo.registry import ModelRegistry
+    from demo.settings import AppSettings
+
+    settings = AppSettings()
+    registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir, torch_threads=settings.torch_threads)
+    text = (ATTENTION_TEXT * 2)[:128]
+    registry.get(checkpoint)  # load once, as the running app would have
+    out = {}
+    for head in ("all", "1"):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fig, _ = attention(registry, settings.limits, checkpoint, text, "1", head)
+            encode_plot_to_base64(fig, "png")
+            times.append(time.perf_counter() - start)
+        out[f"layer 1, {'all heads grid' if head == 'all' else 'head 1'}"] = times
+    out["text_chars"] = len(text)
+    return out
+
+
+def _summary(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "runs": [round(v, 3) for v in values]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--checkpoint", default="shakespeare-char")
+    parser.add_argument("--out", default=str(REPO / "bench" / "app_speed.json"))
+    args = parser.parse_args(argv)
+    start = measure_start(args.repeats)
+    print(f"start to first page: median {statistics.median(start):.2f} s", flush=True)
+    stream = measure_streaming(args.checkpoint, args.repeats)
+    print(f"streaming: median {statistics.median(stream):.0f} chars/s", flush=True)
+    att = measure_attention(args.checkpoint, args.repeats)
+    n = att.pop("text_chars")
+    for name, values in att.items():
+        print(f"attention figure ({n} chars, {name}): median {statistics.median(values):.3f} s", flush=True)
+    result = {
+        "command": "python bench/app_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "checkpoint": args.checkpoint,
+        "start_to_first_page_s": {**_summary(start), "target": "<= 5"},
+        "streaming_chars_per_s": {**_summary(stream), "target": ">= 200",
+                                  "how": "gradio_client streaming /generate, 2000 new chars, request to last update"},
+        "attention_figure_s": {name: {**_summary(v), "target": "< 1"} for name, v in att.items()},
+        "attention_text_chars": n,
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
