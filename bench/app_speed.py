@@ -7,6 +7,8 @@
    characters, temperature 0.8) from the shipped checkpoint, timed from the request to the last update.
 3. attention: seconds to build the attention figure of one layer for 128 characters and encode it as PNG
    (what the app sends), for the all-heads grid and for a single head; run in-process, median.
+4. training: the Train tab's default run started through the API; seconds from Start until the reported
+   train loss (mean of the recent steps) is under 2.5, then Stop.
 """
 
 from __future__ import annotations
@@ -104,6 +106,43 @@ def measure_streaming(checkpoint: str, repeats: int, new_chars: int = 2000) -> l
         _stop(process)
 
 
+def measure_training(repeats: int) -> list[dict]:
+    """The Train tab's default (quick) run through the API: time until the train loss is under 2.5."""
+    from gradio_client import Client
+
+    from demo.train import QUICK, app_presets
+
+    cfg = app_presets()[QUICK][1]
+    m = cfg.model
+    port = _free_port()
+    process = _launch(port)
+    out = []
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_served(url, process)
+        client = Client(url, verbose=False)
+        for _ in range(repeats):
+            clicked = time.perf_counter()
+            client.predict(QUICK, m.n_layer, m.n_head, m.n_embd, m.block_size, cfg.train.lr, "seconds", 120,
+                           "Tiny Shakespeare", None, api_name="/train_start")
+            while True:
+                st = client.predict(api_name="/train_status")
+                if st["train_loss"] is not None and st["train_loss"] < 2.5:
+                    out.append({"from_click_s": round(time.perf_counter() - clicked, 2),
+                                "training_elapsed_s": round(st["elapsed"], 2), "step": st["step"],
+                                "tokens_per_sec": round(st["tokens_per_sec"] or 0)})
+                    break
+                if not st["active"] and st["state"] != "idle":
+                    raise RuntimeError(f"run ended before reaching loss 2.5: {st['message']}")
+                time.sleep(0.1)
+            client.predict(api_name="/train_stop")
+            while client.predict(api_name="/train_status")["active"]:
+                time.sleep(0.2)
+        return out
+    finally:
+        _stop(process)
+
+
 def measure_attention(checkpoint: str, repeats: int) -> dict[str, list[float]]:
     from gradio.processing_utils import encode_plot_to_base64
 
@@ -147,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     n = att.pop("text_chars")
     for name, values in att.items():
         print(f"attention figure ({n} chars, {name}): median {statistics.median(values):.3f} s", flush=True)
+    train = measure_training(min(args.repeats, 3))
+    print(f"quick training run to loss < 2.5: median {statistics.median(r['from_click_s'] for r in train):.1f} s "
+          "from Start", flush=True)
     result = {
         "command": "python bench/app_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -157,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
                                   "how": "gradio_client streaming /generate, 2000 new chars, request to last update"},
         "attention_figure_s": {name: {**_summary(v), "target": "< 1"} for name, v in att.items()},
         "attention_text_chars": n,
+        "train_quick_to_loss_2_5": {
+            "median_from_click_s": statistics.median(r["from_click_s"] for r in train),
+            "median_training_elapsed_s": statistics.median(r["training_elapsed_s"] for r in train),
+            "runs": train, "target": "train loss (mean of recent steps) < 2.5 within ~30 s on one core"},
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
