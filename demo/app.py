@@ -22,7 +22,6 @@ INTRO = (f"# {TITLE}\n"
 CSS = """
 .gradio-container { max-width: 1400px !important; }
 #sample-output textarea, #train-sample textarea { font-family: ui-monospace, monospace; }
-button[role="tab"] { padding-left: 10px !important; padding-right: 10px !important; }
 """
 
 
@@ -52,7 +51,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
     manager = TrainingManager()
     with gr.Blocks(title="gptcore") as demo:
         gr.Markdown(INTRO)
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # on a phone every tab stays visible
             with gr.Tab("Sample", id="sample"):
                 s = sample.build_tab(registry, settings.limits)
             with gr.Tab("Attention", id="attention"):

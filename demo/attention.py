@@ -175,6 +175,9 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
 
     go.click(_attention, [checkpoint, text, layer, head], [plot, roles], api_name="attention",
              concurrency_limit=2)
+    # choosing another layer or head redraws at once (only when a person changes it, not on updates)
+    gr.on([layer.input, head.input], _attention, [checkpoint, text, layer, head], [plot, roles],
+          api_visibility="private", concurrency_limit=2, trigger_mode="always_last")
     checkpoint.change(lambda c: selectors_for(registry, c), checkpoint, [layer, head], api_visibility="private",
                       show_progress="hidden")
     return {"checkpoint": checkpoint, "selectors": (lambda c: selectors_for(registry, c, quiet=True), checkpoint,
