@@ -22,6 +22,7 @@ INTRO = (f"# {TITLE}\n"
 CSS = """
 .gradio-container { max-width: 1400px !important; }
 #sample-output textarea, #train-sample textarea { font-family: ui-monospace, monospace; }
+#attention-roles th, #attention-roles td:nth-child(-n+2) { white-space: nowrap; }
 """
 
 

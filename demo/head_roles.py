@@ -51,8 +51,11 @@ TARGETS: list[tuple[str, Callable[[str, int], int | None]]] = [
 class HeadRole:
     description: str
     share: float  # mean attention on the named target (or the mean of the largest weight, if broad)
+    broad: bool = False
 
     def line(self) -> str:
+        if self.broad:
+            return f"{self.description} (its largest weight averages {self.share:.0%})"
         return f"{self.description} ({self.share:.0%} of its attention on average)"
 
 
@@ -74,14 +77,14 @@ def head_role(probs: np.ndarray, text: str) -> HeadRole:
     """Name the target with the largest mean share, or call the head broad if none reaches MIN_SHARE."""
     probs = np.asarray(probs, dtype=np.float64)
     if len(text) < 2:
-        return HeadRole("too little text to tell (needs at least 2 characters)", 1.0)
+        return HeadRole("too little text to tell (needs at least 2 characters)", 1.0, broad=True)
     shares = target_shares(probs, text)
     if shares:
         name, share = max(shares.items(), key=lambda kv: kv[1])
         if share >= MIN_SHARE:
             return HeadRole(f"attends to {name}", share)
     peak = float(probs[1:].max(axis=-1).mean())
-    return HeadRole("spreads its attention over many characters (no single pattern)", peak)
+    return HeadRole("spreads its attention over many characters, with no single pattern", peak, broad=True)
 
 
 def describe_heads(maps: list[np.ndarray], text: str) -> list[list[HeadRole]]:

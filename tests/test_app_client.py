@@ -49,7 +49,7 @@ def test_attention_returns_a_figure(client):
     plot, notes = client.predict("tiny", "to be or not", "1", "all", api_name="/attention")
     assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/png;base64,")
     assert len(base64.b64decode(plot["plot"].split(",", 1)[1])) > 5000
-    assert "attention on average" in notes
+    assert "| 1 | 1 |" in notes and "what it mostly does" in notes
 
 
 @pytest.mark.parametrize("change, message", [

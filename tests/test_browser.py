@@ -88,10 +88,11 @@ def test_attention_tab_draws_a_heatmap_and_names_the_heads(page):
     _choose(page, "checkpoint", "tiny")
     page.locator("#attention-btn").click()
     expect(page.locator("#attention-plot img")).to_be_visible(timeout=30_000)
-    expect(page.locator("#attention-roles")).to_contain_text("attention on average")
+    expect(page.locator("#attention-roles")).to_contain_text("what it mostly does")
     grid = page.locator("#attention-plot img").get_attribute("src")
     _choose(page, "head", "head 2")  # choosing a head redraws without pressing the button
     expect(page.locator("#attention-plot img")).not_to_have_attribute("src", grid, timeout=30_000)
+    page.wait_for_timeout(1000)  # let the fade of the update finish before the screenshot
     _shot(page, "attention-laptop")
 
 

@@ -44,6 +44,7 @@ def test_uniform_head_is_called_broad():
     uniform /= uniform.sum(1, keepdims=True)
     role = head_role(uniform, TEXT)
     assert role.description.startswith("spreads its attention") and role.share < 0.3
+    assert "largest weight averages" in role.line()
 
 
 def test_shares_need_a_matching_text():
@@ -75,7 +76,7 @@ def test_all_heads_average_and_model_wide_views(registry):
     assert "average of 2 heads" in fig.axes[0].get_title()
     fig, notes = attention(registry, LIMITS, "tiny", TEXT, ALL, ALL)
     assert len(fig.axes) == 2 * 2 + 1
-    assert notes.count("attention on average") == 4  # every layer x head described
+    assert notes.count("\n| ") == 4  # every layer x head described
     fig, _ = attention(registry, LIMITS, "tiny", TEXT, ALL, AVERAGE)
     assert len(fig.axes) == 2 + 1
 
