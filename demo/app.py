@@ -23,6 +23,8 @@ CSS = """
 .gradio-container { max-width: 1400px !important; }
 #sample-output textarea, #train-sample textarea { font-family: ui-monospace, monospace; }
 #attention-roles th, #attention-roles td:nth-child(-n+2) { white-space: nowrap; }
+#ablations-summary-table table { display: block; overflow-x: auto; }
+#ablations-summary-table th, #ablations-summary-table td { white-space: nowrap; }
 """
 
 
