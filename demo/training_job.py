@@ -70,7 +70,7 @@ def _worker(spec: TrainJobSpec, events: "mp.Queue", stop: "mp.synchronize.Event"
             corpus = Corpus.from_text(spec.corpus_text, source=spec.corpus_label)
         else:
             corpus = Corpus.load(spec.corpus_path)
-        events.put({"kind": "started", "params": None})
+        events.put({"kind": "started"})
         Trainer(spec.config, corpus, spec.out_dir, command=f"gptcore app: {spec.label}").run(
             on_event=on_event, stop=stop)
     except (GptcoreError, ValueError, OSError) as e:
@@ -115,7 +115,11 @@ class RunStatus:
 
 
 class TrainingManager:
-    """Starts, watches and stops the single training process of this server."""
+    """Starts, watches and stops the single training process of this server.
+
+    The worker is started with multiprocessing's "spawn", which re-imports the ``__main__`` module: a script
+    that uses the manager must keep its top-level code under ``if __name__ == "__main__":`` (app.py does).
+    """
 
     def __init__(self) -> None:
         self._ctx = mp.get_context("spawn")
