@@ -52,7 +52,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
     registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir, settings.default_checkpoint,
                              settings.torch_threads)
     manager = TrainingManager()
-    with gr.Blocks(title="gptcore") as demo:
+    with gr.Blocks(title="gptcore", analytics_enabled=False) as demo:  # no calls home: works offline
         gr.Markdown(INTRO)
         with gr.Tabs(overflow_behavior="wrap"):  # on a phone every tab stays visible
             with gr.Tab("Sample", id="sample"):
@@ -80,7 +80,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
         t["timer"].tick(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden",
                         queue=False)
         demo.load(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden")
-        demo.load(lambda c: sample.checkpoint_info(registry, c) if c else "", s["checkpoint"], s["info"],
+        demo.load(lambda c: sample.checkpoint_info(registry, c), s["checkpoint"], s["info"],
                   api_visibility="private", show_progress="hidden")
         fn, inputs, outputs = a["selectors"]
         demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")

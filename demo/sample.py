@@ -145,9 +145,16 @@ def probs_frame(rows: list[tuple[str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PROB_COLUMNS).astype({PROB_COLUMNS[0]: str, PROB_COLUMNS[1]: float})
 
 
-def checkpoint_info(registry: ModelRegistry, checkpoint: str) -> str:
-    with user_errors():
+def checkpoint_info(registry: ModelRegistry, checkpoint: str | None) -> str:
+    """The picker's caption: what the model is, or (inline, not as a pop-up) why it cannot be used."""
+    from gptcore.errors import GptcoreError
+
+    if not checkpoint:
+        return "No checkpoint yet: train one in the Train tab."
+    try:
         return describe_checkpoint(registry.get(checkpoint))
+    except GptcoreError as e:
+        return f"**Cannot use {checkpoint}:** {e}"
 
 
 def build_tab(registry: ModelRegistry, limits: Limits) -> dict:

@@ -6,7 +6,7 @@ import gradio as gr
 import pytest
 
 from demo.registry import ModelRegistry
-from demo.sample import POLICIES, generate, next_token_probs, sampling_params
+from demo.sample import POLICIES, checkpoint_info, generate, next_token_probs, sampling_params
 from demo.settings import Limits
 from demo.ui import NamedSlider, visible_char
 from demo_support import make_checkpoints
@@ -127,3 +127,10 @@ def test_policies_are_the_tokenizers():
     from gptcore.tokenizer import UNKNOWN_POLICIES
 
     assert sorted(v for _, v in POLICIES) == sorted(UNKNOWN_POLICIES)
+
+
+def test_checkpoint_info_describes_or_explains(registry):
+    assert checkpoint_info(registry, "tiny").startswith("**tiny** · GPT, 2 layers × 2 heads, width 32")
+    assert "30,656 parameters" in checkpoint_info(registry, "tiny")
+    assert checkpoint_info(registry, "damaged").startswith("**Cannot use damaged:**")
+    assert "train one" in checkpoint_info(registry, None)
