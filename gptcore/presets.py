@@ -31,6 +31,15 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
                         eval_windows=20, sample_interval=30, sample_chars=40, dtype="float32"),
         ),
     ),
+    "nanogpt-quickstart": (
+        "nanoGPT's CPU quick-start recipe (0.8M params, 4x128, block 64, batch 12, 2000 steps, lr 1e-3), "
+        "float32 as nanoGPT runs on a CPU: the reference for time-to-loss",
+        RunConfig(
+            ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
+            TrainConfig(batch_size=12, max_iters=2000, lr=1e-3, warmup_iters=100, dtype="float32",
+                        eval_interval=250, eval_windows=200, sample_interval=0),
+        ),
+    ),
     "shakespeare-char": (
         "the shipped model: the write-up's architecture, 5000 steps of 32x128 at lr 1.5e-3",
         RunConfig(WRITEUP_MODEL, TrainConfig(batch_size=32, max_iters=5000, lr=1.5e-3, warmup_iters=200,
