@@ -96,3 +96,13 @@ def launched_app(env: dict, log: Path, timeout: float = 60.0) -> Iterator[str]:
 def unwrap_updates(value):
     """The value inside a gr.update dict, or the value itself."""
     return value.get("value") if isinstance(value, dict) and "__type__" in value else value
+
+
+@contextmanager
+def app_with_tiny_models(root: Path, corpus: Corpus) -> Iterator[str]:
+    """``python app.py`` serving real tiny checkpoints and a tiny ablation study, all under ``root``."""
+    checkpoints = make_checkpoints(root / "checkpoints", corpus)
+    ablations = make_ablations(root / "ablations", corpus)
+    env = app_env(checkpoints, root / "runs", ablations, free_port())
+    with launched_app(env, root / "app.log") as url:
+        yield url

@@ -9,16 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from gradio_client import Client
 
-from demo_support import app_env, free_port, launched_app, make_ablations, make_checkpoints
+from demo_support import app_with_tiny_models
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, corpus):
-    root = tmp_path_factory.mktemp("client-app")
-    checkpoints = make_checkpoints(root / "checkpoints", corpus)
-    ablations = make_ablations(root / "ablations", corpus)
-    env = app_env(checkpoints, root / "runs", ablations, free_port())
-    with launched_app(env, root / "app.log") as url:
+    with app_with_tiny_models(tmp_path_factory.mktemp("client-app"), corpus) as url:
         yield Client(url, verbose=False)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from demo_support import REPO, app_env, free_port, launched_app, make_ablations, make_checkpoints
+from demo_support import REPO, app_with_tiny_models
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -24,11 +24,7 @@ LAPTOP, PHONE = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, corpus):
-    root = tmp_path_factory.mktemp("browser-app")
-    checkpoints = make_checkpoints(root / "checkpoints", corpus)
-    ablations = make_ablations(root / "ablations", corpus)
-    env = app_env(checkpoints, root / "runs", ablations, free_port())
-    with launched_app(env, root / "app.log") as url:
+    with app_with_tiny_models(tmp_path_factory.mktemp("browser-app"), corpus) as url:
         yield url
 
 
