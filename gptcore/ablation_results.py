@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import read_json
+from .config import is_int
 from .errors import GptcoreError
 
 SCHEMA_VERSION = 1
@@ -24,13 +25,9 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 _CHECKS = {
     "str": (lambda v: isinstance(v, str), "a string"),
-    "int": (_is_int, "an integer"),
+    "int": (is_int, "an integer"),
     "number": (_is_number, "a finite number"),
     "number|null": (lambda v: v is None or _is_number(v), "a finite number or null"),
     "dict": (lambda v: isinstance(v, dict), "an object"),

@@ -25,7 +25,7 @@ from .data import BatchSampler, Corpus
 from .models import build_model
 from .presets import WRITEUP_MODEL
 from .sample import SamplingParams, stream_tokens
-from .train import make_optimizer
+from .train import make_optimizer, train_step
 
 
 def train_tokens_per_sec(model_config: ModelConfig, corpus: Corpus, batch_size: int, dtype: torch.dtype,
@@ -37,13 +37,7 @@ def train_tokens_per_sec(model_config: ModelConfig, corpus: Corpus, batch_size: 
     sampler = BatchSampler(corpus.train, model_config.block_size, batch_size, seed=0)
 
     def step():
-        x, y = sampler.next_batch()
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-            _, loss = model(x, y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(model, optimizer, *sampler.next_batch(), dtype, grad_clip=1.0)
 
     for _ in range(2):  # warm-up: allocator and kernels
         step()

@@ -111,6 +111,11 @@ class RunConfig:
         return RunConfig(model.validate(), train.validate())
 
 
+def is_int(value) -> bool:
+    """An int that is not a bool (JSON and Python both let True pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def config_from_dict(cls, data: dict):
     """Build a config dataclass from a dict, ignoring keys it does not know (older or newer files)."""
     names = _field_types(cls)

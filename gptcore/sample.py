@@ -15,6 +15,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
+from .config import is_int
 from .tokenizer import CharTokenizer
 
 MAX_NEW_TOKENS = 100_000
@@ -31,19 +32,15 @@ class SamplingParams:
     def validate(self) -> "SamplingParams":
         if not isinstance(self.temperature, (int, float)) or not self.temperature >= 0:
             raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {self.temperature!r}")
-        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
+        if self.top_k is not None and (not is_int(self.top_k) or self.top_k < 1):
             raise ValueError(f"top_k must be an integer >= 1 (or None for no limit), got {self.top_k!r}")
         if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if not _is_int(self.max_new_tokens) or not 0 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+        if not is_int(self.max_new_tokens) or not 0 <= self.max_new_tokens <= MAX_NEW_TOKENS:
             raise ValueError(f"max_new_tokens must be an integer in [0, {MAX_NEW_TOKENS}], got {self.max_new_tokens!r}")
-        if self.seed is not None and not _is_int(self.seed):
+        if self.seed is not None and not is_int(self.seed):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         return self
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def next_token_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:

@@ -79,6 +79,31 @@ def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
 
 
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    autocast_dtype: torch.dtype,
+    grad_clip: float,
+    on_backward: Callable[[nn.Module], None] | None = None,
+) -> float:
+    """One optimisation step (forward under autocast, backward, clip, AdamW); returns the batch loss.
+
+    The benchmark times this same function, so its figures are the trainer's speed.
+    """
+    with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
+        _, loss = model(x, y)
+    loss.backward()
+    if on_backward is not None:
+        on_backward(model)
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
 class Trainer:
     def __init__(self, config: RunConfig, corpus: Corpus, out_dir: str | Path, command: str = "", resume: bool = False):
         self.config = RunConfig(config.model, config.train)
@@ -159,18 +184,10 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = sampler.next_batch()
-            with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
-                _, loss = model(x, y)
-            loss.backward()
-            if on_backward is not None:
-                on_backward(model, step + 1)
-            if tc.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            hook = None if on_backward is None else (lambda m: on_backward(m, step + 1))
+            loss_value = train_step(model, optimizer, x, y, autocast_dtype, tc.grad_clip, hook)
             step += 1
             tokens_seen += x.numel()
-            loss_value = loss.item()
             recent_losses.append(loss_value)
             window_tokens += x.numel()
             window_time += time.perf_counter() - t0
