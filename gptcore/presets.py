@@ -40,6 +40,26 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
                         eval_interval=250, eval_windows=200, sample_interval=0),
         ),
     ),
+    "speedrun": (
+        "validation loss under nanoGPT's quick-start 1.886 in under 20 s on 2 CPU cores, process start to "
+        "exit: 2 layers of width 128, Muon, QK-norm, a 14 s budget that paces a linear warm-down",
+        RunConfig(
+            ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=64, dropout=0.0, qk_norm=True),
+            TrainConfig(batch_size=48, max_iters=100_000, time_budget=14.0, lr=1e-2, optimizer="muon",
+                        muon_lr=0.05, warmup_iters=30, schedule="linear", warmdown_frac=0.6,
+                        eval_interval=100_000, sample_interval=0),
+        ),
+    ),
+    "fifteen-minutes": (
+        "the write-up's model to the write-up's headline loss (1.55) within 15 minutes on 2 CPU cores: "
+        "Muon, QK-norm, dropout 0.1, an 880 s budget that paces a linear warm-down",
+        RunConfig(
+            dataclasses.replace(WRITEUP_MODEL, dropout=0.1, qk_norm=True),
+            TrainConfig(batch_size=32, max_iters=100_000, time_budget=880.0, lr=1e-2, optimizer="muon",
+                        muon_lr=0.05, warmup_iters=100, schedule="linear", warmdown_frac=0.5,
+                        eval_interval=500, sample_interval=0),
+        ),
+    ),
     "shakespeare-char": (
         "the shipped model: the write-up's architecture, 5000 steps of 32x128 at lr 1.5e-3",
         RunConfig(WRITEUP_MODEL, TrainConfig(batch_size=32, max_iters=5000, lr=1.5e-3, warmup_iters=200,

@@ -25,6 +25,7 @@ from .config import RunConfig
 from .data import BatchSampler, Corpus
 from .evaluate import sample_windows, split_loss
 from .models import build_model, count_parameters
+from .muon import Muon
 from .sample import SamplingParams, generate
 
 
@@ -72,11 +73,52 @@ def learning_rate(step: int, progress: float, cfg) -> float:
 
 
 def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices (linear weights, embeddings) only; never on biases or norms."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+    """AdamW with weight decay on matrices only (never biases or norms); with ``optimizer="muon"``, the
+    blocks' weight matrices move to Muon and AdamW keeps the embeddings, the head and the vectors.
+
+    Every parameter group carries an ``lr_scale``: the loop sets ``lr = schedule(step) * lr_scale``.
+    """
+    named = list(model.named_parameters())
+    hidden = [p for n, p in named if cfg.optimizer == "muon" and p.dim() == 2 and n.startswith("blocks.")]
+    taken = {id(p) for p in hidden}
+    decay = [p for n, p in named if p.dim() >= 2 and id(p) not in taken]
+    no_decay = [p for n, p in named if p.dim() < 2]
+    adamw = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+         {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}],
+        lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+    if not hidden:
+        return adamw
+    muon = Muon([{"params": hidden, "lr_scale": cfg.muon_lr / cfg.lr}], lr=cfg.muon_lr,
+                weight_decay=cfg.weight_decay)
+    return OptimizerPair(adamw, muon)
+
+
+class OptimizerPair:
+    """Two optimizers stepped as one, with the interface the training loop and resume use."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict]:
+        # read afresh each time: load_state_dict replaces the optimizers' group dicts
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> list[dict]:
+        return [opt.state_dict() for opt in self.optimizers]
+
+    def load_state_dict(self, states: list[dict]) -> None:
+        for opt, state in zip(self.optimizers, states):
+            opt.load_state_dict(state)
 
 
 def train_step(
@@ -182,7 +224,7 @@ class Trainer:
             t0 = time.perf_counter()
             lr = learning_rate(step, self._progress(step, elapsed()), tc)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             x, y = sampler.next_batch()
             hook = None if on_backward is None else (lambda m: on_backward(m, step + 1))
             loss_value = train_step(model, optimizer, x, y, autocast_dtype, tc.grad_clip, hook)

@@ -18,7 +18,7 @@ def test_logits_shape_and_loss():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"norm": "post"}, {"residual": False}, {"pos_emb": "none"},
-                                       {"attention": "explicit"}])
+                                       {"attention": "explicit"}, {"attention": "auto"}])
 def test_causality(overrides):
     model = GPT(small_config(**overrides)).eval()
     idx = torch.randint(0, 65, (1, 16))
@@ -30,14 +30,19 @@ def test_causality(overrides):
     assert not torch.allclose(a[0, 10:], b[0, 10:], atol=1e-3)
 
 
-def test_explicit_and_fused_attention_agree():
+@pytest.mark.parametrize("grad", [True, False])
+def test_explicit_fused_and_auto_attention_agree(grad):
     fused = GPT(small_config(attention="fused", n_head=4, n_embd=64)).eval()
     explicit = GPT(small_config(attention="explicit", n_head=4, n_embd=64)).eval()
+    auto = GPT(small_config(attention="auto", n_head=4, n_embd=64)).eval()
     explicit.load_state_dict(fused.state_dict())
+    auto.load_state_dict(fused.state_dict())
     idx = torch.randint(0, 65, (4, 16))
-    a, _ = fused(idx)
-    b, _ = explicit(idx)
-    assert torch.allclose(a, b, atol=1e-5, rtol=0)
+    with torch.set_grad_enabled(grad):
+        a, _ = fused(idx)
+        b, _ = explicit(idx)
+        c, _ = auto(idx)
+    assert torch.allclose(a, b, atol=1e-5, rtol=0) and torch.allclose(a, c, atol=1e-5, rtol=0)
 
 
 def test_attention_maps_are_causal_distributions():
@@ -89,3 +94,33 @@ def test_sequence_longer_than_block_is_refused():
 def test_bad_config_is_refused(bad):
     with pytest.raises(ConfigError):
         small_config(**bad).validate()
+
+
+def test_byte_dropout_drops_the_rounded_fraction_and_keeps_the_mean():
+    from gptcore.models.dropout import ByteDropout
+
+    drop = ByteDropout(0.2).train()
+    assert drop.p == 51 / 256
+    x = torch.ones(400_000)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    assert abs((~kept).float().mean().item() - 51 / 256) < 0.005
+    assert torch.all(y[kept] == 256 / 205)  # every kept value scaled by 1 / (1 - p)
+    assert abs(y.mean().item() - 1.0) < 0.01
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # the global seed makes it reproducible
+
+
+def test_byte_dropout_gradient_is_the_mask_and_eval_is_identity():
+    from gptcore.models.dropout import ByteDropout
+
+    drop = ByteDropout(0.5).train()
+    x = torch.randn(3, 1000, requires_grad=True)
+    y = drop(x)
+    y.sum().backward()
+    assert torch.equal(x.grad, (y != 0).float() * 2.0)
+    assert drop.eval()(x) is x
+    assert ByteDropout(0.0).train()(x) is x
+    half = drop.train()(torch.randn(64, 64, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16

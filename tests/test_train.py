@@ -1,6 +1,7 @@
 import threading
 
 import pytest
+import torch
 
 from gptcore.config import ModelConfig, RunConfig, TrainConfig
 from gptcore.checkpoint import load_checkpoint, read_json
@@ -38,9 +39,10 @@ def test_events_metrics_and_best_checkpoint(tmp_path, corpus):
     assert load_checkpoint(tmp_path / "run").config.train.max_iters == 20
 
 
-def test_resume_continues_identically(tmp_path, corpus):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_continues_identically(tmp_path, corpus, optimizer):
     full = []
-    Trainer(_config(), corpus, tmp_path / "a").run(on_event=full.append)
+    Trainer(_config(optimizer=optimizer), corpus, tmp_path / "a").run(on_event=full.append)
 
     stop = threading.Event()
     first = []
@@ -50,10 +52,10 @@ def test_resume_continues_identically(tmp_path, corpus):
         if event.kind == "step" and event.step == 10:
             stop.set()
 
-    result = Trainer(_config(), corpus, tmp_path / "b").run(on_event=stop_at_ten, stop=stop)
+    result = Trainer(_config(optimizer=optimizer), corpus, tmp_path / "b").run(on_event=stop_at_ten, stop=stop)
     assert result.stopped and result.steps == 10
     second = []
-    Trainer(_config(), corpus, tmp_path / "b", resume=True).run(on_event=second.append)
+    Trainer(_config(optimizer=optimizer), corpus, tmp_path / "b", resume=True).run(on_event=second.append)
     assert _losses(first) + _losses(second) == _losses(full)
     assert read_json(tmp_path / "b" / "metrics.json")["val_loss"] == pytest.approx(
         read_json(tmp_path / "a" / "metrics.json")["val_loss"], abs=1e-6)
@@ -80,6 +82,56 @@ def test_bfloat16_training_matches_float32(tmp_path, corpus):
     a = Trainer(_config(max_iters=60, dtype="float32"), corpus, tmp_path / "f32").run()
     b = Trainer(_config(max_iters=60, dtype="bfloat16"), corpus, tmp_path / "bf16").run()
     assert abs(a.val_loss - b.val_loss) < 0.05
+
+
+def test_fast_path_matches_the_nanogpt_reference(corpus):
+    """bfloat16 + explicit attention + byte dropout, against float32 + fused attention + torch's dropout."""
+    from gptcore.bench import nanogpt_reference
+    from gptcore.data import BatchSampler
+    from gptcore.evaluate import split_loss
+    from gptcore.models import build_model
+    from gptcore.train import make_optimizer, train_step
+
+    def final_loss(fast: bool) -> float:
+        config = _config().model
+        config.attention = "explicit" if fast else "fused"
+        torch.manual_seed(3)
+        model = build_model(config)
+        model = model if fast else nanogpt_reference(model)
+        optimizer = make_optimizer(model, TrainConfig(lr=3e-3))
+        sampler = BatchSampler(corpus.train, config.block_size, 16, seed=3)
+        for _ in range(80):
+            train_step(model, optimizer, *sampler.next_batch(), torch.bfloat16 if fast else torch.float32, 1.0)
+        return split_loss(model, corpus.val[:4000], config.block_size)
+
+    assert abs(final_loss(True) - final_loss(False)) < 0.05
+
+
+def test_muon_learns_and_leaves_embeddings_to_adamw(tmp_path, corpus):
+    from gptcore.models import build_model
+    from gptcore.muon import Muon
+    from gptcore.train import make_optimizer
+
+    model = build_model(_config().model)
+    pair = make_optimizer(model, TrainConfig(optimizer="muon"))
+    muon = next(opt for opt in pair.optimizers if isinstance(opt, Muon))
+    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        assert (id(p) in in_muon) == (name.startswith("blocks.") and p.dim() == 2), name
+    a = Trainer(_config(max_iters=60, optimizer="adamw"), corpus, tmp_path / "adamw").run()
+    b = Trainer(_config(max_iters=60, optimizer="muon", muon_lr=0.02), corpus, tmp_path / "muon").run()
+    assert b.val_loss < 3.0 and b.val_loss < a.val_loss + 0.05
+
+
+@pytest.mark.parametrize("shape", [(3, 48, 16), (2, 16, 48), (32, 32)])
+def test_orthogonalize_sets_singular_values_near_one(shape):
+    from gptcore.muon import orthogonalize
+
+    g = torch.randn(shape) * torch.logspace(-1.5, 0, shape[-1])  # condition number ~100
+    s = torch.linalg.svdvals(orthogonalize(g).float())
+    assert orthogonalize(g).shape == g.shape
+    assert s.min() > 0.5 and s.max() < 1.3
+    assert torch.linalg.svdvals(g).max() / torch.linalg.svdvals(g).min() > 10
 
 
 def test_learning_rate_schedules():

@@ -2,7 +2,9 @@
 
 Attention has two interchangeable paths: an explicit one (scores, causal mask, softmax, weighted values)
 that can hand back its probabilities for visualisation, and a fused one
-(``F.scaled_dot_product_attention``) for speed. Generation uses a preallocated key-value cache.
+(``F.scaled_dot_product_attention``). On a CPU the explicit one trains faster and the fused one
+generates faster, so ``attention="auto"`` uses each where it wins (see docs/LOG.md).
+Generation uses a preallocated key-value cache.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig
+from .dropout import ByteDropout
 
 
 class KVCache:
@@ -44,22 +47,26 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.layer = layer
         self.n_head = config.n_head
-        self.explicit = config.attention == "explicit"
+        self.attention = config.attention
         self.dropout = config.dropout
+        self.qk_norm = config.qk_norm
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
-        self.attn_dropout = nn.Dropout(config.dropout)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.attn_dropout = ByteDropout(config.dropout)
+        self.resid_dropout = ByteDropout(config.dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, attn_out: list | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if self.qk_norm:
+            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
         past = 0
         if cache is not None:
             past = cache.length
             k, v = cache.update(self.layer, k, v)
         S = k.size(2)
-        if self.explicit or attn_out is not None:
+        explicit = self.attention == "explicit" or (self.attention == "auto" and torch.is_grad_enabled())
+        if explicit or attn_out is not None:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
             # query i (at absolute position past + i) may look at keys 0 .. past + i
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=past)
@@ -84,7 +91,7 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(config.n_embd, 4 * config.n_embd)
         self.proj = nn.Linear(4 * config.n_embd, config.n_embd)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = ByteDropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.proj(F.gelu(self.fc(x))))
@@ -120,7 +127,7 @@ class GPT(nn.Module):
         self.config = config.validate()
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos_emb = nn.Embedding(config.block_size, config.n_embd) if config.pos_emb == "learned" else None
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = ByteDropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         # post-norm blocks already end in a LayerNorm
         self.ln_f = nn.LayerNorm(config.n_embd) if config.norm == "pre" else nn.Identity()
