@@ -23,7 +23,7 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from .checkpoint import load_checkpoint, write_json
+from .checkpoint import CONFIG, METRICS, TOKENIZER, WEIGHTS, load_checkpoint, write_json
 from .config import ModelConfig, TrainConfig
 from .data import BatchSampler, Corpus
 from .evaluate import split_loss
@@ -80,25 +80,49 @@ def naive_generate(model, prompt_ids: list[int], n: int) -> list[int]:
     return out
 
 
+class _threads:
+    """Run a block with a given number of torch threads, then restore the previous number."""
+
+    def __init__(self, n: int):
+        self.n, self.before = n, torch.get_num_threads()
+
+    def __enter__(self):
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
+
+
 def sampling_rates(checkpoint: str, n_tokens: int, repeats: int) -> dict:
+    """Batch-1 generation at a full context: ours (KV cache, one thread, as the app serves) against the
+    reference (recompute the context per token) at each thread count, the faster of which is the ratio's base."""
     ck = load_checkpoint(checkpoint)
     model, block = ck.model, ck.config.model.block_size
-    prompt = ck.tokenizer.encode((" the king is dead, long live the king\n" * 20)[:block], policy="replace")
+    prompt = ck.tokenizer.encode((" the king is dead, long live the king\n" * 40)[:block], policy="replace")
     params = SamplingParams(temperature=0, max_new_tokens=n_tokens)
-    cached, naive, first = [], [], []
+    naive_tokens = max(8, n_tokens // 5)  # every reference step costs the same, so fewer tokens suffice
+    all_threads = torch.get_num_threads()
+    cached, first, naive = [], [], {1: [], all_threads: []}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        stream = stream_tokens(model, prompt, params, use_cache=True)
-        next(stream)
-        first.append(time.perf_counter() - t0)
-        for _ in stream:
-            pass
-        cached.append(n_tokens / (time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        naive_generate(model, prompt, n_tokens)
-        naive.append(n_tokens / (time.perf_counter() - t0))
-    return {"checkpoint": checkpoint, "context": block, "new_tokens": n_tokens, "cached_chars_per_sec": cached,
-            "naive_chars_per_sec": naive, "time_to_first_token_s": first}
+        with _threads(1):
+            t0 = time.perf_counter()
+            stream = stream_tokens(model, prompt, params, use_cache=True)
+            next(stream)
+            first.append(time.perf_counter() - t0)
+            for _ in stream:
+                pass
+            cached.append(n_tokens / (time.perf_counter() - t0))
+        for n in naive:
+            with _threads(n):
+                t0 = time.perf_counter()
+                naive_generate(model, prompt, naive_tokens)
+                naive[n].append(naive_tokens / (time.perf_counter() - t0))
+    medians = {n: statistics.median(rates) for n, rates in naive.items()}
+    best = max(medians, key=medians.get)
+    return {"checkpoint": checkpoint, "context": block, "new_tokens": n_tokens, "cached_threads": 1,
+            "cached_chars_per_sec": cached, "time_to_first_token_s": first,
+            "naive_chars_per_sec_by_threads": {str(n): rates for n, rates in naive.items()},
+            "naive_threads": best, "naive_chars_per_sec": naive[best]}
 
 
 def timed_command(args: list[str]) -> dict:
@@ -115,7 +139,8 @@ def timed_command(args: list[str]) -> dict:
 def shipped_model(checkpoint: str, corpus: Corpus) -> dict:
     """The checkpoint's whole-split validation loss and its largest file (Spaces want files under 10 MB)."""
     ck = load_checkpoint(checkpoint)
-    files = [f for f in Path(checkpoint).iterdir() if f.is_file()]
+    # what ships: the checkpoint's files, not the resumable training state (git-ignored)
+    files = [Path(checkpoint) / name for name in (WEIGHTS, CONFIG, TOKENIZER, METRICS)]
     return {"checkpoint": checkpoint, "val_loss": split_loss(ck.model, corpus.val, ck.config.model.block_size),
             "params": count_parameters(ck.model), "largest_file_mb": max(f.stat().st_size for f in files) / 1e6}
 
@@ -128,6 +153,10 @@ def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, 
     fast_config = dataclasses.replace(model_config, attention="auto")
     ref = train_tokens_per_sec(reference_config, corpus, 32, torch.float32, steps, repeats, reference=True)
     fast = train_tokens_per_sec(fast_config, corpus, 32, torch.bfloat16, steps, repeats)
+    no_dropout = dataclasses.replace(model_config, dropout=0.0)
+    ref0 = train_tokens_per_sec(dataclasses.replace(no_dropout, attention="fused"), corpus, 32, torch.float32,
+                                steps, repeats, reference=True)
+    fast0 = train_tokens_per_sec(no_dropout, corpus, 32, torch.bfloat16, steps, repeats)
     result = {
         "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
         "repeats": repeats,
@@ -136,7 +165,11 @@ def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, 
                   "fast_path": "bfloat16 autocast, explicit attention, byte dropout",
                   "reference_float32_tokens_per_sec": ref, "fast_bfloat16_tokens_per_sec": fast,
                   "median_reference": statistics.median(ref), "median_fast": statistics.median(fast),
-                  "ratio": statistics.median(fast) / statistics.median(ref)},
+                  "ratio": statistics.median(fast) / statistics.median(ref),
+                  "without_dropout": {"reference_tokens_per_sec": ref0, "fast_tokens_per_sec": fast0,
+                                      "median_reference": statistics.median(ref0),
+                                      "median_fast": statistics.median(fast0),
+                                      "ratio": statistics.median(fast0) / statistics.median(ref0)}},
     }
     s = sampling_rates(checkpoint, 64 if quick else 500, repeats)
     s.update(median_cached=statistics.median(s["cached_chars_per_sec"]),
@@ -158,31 +191,56 @@ def _mark(ok: bool) -> str:
     return "**met**" if ok else "not met"
 
 
+def summarize_runs(runs: list[dict]) -> dict[str, dict]:
+    """Per preset (a preset named N times in ``--runs`` runs N times): median wall time and loss, and the
+    worst of each, so a goal is met only if every run met it."""
+    by_preset: dict[str, list[dict]] = {}
+    for run in runs:
+        by_preset.setdefault(run["preset"], []).append(run)
+    out = {}
+    for preset, group in by_preset.items():
+        ok = [run for run in group if "error" not in run]
+        if len(ok) < len(group):
+            out[preset] = {"error": next(run["error"] for run in group if "error" in run)}
+            continue
+        walls, losses = [run["wall_s"] for run in ok], [run["val_loss"] for run in ok]
+        out[preset] = {"n": len(ok), "wall_s": statistics.median(walls), "val_loss": statistics.median(losses),
+                       "max_wall_s": max(walls), "max_val_loss": max(losses)}
+    return out
+
+
 def _run_cell(run: dict | None) -> str:
     if run is None:
         return "not run (add it to `--runs`)"
     if "error" in run:
         return f"failed: {run['error']}"
-    return f"val loss {run['val_loss']:.4f} in {run['wall_s']:.1f} s"
+    cell = f"val loss {run['val_loss']:.4f} in {run['wall_s']:.1f} s"
+    if run["n"] > 1:
+        cell += f" (median of {run['n']} runs; worst {run['max_val_loss']:.4f}, {run['max_wall_s']:.1f} s)"
+    return cell
 
 
 def _run_ok(run: dict | None, max_loss: float, max_wall: float) -> bool:
-    return run is not None and "error" not in run and run["val_loss"] <= max_loss and run["wall_s"] <= max_wall
+    return (run is not None and "error" not in run and run["max_val_loss"] <= max_loss
+            and run["max_wall_s"] <= max_wall)
 
 
 def format_table(r: dict) -> str:
     """The Markdown table README shows: each goal of the speed issue, our figure beside its reference."""
     t, s, m = r["train"], r["sampling"], r["shipped"]
-    runs = {run["preset"]: run for run in r["runs"]}
+    t0 = t["without_dropout"]
+    runs = summarize_runs(r["runs"])
     quick = runs.get("nanogpt-quickstart")
     speedrun, fifteen = runs.get("speedrun"), runs.get("fifteen-minutes")
     rows = [
         "| goal | reference (same run unless said) | gptcore | target | |",
         "|---|---|---|---|---|",
-        f"| training tokens/s, write-up config, batch 32x{t['config']['block_size']} | "
+        f"| training tokens/s, write-up config (dropout {t['config']['dropout']}), batch 32x{t['config']['block_size']} | "
         f"{t['median_reference']:,.0f} (nanoGPT's approach: float32, fused attention, torch dropout) | "
         f"{t['median_fast']:,.0f} (bfloat16, explicit attention, byte dropout): **{t['ratio']:.2f}x** | "
         f"2x | {_mark(t['ratio'] >= 2)} |",
+        f"| the same without dropout | {t0['median_reference']:,.0f} | {t0['median_fast']:,.0f}: "
+        f"**{t0['ratio']:.2f}x** | | |",
         f"| `train --preset speedrun`, process start to exit | nanoGPT's quick-start recipe in our code "
         f"(`nanogpt-quickstart`): {_run_cell(quick)} | {_run_cell(speedrun)} | val ≤ 1.886 in ≤ 20 s | "
         f"{_mark(_run_ok(speedrun, 1.886, 20))} |",
@@ -192,7 +250,8 @@ def format_table(r: dict) -> str:
         f"val {m['val_loss']:.4f}, {m['params'] / 1e6:.2f}M params, largest file {m['largest_file_mb']:.1f} MB | "
         f"val ≤ 1.47, files < 10 MB | {_mark(m['val_loss'] <= 1.47 and m['largest_file_mb'] < 10)} |",
         f"| sampling chars/s, batch 1, full context of {s['context']} | {s['median_naive']:,.0f} (recompute the "
-        f"context per token) | {s['median_cached']:,.0f} (KV cache): **{s['ratio']:.1f}x** | ≥ 500 and ≥ 10x | "
+        f"context per token; {s['naive_threads']} thread(s), its faster setting) | {s['median_cached']:,.0f} "
+        f"(KV cache, 1 thread as the app serves): **{s['ratio']:.1f}x** | ≥ 500 and ≥ 10x | "
         f"{_mark(s['median_cached'] >= 500 and s['ratio'] >= 10)} |",
         f"| time to first token | | {s['median_first_token_s'] * 1000:.1f} ms | | |",
     ]

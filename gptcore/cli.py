@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
-    p.add_argument("--runs", nargs="*", metavar="PRESET", help="also time whole `train --preset` commands")
+    p.add_argument("--runs", nargs="*", metavar="PRESET", help="also time whole `train --preset` commands, process start to exit "
+                   "(name a preset N times to run it N times)")
     return parser
 
 

@@ -33,9 +33,9 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
     ),
     "nanogpt-quickstart": (
         "nanoGPT's CPU quick-start recipe (0.8M params, 4x128, block 64, batch 12, 2000 steps, lr 1e-3), "
-        "float32 as nanoGPT runs on a CPU: the reference for time-to-loss",
+        "float32 and fused attention as nanoGPT runs on a CPU: the reference for time-to-loss",
         RunConfig(
-            ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
+            ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, attention="fused"),
             TrainConfig(batch_size=12, max_iters=2000, lr=1e-3, warmup_iters=100, dtype="float32",
                         eval_interval=250, eval_windows=200, sample_interval=0),
         ),

@@ -116,3 +116,18 @@ def test_killed_save_leaves_a_readable_checkpoint(tmp_path):
         assert loaded.config.model.n_embd == 256
     leftovers = [n for n in os.listdir(target) if n.endswith(".tmp")]
     assert len(leftovers) <= 4  # a killed writer may leave its temp file, never a half-written target
+
+
+@pytest.mark.parametrize("name", ["shakespeare-char", "bigram"])
+def test_shipped_checkpoints_load_fit_a_space_and_match_their_metrics(name, corpus):
+    """The quoted loss is what the stored weights give, and no file needs Git LFS on a Space (10 MB)."""
+    from pathlib import Path
+
+    from gptcore.evaluate import split_loss
+
+    directory = Path(__file__).resolve().parent.parent / "checkpoints" / name
+    shipped = [directory / name for name in (ckpt.WEIGHTS, ckpt.CONFIG, ckpt.TOKENIZER, ckpt.METRICS)]
+    assert all(f.stat().st_size < 10_000_000 for f in shipped)
+    ck = ckpt.load_checkpoint(directory)
+    assert ck.metrics["val_loss"] == pytest.approx(split_loss(ck.model, corpus.val, ck.config.model.block_size),
+                                                   abs=1e-4)
