@@ -23,7 +23,7 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from .checkpoint import CONFIG, METRICS, TOKENIZER, WEIGHTS, load_checkpoint, write_json
+from .checkpoint import SHIPPED_FILES, load_checkpoint, write_json
 from .config import ModelConfig, TrainConfig
 from .data import BatchSampler, Corpus
 from .evaluate import split_loss
@@ -139,10 +139,14 @@ def timed_command(args: list[str]) -> dict:
 def shipped_model(checkpoint: str, corpus: Corpus) -> dict:
     """The checkpoint's whole-split validation loss and its largest file (Spaces want files under 10 MB)."""
     ck = load_checkpoint(checkpoint)
-    # what ships: the checkpoint's files, not the resumable training state (git-ignored)
-    files = [Path(checkpoint) / name for name in (WEIGHTS, CONFIG, TOKENIZER, METRICS)]
+    files = [Path(checkpoint) / name for name in SHIPPED_FILES]
     return {"checkpoint": checkpoint, "val_loss": split_loss(ck.model, corpus.val, ck.config.model.block_size),
             "params": count_parameters(ck.model), "largest_file_mb": max(f.stat().st_size for f in files) / 1e6}
+
+
+def _medians_and_ratio(reference: list[float], fast: list[float]) -> dict:
+    median_reference, median_fast = statistics.median(reference), statistics.median(fast)
+    return {"median_reference": median_reference, "median_fast": median_fast, "ratio": median_fast / median_reference}
 
 
 def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, runs: list[str]) -> dict:
@@ -164,12 +168,9 @@ def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, 
                   "reference": "float32, fused attention (SDPA with dropout_p), nn.Dropout",
                   "fast_path": "bfloat16 autocast, explicit attention, byte dropout",
                   "reference_float32_tokens_per_sec": ref, "fast_bfloat16_tokens_per_sec": fast,
-                  "median_reference": statistics.median(ref), "median_fast": statistics.median(fast),
-                  "ratio": statistics.median(fast) / statistics.median(ref),
+                  **_medians_and_ratio(ref, fast),
                   "without_dropout": {"reference_tokens_per_sec": ref0, "fast_tokens_per_sec": fast0,
-                                      "median_reference": statistics.median(ref0),
-                                      "median_fast": statistics.median(fast0),
-                                      "ratio": statistics.median(fast0) / statistics.median(ref0)}},
+                                      **_medians_and_ratio(ref0, fast0)}},
     }
     s = sampling_rates(checkpoint, 64 if quick else 500, repeats)
     s.update(median_cached=statistics.median(s["cached_chars_per_sec"]),

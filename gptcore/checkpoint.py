@@ -29,6 +29,8 @@ from .tokenizer import CharTokenizer
 WEIGHTS, CONFIG, TOKENIZER, METRICS, TRAIN_STATE = (
     "model.pt", "config.json", "tokenizer.json", "metrics.json", "train_state.pt",
 )
+# what a checkpoint ships with; TRAIN_STATE only serves --resume and is git-ignored
+SHIPPED_FILES = (WEIGHTS, CONFIG, TOKENIZER, METRICS)
 FORMAT_VERSION = 1
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -126,7 +126,7 @@ def test_shipped_checkpoints_load_fit_a_space_and_match_their_metrics(name, corp
     from gptcore.evaluate import split_loss
 
     directory = Path(__file__).resolve().parent.parent / "checkpoints" / name
-    shipped = [directory / name for name in (ckpt.WEIGHTS, ckpt.CONFIG, ckpt.TOKENIZER, ckpt.METRICS)]
+    shipped = [directory / name for name in ckpt.SHIPPED_FILES]
     assert all(f.stat().st_size < 10_000_000 for f in shipped)
     ck = ckpt.load_checkpoint(directory)
     assert ck.metrics["val_loss"] == pytest.approx(split_loss(ck.model, corpus.val, ck.config.model.block_size),
