@@ -93,36 +93,46 @@ class _threads:
         torch.set_num_threads(self.before)
 
 
+def _cached_run(model, prompt: list[int], params: SamplingParams) -> tuple[float, float]:
+    """(chars/s, seconds to the first token) of one cached generation."""
+    t0 = time.perf_counter()
+    stream = stream_tokens(model, prompt, params, use_cache=True)
+    next(stream)
+    first = time.perf_counter() - t0
+    for _ in stream:
+        pass
+    return params.max_new_tokens / (time.perf_counter() - t0), first
+
+
 def sampling_rates(checkpoint: str, n_tokens: int, repeats: int) -> dict:
-    """Batch-1 generation at a full context: ours (KV cache, one thread, as the app serves) against the
-    reference (recompute the context per token) at each thread count, the faster of which is the ratio's base."""
+    """Batch-1 greedy generation from a full context: ours (KV cache) against the reference (recompute the
+    context per token), each at 1 thread and at all threads; each side's faster setting makes the ratio."""
     ck = load_checkpoint(checkpoint)
     model, block = ck.model, ck.config.model.block_size
-    prompt = ck.tokenizer.encode((" the king is dead, long live the king\n" * 40)[:block], policy="replace")
+    prompt = ck.tokenizer.encode((" the king is dead, long live the king\n" * 80)[:block], policy="replace")
     params = SamplingParams(temperature=0, max_new_tokens=n_tokens)
     naive_tokens = max(8, n_tokens // 5)  # every reference step costs the same, so fewer tokens suffice
-    all_threads = torch.get_num_threads()
-    cached, first, naive = [], [], {1: [], all_threads: []}
+    counts = sorted({1, torch.get_num_threads()})
+    cached, first, naive = {n: [] for n in counts}, {n: [] for n in counts}, {n: [] for n in counts}
     for _ in range(repeats):
-        with _threads(1):
-            t0 = time.perf_counter()
-            stream = stream_tokens(model, prompt, params, use_cache=True)
-            next(stream)
-            first.append(time.perf_counter() - t0)
-            for _ in stream:
-                pass
-            cached.append(n_tokens / (time.perf_counter() - t0))
-        for n in naive:
+        for n in counts:
             with _threads(n):
+                rate, seconds = _cached_run(model, prompt, params)
+                cached[n].append(rate)
+                first[n].append(seconds)
                 t0 = time.perf_counter()
                 naive_generate(model, prompt, naive_tokens)
                 naive[n].append(naive_tokens / (time.perf_counter() - t0))
-    medians = {n: statistics.median(rates) for n, rates in naive.items()}
-    best = max(medians, key=medians.get)
-    return {"checkpoint": checkpoint, "context": block, "new_tokens": n_tokens, "cached_threads": 1,
-            "cached_chars_per_sec": cached, "time_to_first_token_s": first,
+    best_cached = max(counts, key=lambda n: statistics.median(cached[n]))
+    best_naive = max(counts, key=lambda n: statistics.median(naive[n]))
+    return {"checkpoint": checkpoint, "context": block, "new_tokens": n_tokens,
+            "cached_chars_per_sec_by_threads": {str(n): rates for n, rates in cached.items()},
+            "time_to_first_token_s_by_threads": {str(n): s for n, s in first.items()},
             "naive_chars_per_sec_by_threads": {str(n): rates for n, rates in naive.items()},
-            "naive_threads": best, "naive_chars_per_sec": naive[best]}
+            "cached_threads": best_cached, "cached_chars_per_sec": cached[best_cached],
+            "time_to_first_token_s": first[best_cached],
+            "one_thread_cached_chars_per_sec": cached[1],
+            "naive_threads": best_naive, "naive_chars_per_sec": naive[best_naive]}
 
 
 def timed_command(args: list[str]) -> dict:
@@ -174,6 +184,7 @@ def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, 
     }
     s = sampling_rates(checkpoint, 64 if quick else 500, repeats)
     s.update(median_cached=statistics.median(s["cached_chars_per_sec"]),
+             median_one_thread_cached=statistics.median(s["one_thread_cached_chars_per_sec"]),
              median_naive=statistics.median(s["naive_chars_per_sec"]),
              median_first_token_s=statistics.median(s["time_to_first_token_s"]))
     s["ratio"] = s["median_cached"] / s["median_naive"]
@@ -252,7 +263,8 @@ def format_table(r: dict) -> str:
         f"val ≤ 1.47, files < 10 MB | {_mark(m['val_loss'] <= 1.47 and m['largest_file_mb'] < 10)} |",
         f"| sampling chars/s, batch 1, full context of {s['context']} | {s['median_naive']:,.0f} (recompute the "
         f"context per token; {s['naive_threads']} thread(s), its faster setting) | {s['median_cached']:,.0f} "
-        f"(KV cache, 1 thread as the app serves): **{s['ratio']:.1f}x** | ≥ 500 and ≥ 10x | "
+        f"(KV cache; {s['cached_threads']} thread(s), its faster setting; at 1 thread, as the app serves: "
+        f"{s['median_one_thread_cached']:,.0f}): **{s['ratio']:.1f}x** | ≥ 500 and ≥ 10x | "
         f"{_mark(s['median_cached'] >= 500 and s['ratio'] >= 10)} |",
         f"| time to first token | | {s['median_first_token_s'] * 1000:.1f} ms | | |",
     ]

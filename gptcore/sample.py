@@ -67,9 +67,10 @@ def next_token_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tens
 
 
 def _pick(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> torch.Tensor:
+    """One token id drawn from a (vocab_size,) row of logits."""
     if params.temperature == 0:
-        return logits.argmax(-1, keepdim=True)
-    return torch.multinomial(next_token_probs(logits, params), 1, generator=generator)
+        return logits.argmax()
+    return torch.multinomial(next_token_probs(logits, params), 1, generator=generator)[0]
 
 
 @torch.no_grad()
@@ -85,20 +86,23 @@ def stream_tokens(
     keep = block - max(1, block // 4)
     seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**63)
     generator = torch.Generator().manual_seed(seed)
-    context = torch.tensor([prompt_ids[-block:]], dtype=torch.long)
+    context = list(prompt_ids[-block:])
     cache = model.new_cache(1) if use_cache and hasattr(model, "new_cache") else None
-    logits, _ = model(context, cache=cache)
+    logits = model(torch.tensor([context]), cache=cache)[0][0, -1]
     for _ in range(params.max_new_tokens):
-        token = _pick(logits[:, -1], params, generator)
-        yield int(token)
-        context = torch.cat([context, token], dim=1)
-        if context.size(1) > block:
-            context = context[:, -keep:]
+        token = int(_pick(logits, params, generator))
+        yield token
+        context.append(token)
+        if len(context) > block:
+            del context[:-keep]
             if cache is not None:
                 cache.reset()
-                logits, _ = model(context, cache=cache)
+                logits = model(torch.tensor([context]), cache=cache)[0][0, -1]
                 continue
-        logits, _ = model(token if cache is not None else context, cache=cache)
+        if cache is not None:
+            logits = model.decode_step(token, cache)
+        else:
+            logits = model(torch.tensor([context]))[0][0, -1]
 
 
 def encode_prompt(tokenizer: CharTokenizer, prompt: str, policy: str = "strict") -> list[int]:

@@ -13,7 +13,12 @@ def test_quick_benchmark_writes_table_and_json(tmp_path, tiny_checkpoint, capsys
     assert result["train"]["ratio"] > 0 and result["sampling"]["ratio"] > 0
     assert result["sampling"]["median_first_token_s"] > 0
     assert result["train"]["without_dropout"]["ratio"] > 0
-    assert result["sampling"]["cached_threads"] == 1 and result["sampling"]["naive_threads"] >= 1
+    sampling = result["sampling"]
+    assert sampling["cached_threads"] >= 1 and sampling["naive_threads"] >= 1
+    # the ratio's base is each side's faster thread count; the app's one-thread rate is reported too
+    assert sampling["cached_chars_per_sec"] == sampling["cached_chars_per_sec_by_threads"][str(sampling["cached_threads"])]
+    assert sampling["one_thread_cached_chars_per_sec"] == sampling["cached_chars_per_sec_by_threads"]["1"]
+    assert len(sampling["one_thread_cached_chars_per_sec"]) == 2
     assert 0 < result["shipped"]["val_loss"] < 10 and result["shipped"]["largest_file_mb"] > 0
     assert "`train --preset speedrun`" in printed and "not run (add it to `--runs`)" in printed
 

@@ -45,6 +45,24 @@ def test_explicit_fused_and_auto_attention_agree(grad):
     assert torch.allclose(a, b, atol=1e-5, rtol=0) and torch.allclose(a, c, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("overrides", [{}, {"qk_norm": True}, {"pos_emb": "none"}, {"norm": "post"},
+                                       {"residual": False}, {"dropout": 0.2}])
+def test_decode_step_matches_the_full_forward(overrides):
+    model = GPT(small_config(n_head=4, n_embd=64, **overrides)).eval()
+    with torch.no_grad():  # sharper than at init, so that a wrong key or position would show
+        for p in model.parameters():
+            p.mul_(4)
+    idx = torch.randint(0, 65, (1, 16))
+    full, _ = model(idx)
+    cache = model.new_cache(1)
+    model(idx[:, :5], cache=cache)
+    steps = torch.stack([model.decode_step(int(t), cache) for t in idx[0, 5:]])
+    assert cache.length == 16
+    assert torch.allclose(steps, full[0, 5:], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="block_size"):
+        model.decode_step(0, cache)
+
+
 def test_attention_maps_are_causal_distributions():
     model = GPT(small_config(n_layer=3, n_head=2)).eval()
     maps = model.attention_maps(torch.randint(0, 65, (1, 12)))

@@ -4,7 +4,7 @@ Attention has two interchangeable paths: an explicit one (scores, causal mask, s
 that can hand back its probabilities for visualisation, and a fused one
 (``F.scaled_dot_product_attention``). On a CPU the explicit one trains faster and the fused one
 generates faster, so ``attention="auto"`` uses each where it wins (see docs/LOG.md).
-Generation uses a preallocated key-value cache.
+Generation uses a preallocated key-value cache, and ``decode_step`` runs one new token as plain tensor ops.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class KVCache:
         shape = (config.n_layer, batch_size, config.n_head, config.block_size, head_dim)
         self.k = torch.zeros(shape, dtype=dtype)
         self.v = torch.zeros(shape, dtype=dtype)
+        # per-layer views made once: a decode step then costs one copy and one slice per tensor
+        self._k = [self.k[i] for i in range(config.n_layer)]
+        self._v = [self.v[i] for i in range(config.n_layer)]
         self.length = 0
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,9 +37,10 @@ class KVCache:
         end = self.length + k.size(2)
         if end > self.k.size(3):
             raise ValueError(f"KV cache holds {self.k.size(3)} positions; {end} requested")
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        k_all, v_all = self._k[layer][:, :, :end], self._v[layer][:, :, :end]
+        k_all[:, :, self.length:].copy_(k)
+        v_all[:, :, self.length:].copy_(v)
+        return k_all, v_all
 
     def reset(self) -> None:
         self.length = 0
@@ -57,9 +61,10 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, attn_out: list | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        if self.qk_norm:
-            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if self.qk_norm:  # queries and keys in one call
+            q, k = F.rms_norm(qkv[:2], (qkv.size(-1),)).unbind(0)
         past = 0
         if cache is not None:
             past = cache.length
@@ -68,9 +73,10 @@ class CausalSelfAttention(nn.Module):
         explicit = self.attention == "explicit" or (self.attention == "auto" and torch.is_grad_enabled())
         if explicit or attn_out is not None:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
-            # query i (at absolute position past + i) may look at keys 0 .. past + i
-            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            probs = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            if T > 1:  # query i (at absolute position past + i) may look at keys 0 .. past + i
+                mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=past)
+                scores = scores.masked_fill(~mask, float("-inf"))
+            probs = scores.softmax(dim=-1)
             if attn_out is not None:
                 attn_out.append(probs.detach())
             y = self.attn_dropout(probs) @ v
@@ -173,6 +179,39 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss
+
+    @torch.no_grad()
+    def decode_step(self, token: int, cache: KVCache) -> torch.Tensor:
+        """Logits (vocab_size,) for one new token at batch 1, appending its keys and values to ``cache``.
+
+        The same computation as ``forward`` for a pre-norm model, written as plain tensor ops: at one
+        token, per-module calls and the fused kernel's setup cost most of a step (docs/LOG.md).
+        Other variants go through ``forward``.
+        """
+        if self.config.norm != "pre" or not self.config.residual or self.training:
+            return self.forward(torch.tensor([[token]]), cache=cache)[0][0, -1]
+        pos = cache.length
+        if pos >= self.config.block_size:
+            raise ValueError(f"sequence of {pos + 1} tokens exceeds block_size {self.config.block_size}")
+        C, H = self.config.n_embd, self.config.n_head
+        x = self.tok_emb.weight[token]
+        if self.pos_emb is not None:
+            x = x + self.pos_emb.weight[pos]
+        for block in self.blocks:
+            attn, mlp = block.attn, block.mlp
+            h = F.layer_norm(x, (C,), block.ln1.weight, block.ln1.bias, block.ln1.eps)
+            qkv = F.linear(h, attn.qkv.weight, attn.qkv.bias).view(3, 1, H, 1, C // H)
+            q, k, v = qkv.unbind(0)
+            if attn.qk_norm:
+                q, k = F.rms_norm(qkv[:2], (C // H,)).unbind(0)
+            k, v = cache.update(attn.layer, k, v)
+            probs = (q @ k.transpose(-2, -1)).mul_(1 / math.sqrt(C // H)).softmax(-1)
+            x = x + F.linear((probs @ v).view(C), attn.proj.weight, attn.proj.bias)
+            h = F.layer_norm(x, (C,), block.ln2.weight, block.ln2.bias, block.ln2.eps)
+            x = x + F.linear(F.gelu(F.linear(h, mlp.fc.weight, mlp.fc.bias)), mlp.proj.weight, mlp.proj.bias)
+        cache.length += 1
+        x = F.layer_norm(x, (C,), self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)
+        return F.linear(x, self.lm_head.weight)
 
     def new_cache(self, batch_size: int = 1) -> KVCache:
         return KVCache(self.config, batch_size, next(self.parameters()).dtype)
