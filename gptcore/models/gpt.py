@@ -180,7 +180,7 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def decode_step(self, token: int, cache: KVCache) -> torch.Tensor:
         """Logits (vocab_size,) for one new token at batch 1, appending its keys and values to ``cache``.
 
