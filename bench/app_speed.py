@@ -167,8 +167,8 @@ def measure_attention(checkpoint: str, repeats: int) -> dict[str, list[float]]:
 
     settings = AppSettings()
     registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir, torch_threads=settings.torch_threads)
-    text = (ATTENTION_TEXT * 2)[:128]
-    registry.get(checkpoint)  # load once, as the running app would have
+    block = registry.get(checkpoint).config.model.block_size  # load once, as the running app would have
+    text = (ATTENTION_TEXT * (block // len(ATTENTION_TEXT) + 1))[:block]  # a full context
     out = {}
     for head in ("all", "1"):
         times = []
