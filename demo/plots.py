@@ -26,6 +26,9 @@ def _figure(width: float, height: float, dpi: int = 100):
     return Figure(figsize=(width, height), dpi=dpi, layout="constrained")
 
 
+MAX_LABELLED_CHARS = 144  # beyond this a character label would be under 4 pt at the figure's largest size
+
+
 def _tick_fontsize(n: int) -> float:
     return 10 if n <= 24 else 8 if n <= 48 else 6 if n <= 80 else 4.5
 
@@ -70,8 +73,14 @@ def heatmap_figure(matrix: np.ndarray, text: str, title: str):
     ax = fig.add_subplot()
     vmax = max(float(matrix.max()), 1e-6)
     image = ax.imshow(_masked(matrix), cmap=_cmap(), vmin=0, vmax=vmax, interpolation="nearest")
-    _label_axes(ax, [visible_char(c) for c in text], _tick_fontsize(T))
-    ax.set_title(title + "\n(grey: future characters, hidden by the causal mask)", fontsize=10, pad=8)
+    note = ""
+    if T <= MAX_LABELLED_CHARS:
+        _label_axes(ax, [visible_char(c) for c in text], _tick_fontsize(T))
+    else:  # too many to read at any font size that fits: positions instead, and say how to get characters
+        ax.set_xlabel("key: position of the character attended to", fontsize=9)
+        ax.set_ylabel("query: position of the character attending", fontsize=9)
+        note = f"; characters are labelled up to {MAX_LABELLED_CHARS}, shorten the text to read them"
+    ax.set_title(title + f"\n(grey: future characters, hidden by the causal mask{note})", fontsize=10, pad=8)
     fig.colorbar(image, ax=ax, shrink=0.8, label="attention weight")
     return fig
 
