@@ -61,9 +61,14 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         ),
     ),
     "shakespeare-char": (
-        "the shipped model: the write-up's architecture, 5000 steps of 32x128 at lr 1.5e-3",
-        RunConfig(WRITEUP_MODEL, TrainConfig(batch_size=32, max_iters=5000, lr=1.5e-3, warmup_iters=200,
-                                             save_dtype="float16")),
+        "the shipped model: the write-up's architecture with a context of 256 and QK-norm, dropout 0.2, "
+        "Muon at the lower rates of docs/LOG.md, batch 16x256, a 70-minute budget on 2 CPU cores, float16 weights",
+        RunConfig(
+            dataclasses.replace(WRITEUP_MODEL, block_size=256, qk_norm=True),
+            TrainConfig(batch_size=16, max_iters=100_000, time_budget=4200.0, lr=3e-3, optimizer="muon",
+                        muon_lr=0.02, warmup_iters=100, schedule="linear", warmdown_frac=0.5,
+                        eval_interval=500, sample_interval=0, save_dtype="float16"),
+        ),
     ),
 }
 
