@@ -6,8 +6,9 @@
 2. streaming: characters per second seen by a gradio_client caller streaming ``generate`` (2000 new
    characters, temperature 0.8) from the shipped checkpoint, timed from the request to the last update;
    once on an idle server and once while the Train tab's default run is training.
-3. attention: seconds to build the attention figure of one layer for 128 characters and encode it as PNG
-   (what the app sends), for the all-heads grid and for a single head; run in-process, median.
+3. attention: seconds to build the attention figure of one layer for a full context (the model's block_size
+   in characters) and encode it as PNG (what the app sends), for the all-heads grid and for a single head;
+   run in-process, median.
 4. training: the Train tab's default run started through the API; seconds from Start until the reported
    train loss (mean of the recent steps) is under 2.5, then Stop.
 """
