@@ -10,6 +10,15 @@ from .errors import ConfigError
 # The write-up's model: n_embd 256, n_head 4, n_layer 4, block 128, dropout 0.2 (3.2M parameters).
 WRITEUP_MODEL = ModelConfig(n_layer=4, n_head=4, n_embd=256, block_size=128, dropout=0.2)
 
+
+def _budgeted_muon(time_budget: float, lr: float, muon_lr: float, **settings) -> TrainConfig:
+    """The time-budgeted recipe of the speed presets: Muon for the blocks' matrices, AdamW at ``lr`` for the
+    rest, a constant rate then a linear warm-down that ends with the budget (steps are not the limit), no
+    samples while training. ``settings`` are the other TrainConfig fields a preset sets."""
+    return TrainConfig(max_iters=100_000, time_budget=time_budget, lr=lr, optimizer="muon", muon_lr=muon_lr,
+                       schedule="linear", sample_interval=0, **settings)
+
+
 PRESETS: dict[str, tuple[str, RunConfig]] = {
     "bigram": (
         "the bigram baseline: a 65x65 table of next-character logits",
@@ -45,9 +54,8 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         "exit: 2 layers of width 128, Muon, QK-norm, a 14 s budget that paces a linear warm-down",
         RunConfig(
             ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=64, dropout=0.0, qk_norm=True),
-            TrainConfig(batch_size=48, max_iters=100_000, time_budget=14.0, lr=1e-2, optimizer="muon",
-                        muon_lr=0.05, warmup_iters=30, schedule="linear", warmdown_frac=0.6,
-                        eval_interval=100_000, sample_interval=0),
+            _budgeted_muon(14.0, lr=1e-2, muon_lr=0.05, batch_size=48, warmup_iters=30, warmdown_frac=0.6,
+                          eval_interval=100_000),
         ),
     ),
     "fifteen-minutes": (
@@ -55,9 +63,8 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         "Muon, QK-norm, dropout 0.1, an 880 s budget that paces a linear warm-down",
         RunConfig(
             dataclasses.replace(WRITEUP_MODEL, dropout=0.1, qk_norm=True),
-            TrainConfig(batch_size=32, max_iters=100_000, time_budget=880.0, lr=1e-2, optimizer="muon",
-                        muon_lr=0.05, warmup_iters=100, schedule="linear", warmdown_frac=0.5,
-                        eval_interval=500, sample_interval=0),
+            _budgeted_muon(880.0, lr=1e-2, muon_lr=0.05, batch_size=32, warmup_iters=100, warmdown_frac=0.5,
+                          eval_interval=500),
         ),
     ),
     "shakespeare-char": (
@@ -65,9 +72,8 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         "Muon at the lower rates of docs/LOG.md, batch 16x256, a 70-minute budget on 2 CPU cores, float16 weights",
         RunConfig(
             dataclasses.replace(WRITEUP_MODEL, block_size=256, qk_norm=True),
-            TrainConfig(batch_size=16, max_iters=100_000, time_budget=4200.0, lr=3e-3, optimizer="muon",
-                        muon_lr=0.02, warmup_iters=100, schedule="linear", warmdown_frac=0.5,
-                        eval_interval=500, sample_interval=0, save_dtype="float16"),
+            _budgeted_muon(4200.0, lr=3e-3, muon_lr=0.02, batch_size=16, warmup_iters=100, warmdown_frac=0.5,
+                          eval_interval=500, save_dtype="float16"),
         ),
     ),
 }
