@@ -114,7 +114,7 @@ def generate(registry: ModelRegistry, limits: Limits, checkpoint: str, prompt: s
         yield shown, note + "Generating…"
         pieces: list[str] = []
         start = last = time.perf_counter()
-        for ch in stream_text(ck.model, ck.tokenizer, shown, params, policy=unknown):
+        for ch in stream_text(ck.model, ck.tokenizer, shown, params, policy=unknown, draft=ck.draft):
             pieces.append(ch)
             now = time.perf_counter()
             if now - last >= limits.stream_interval_s:

@@ -5,6 +5,7 @@ Layout of a checkpoint directory:
   config.json     the run config (model and training)
   tokenizer.json  the character vocabulary
   metrics.json    validation loss, parameter count, tokens seen, wall time, the command, the curve
+  draft.pt        (optional) the n-gram table that speeds up sampling (gptcore/draft.py)
   train_state.pt  (optional) optimizer and RNG state of the latest step, for ``--resume``
 """
 
@@ -18,6 +19,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -26,11 +28,14 @@ from .config import RunConfig
 from .errors import CheckpointError
 from .tokenizer import CharTokenizer
 
-WEIGHTS, CONFIG, TOKENIZER, METRICS, TRAIN_STATE = (
-    "model.pt", "config.json", "tokenizer.json", "metrics.json", "train_state.pt",
+if TYPE_CHECKING:
+    from .draft import NgramDraft
+
+WEIGHTS, CONFIG, TOKENIZER, METRICS, DRAFT, TRAIN_STATE = (
+    "model.pt", "config.json", "tokenizer.json", "metrics.json", "draft.pt", "train_state.pt",
 )
 # what a checkpoint ships with; TRAIN_STATE only serves --resume and is git-ignored
-SHIPPED_FILES = (WEIGHTS, CONFIG, TOKENIZER, METRICS)
+SHIPPED_FILES = (WEIGHTS, CONFIG, TOKENIZER, METRICS, DRAFT)
 FORMAT_VERSION = 1
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -129,6 +134,7 @@ class Checkpoint:
     config: RunConfig
     metrics: dict
     path: Path
+    draft: "NgramDraft | None" = None
 
     @property
     def name(self) -> str:
@@ -136,7 +142,8 @@ class Checkpoint:
 
 
 def save_checkpoint(
-    directory: Path, model: nn.Module, config: RunConfig, tokenizer: CharTokenizer, metrics: dict
+    directory: Path, model: nn.Module, config: RunConfig, tokenizer: CharTokenizer, metrics: dict,
+    draft: "NgramDraft | None" = None,
 ) -> None:
     """Write (or overwrite) a checkpoint; each file is replaced atomically, weights first.
 
@@ -148,10 +155,13 @@ def save_checkpoint(
     write_json(directory / CONFIG, config.to_dict())
     tokenizer.save(directory / TOKENIZER)
     write_json(directory / METRICS, metrics)
+    if draft is not None:
+        draft.save(directory / DRAFT)
 
 
 def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     """Load a checkpoint for inference (eval mode), with a clear CheckpointError for any problem."""
+    from .draft import NgramDraft
     from .models import build_model
 
     directory = Path(directory)
@@ -174,4 +184,7 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"weights do not match the config in {directory}: {str(e).splitlines()[0]}") from None
     model.eval()
     metrics = read_json(directory / METRICS) if (directory / METRICS).exists() else {}
-    return Checkpoint(model, tokenizer, config, metrics, directory)
+    draft = NgramDraft.load(directory / DRAFT) if (directory / DRAFT).exists() else None
+    if draft is not None and draft.vocab_size != tokenizer.vocab_size:
+        raise CheckpointError(f"{directory / DRAFT} was fit on {draft.vocab_size} tokens, not {tokenizer.vocab_size}")
+    return Checkpoint(model, tokenizer, config, metrics, directory, draft)

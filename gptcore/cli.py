@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--unknown", choices=["strict", "replace", "drop"], default="strict",
                    help="what to do with prompt characters outside the vocabulary")
+    p.add_argument("--no-draft", action="store_true",
+                   help="one token per pass of the model, ignoring the checkpoint's n-gram draft (same text, slower)")
+
+    p = sub.add_parser("draft", help="fit the n-gram table that speeds up sampling and store it in a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", help="corpus whose training split is counted (default as for train)")
+    p.add_argument("--order", type=int, default=5, help="longest context counted, in tokens")
 
     sub.add_parser("presets", help="list presets")
 
@@ -118,10 +125,25 @@ def cmd_sample(args) -> int:
     ck = load_checkpoint(args.checkpoint)
     ck.tokenizer.clean(args.prompt, args.unknown)  # fail before printing anything
     sys.stdout.write(args.prompt)
-    for piece in stream_text(ck.model, ck.tokenizer, args.prompt, params, policy=args.unknown):
+    draft = None if args.no_draft else ck.draft
+    for piece in stream_text(ck.model, ck.tokenizer, args.prompt, params, policy=args.unknown, draft=draft):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    return 0
+
+
+def cmd_draft(args) -> int:
+    from .checkpoint import DRAFT, load_checkpoint
+    from .data import Corpus
+    from .draft import NgramDraft
+
+    ck = load_checkpoint(args.checkpoint)
+    corpus = Corpus.load(args.data, tokenizer=ck.tokenizer)
+    draft = NgramDraft.fit(corpus.train, ck.tokenizer.vocab_size, args.order)
+    draft.save(ck.path / DRAFT)
+    print(json.dumps({"checkpoint": str(ck.path), "order": args.order, "contexts": len(draft),
+                      "corpus": corpus.source}))
     return 0
 
 
@@ -145,7 +167,7 @@ def cmd_bench(args) -> int:
     return run_from_args(args)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "presets": cmd_presets,
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "draft": cmd_draft, "presets": cmd_presets,
             "ablate": cmd_ablate, "bench": cmd_bench}
 
 

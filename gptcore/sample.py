@@ -16,9 +16,11 @@ import torch
 import torch.nn as nn
 
 from .config import is_int
+from .draft import NgramDraft
 from .tokenizer import CharTokenizer
 
 MAX_NEW_TOKENS = 100_000
+DRAFT_TOKENS = 4  # guesses checked per pass of the model (docs/LOG.md)
 
 
 @dataclass
@@ -66,18 +68,47 @@ def next_token_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tens
     return probs
 
 
-def _pick(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> torch.Tensor:
-    """One token id drawn from a (vocab_size,) row of logits."""
+def choose_tokens(logits: torch.Tensor, guesses: list[int], params: SamplingParams,
+                  generator: torch.Generator) -> list[int]:
+    """The guesses the model keeps, then one token it draws itself: speculative sampling's rule for a
+    guesser that names one token (Leviathan et al. 2023, with the draft distribution a point mass).
+
+    ``logits`` has one row per position: row i is the model's distribution where ``guesses[i]`` was
+    guessed, and the last row is the one after all guesses. Guess g is kept with probability p(g);
+    at the first one rejected, the token is drawn from p without g. Each emitted token is then
+    distributed exactly as p, so the text is what sampling one token at a time could give, and at
+    temperature 0 it is the same text.
+    """
     if params.temperature == 0:
-        return logits.argmax()
-    return torch.multinomial(next_token_probs(logits, params), 1, generator=generator)[0]
+        best = logits.argmax(-1).tolist()
+        kept = 0
+        while kept < len(guesses) and guesses[kept] == best[kept]:
+            kept += 1
+        return guesses[:kept] + [best[kept]]
+    probs = next_token_probs(logits, params)
+    if guesses:  # one call each for the guesses' probabilities and the uniform draws: a pass is ~1 ms
+        p_guess = probs[torch.arange(len(guesses)), guesses].tolist()
+        for i, u in enumerate(torch.rand(len(guesses), generator=generator).tolist()):
+            if u >= p_guess[i]:
+                rest = probs[i].clone()
+                rest[guesses[i]] = 0.0
+                return guesses[:i] + [int(torch.multinomial(rest, 1, generator=generator))]
+    return guesses + [int(torch.multinomial(probs[-1], 1, generator=generator))]
 
 
 @torch.inference_mode()  # lighter than no_grad: no version counters or view tracking
 def stream_tokens(
-    model: nn.Module, prompt_ids: list[int], params: SamplingParams, use_cache: bool = True
+    model: nn.Module,
+    prompt_ids: list[int],
+    params: SamplingParams,
+    use_cache: bool = True,
+    draft: NgramDraft | None = None,
 ) -> Iterator[int]:
-    """Yield new token ids one at a time (batch 1)."""
+    """Yield new token ids one at a time (batch 1).
+
+    With ``draft``, each pass of the model checks up to ``DRAFT_TOKENS`` guesses from the n-gram table
+    and yields the ones it keeps plus one more token (``choose_tokens``); without, one token per pass.
+    """
     params.validate()
     if not prompt_ids:
         raise ValueError("prompt_ids must not be empty")
@@ -88,21 +119,33 @@ def stream_tokens(
     generator = torch.Generator().manual_seed(seed)
     context = list(prompt_ids[-block:])
     cache = model.new_cache(1) if use_cache and hasattr(model, "new_cache") else None
-    logits = model(torch.tensor([context]), cache=cache)[0][0, -1]
-    for _ in range(params.max_new_tokens):
-        token = int(_pick(logits, params, generator))
-        yield token
-        context.append(token)
+
+    def fill_cache() -> None:  # the cache holds every context token but the newest
+        cache.reset()
+        if len(context) > 1:
+            model(torch.tensor([context[:-1]]), cache=cache)
+
+    if cache is not None:
+        fill_cache()
+    remaining = params.max_new_tokens
+    while remaining > 0:
+        # guesses must fit in the window, and the pass adds one token of its own
+        room = min(DRAFT_TOKENS, block - len(context), remaining - 1)
+        guesses = draft.propose(context, room) if draft is not None and room > 0 else []
+        if cache is not None:
+            logits = model.decode(context[-1:] + guesses, cache)
+        else:
+            logits = model(torch.tensor([context + guesses]))[0][0, -1 - len(guesses):]
+        new = choose_tokens(logits, guesses, params, generator)
+        if cache is not None:
+            cache.length = len(context) - 1 + len(new)  # forget the rejected guesses
+        yield from new
+        remaining -= len(new)
+        context.extend(new)
         if len(context) > block:
             del context[:-keep]
             if cache is not None:
-                cache.reset()
-                logits = model(torch.tensor([context]), cache=cache)[0][0, -1]
-                continue
-        if cache is not None:
-            logits = model.decode_step(token, cache)
-        else:
-            logits = model(torch.tensor([context]))[0][0, -1]
+                fill_cache()
 
 
 def encode_prompt(tokenizer: CharTokenizer, prompt: str, policy: str = "strict") -> list[int]:
@@ -118,9 +161,10 @@ def stream_text(
     params: SamplingParams,
     use_cache: bool = True,
     policy: str = "strict",
+    draft: NgramDraft | None = None,
 ) -> Iterator[str]:
     """Yield the continuation of ``prompt`` one character at a time."""
-    for token in stream_tokens(model, encode_prompt(tokenizer, prompt, policy), params, use_cache):
+    for token in stream_tokens(model, encode_prompt(tokenizer, prompt, policy), params, use_cache, draft):
         yield tokenizer.chars[token]
 
 
@@ -131,9 +175,10 @@ def generate(
     params: SamplingParams,
     use_cache: bool = True,
     policy: str = "strict",
+    draft: NgramDraft | None = None,
 ) -> str:
     """The whole continuation of ``prompt`` (without the prompt itself)."""
-    return "".join(stream_text(model, tokenizer, prompt, params, use_cache, policy))
+    return "".join(stream_text(model, tokenizer, prompt, params, use_cache, policy, draft))
 
 
 @torch.no_grad()

@@ -23,6 +23,7 @@ import torch.nn as nn
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import BatchSampler, Corpus
+from .draft import NgramDraft
 from .evaluate import sample_windows, split_loss
 from .models import build_model, count_parameters
 from .muon import Muon
@@ -173,6 +174,7 @@ class Trainer:
             eval_starts = sample_windows(len(self.corpus.val), mc.block_size, tc.eval_windows, tc.seed)
         autocast_dtype = torch.bfloat16 if tc.dtype == "bfloat16" else torch.float32
         emit = on_event or (lambda event: None)
+        draft = NgramDraft.fit(self.corpus.train, self.corpus.tokenizer.vocab_size)  # ~0.3 s on Shakespeare
 
         step, best_val, best_step, tokens_seen, elapsed_before, history = 0, math.inf, -1, 0, 0.0, []
         state_path = self.out_dir / ckpt.TRAIN_STATE
@@ -206,7 +208,8 @@ class Trainer:
             if val < best_val:
                 best_val, best_step = val, step
                 ckpt.save_checkpoint(self.out_dir, model, self.config, self.corpus.tokenizer,
-                                     self._metrics(model, None, best_step, tokens_seen, elapsed(), history, "training"))
+                                     self._metrics(model, None, best_step, tokens_seen, elapsed(), history, "training"),
+                                     draft)
             ckpt.atomic_torch_save(state_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "sampler_rng": sampler.state(), "torch_rng": torch.get_rng_state(), "step": step,
@@ -245,7 +248,7 @@ class Trainer:
                 evaluate_and_save()
             if tc.sample_interval and step % tc.sample_interval == 0:
                 text = generate(model, self.corpus.tokenizer, "\n",
-                                SamplingParams(temperature=0.8, max_new_tokens=tc.sample_chars, seed=step))
+                                SamplingParams(temperature=0.8, max_new_tokens=tc.sample_chars, seed=step), draft=draft)
                 model.train()
                 emit(TrainEvent("sample", step, tc.max_iters, elapsed(), text=text))
         if bar is not None:

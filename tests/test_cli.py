@@ -40,6 +40,13 @@ def test_train_eval_sample_end_to_end(tmp_path, capsys):
     again = in_process(capsys, "sample", "--checkpoint", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40",
                        "--seed", "1")
     assert again == sample
+    # training stored a draft; rebuilding it gives the same table, and greedy text is the same without it
+    assert (out / "draft.pt").is_file()
+    before = (out / "draft.pt").read_bytes()
+    assert json.loads(in_process(capsys, "draft", "--checkpoint", str(out)))["contexts"] > 0
+    assert (out / "draft.pt").read_bytes() == before
+    greedy = ["sample", "--checkpoint", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "80", "--temperature", "0"]
+    assert in_process(capsys, *greedy) == in_process(capsys, *greedy, "--no-draft")
     resumed = json.loads(run("train", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "3",
                              "--max-iters", "80", "--resume").stdout)
     assert resumed["steps"] == 80
@@ -55,6 +62,7 @@ def test_train_eval_sample_end_to_end(tmp_path, capsys):
     (["sample", "--checkpoint", "checkpoints/bigram", "--top-p", "2"], "top_p"),
     (["sample", "--checkpoint", "checkpoints/bigram", "--prompt", "naïve"], "'ï'"),
     (["eval", "--checkpoint", "checkpoints/bigram", "--data", "missing.txt"], "not found"),
+    (["draft", "--checkpoint", "checkpoints/bigram", "--order", "0"], "order"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_give_one_line(args, message, capsys, monkeypatch):

@@ -47,20 +47,34 @@ def test_explicit_fused_and_auto_attention_agree(grad):
 
 @pytest.mark.parametrize("overrides", [{}, {"qk_norm": True}, {"pos_emb": "none"}, {"norm": "post"},
                                        {"residual": False}, {"dropout": 0.2}])
-def test_decode_step_matches_the_full_forward(overrides):
+def test_decode_matches_the_full_forward(overrides):
     model = GPT(small_config(n_head=4, n_embd=64, **overrides)).eval()
-    with torch.no_grad():  # sharper than at init, so that a wrong key or position would show
+    with torch.no_grad():  # sharper than at init, so that a wrong key, mask or position would show
         for p in model.parameters():
             p.mul_(4)
     idx = torch.randint(0, 65, (1, 16))
     full, _ = model(idx)
     cache = model.new_cache(1)
     model(idx[:, :5], cache=cache)
-    steps = torch.stack([model.decode_step(int(t), cache) for t in idx[0, 5:]])
+    # one token at a time, then several at once (as speculative sampling checks its guesses)
+    steps = torch.cat([model.decode(idx[0, t:t + 1].tolist(), cache) for t in range(5, 9)])
+    steps = torch.cat([steps, model.decode(idx[0, 9:].tolist(), cache)])
     assert cache.length == 16
     assert torch.allclose(steps, full[0, 5:], atol=1e-4, rtol=0)
+    cache.length = 9  # roll back: decoding the same tokens again gives the same logits
+    assert torch.allclose(model.decode(idx[0, 9:12].tolist(), cache), full[0, 9:12], atol=1e-4, rtol=0)
+    cache.length = 16
     with pytest.raises(ValueError, match="block_size"):
-        model.decode_step(0, cache)
+        model.decode([0], cache)
+
+
+def test_decode_follows_weights_loaded_after_its_first_use():
+    model, other = GPT(small_config(qk_norm=True)).eval(), GPT(small_config(qk_norm=True)).eval()
+    idx = torch.randint(0, 65, (1, 6))
+    model.decode(idx[0].tolist(), model.new_cache(1))  # gathers its tensors
+    model.load_state_dict(other.state_dict())
+    expected, _ = other(idx)
+    assert torch.allclose(model.decode(idx[0].tolist(), model.new_cache(1)), expected[0], atol=1e-5, rtol=0)
 
 
 def test_attention_maps_are_causal_distributions():

@@ -3,7 +3,10 @@ import torch
 
 from gptcore.errors import UnknownCharactersError
 from gptcore.models import GPT
-from gptcore.sample import SamplingParams, generate, next_token_distribution, next_token_probs, stream_tokens
+from gptcore.draft import NgramDraft
+from gptcore.sample import (
+    SamplingParams, choose_tokens, generate, next_token_distribution, next_token_probs, stream_tokens,
+)
 from gptcore.tokenizer import CharTokenizer
 from tests.conftest import small_config
 
@@ -18,18 +21,68 @@ def model(request):
     return m
 
 
-@pytest.mark.parametrize("params", [
+SAMPLING = [
     SamplingParams(temperature=0, max_new_tokens=60),
     SamplingParams(temperature=1.0, max_new_tokens=60, seed=5),
     SamplingParams(temperature=0.7, top_k=5, top_p=0.9, max_new_tokens=60, seed=11),
-])
-def test_cache_gives_identical_tokens(model, params):
+]
+
+
+def fitted_draft(model) -> NgramDraft:
+    """A table fit on the model's own samples: right often enough, wrong often enough."""
+    ids = list(stream_tokens(model, [0], SamplingParams(temperature=1.0, max_new_tokens=400, seed=0)))
+    return NgramDraft.fit(torch.tensor(ids), vocab_size=model.config.vocab_size, order=3)
+
+
+@pytest.mark.parametrize("params", SAMPLING)
+@pytest.mark.parametrize("with_draft", [False, True], ids=["one-by-one", "draft"])
+def test_cache_gives_identical_tokens(model, params, with_draft):
     prompt = list(range(10))
+    draft = fitted_draft(model) if with_draft else None
     # 60 new tokens with block 16: the window slides and the cache is rebuilt several times
-    cached = list(stream_tokens(model, prompt, params, use_cache=True))
-    uncached = list(stream_tokens(model, prompt, params, use_cache=False))
+    cached = list(stream_tokens(model, prompt, params, use_cache=True, draft=draft))
+    uncached = list(stream_tokens(model, prompt, params, use_cache=False, draft=draft))
     assert len(cached) == 60
     assert cached == uncached
+
+
+def test_greedy_text_is_the_same_with_the_draft_in_fewer_passes(model):
+    params = SamplingParams(temperature=0, max_new_tokens=60)
+    plain = list(stream_tokens(model, list(range(10)), params))
+    draft = fitted_draft(model)
+    passes = []
+    decode = model.decode
+    model.decode = lambda tokens, cache: passes.append(len(tokens)) or decode(tokens, cache)
+    drafted = list(stream_tokens(model, list(range(10)), params, draft=draft))
+    assert drafted == plain
+    assert len(passes) < 60 and max(passes) == 5  # guesses were checked, and some were kept
+
+
+def test_speculative_choice_keeps_the_model_distribution():
+    """Whatever the guesses, the first token is distributed as p0 and the second (after a kept first
+    guess) as p1: counted over many draws with a fixed seed."""
+    p = torch.tensor([[0.5, 0.3, 0.2, 0.0], [0.1, 0.1, 0.1, 0.7], [0.25, 0.25, 0.25, 0.25]])
+    params = SamplingParams(temperature=1.0)
+    generator = torch.Generator().manual_seed(0)
+    n = 20_000
+    for guesses in ([0, 3], [1, 0], [3, 2]):
+        first, second = torch.zeros(4), torch.zeros(4)
+        for _ in range(n):
+            out = choose_tokens(p.log(), guesses, params, generator)
+            first[out[0]] += 1
+            if len(out) > 1:
+                second[out[1]] += 1
+        assert torch.allclose(first / n, p[0], atol=0.015), (guesses, first / n)
+        if second.sum():
+            assert torch.allclose(second / second.sum(), p[1], atol=0.03), (guesses, second / second.sum())
+
+
+def test_greedy_choice_keeps_guesses_up_to_the_first_miss():
+    logits = torch.eye(4)[[2, 0, 1, 3]] * 5
+    params, generator = SamplingParams(temperature=0), torch.Generator()
+    assert choose_tokens(logits, [2, 0, 3], params, generator) == [2, 0, 1]
+    assert choose_tokens(logits, [2, 0, 1], params, generator) == [2, 0, 1, 3]
+    assert choose_tokens(logits[:1], [], params, generator) == [2]
 
 
 def test_seed_makes_sampling_reproducible(model):

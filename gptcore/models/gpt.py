@@ -4,7 +4,7 @@ Attention has two interchangeable paths: an explicit one (scores, causal mask, s
 that can hand back its probabilities for visualisation, and a fused one
 (``F.scaled_dot_product_attention``). On a CPU the explicit one trains faster and the fused one
 generates faster, so ``attention="auto"`` uses each where it wins (see docs/LOG.md).
-Generation uses a preallocated key-value cache, and ``decode_step`` runs one new token as plain tensor ops.
+Generation uses a preallocated key-value cache, and ``decode`` runs a few new tokens as plain tensor ops.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ class GPT(nn.Module):
         # post-norm blocks already end in a LayerNorm
         self.ln_f = nn.LayerNorm(config.n_embd) if config.norm == "pre" else nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self._decode_cache: tuple | None = None  # see _decode_weights
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # GPT-2: scale residual projections by depth
@@ -181,37 +182,52 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.inference_mode()
-    def decode_step(self, token: int, cache: KVCache) -> torch.Tensor:
-        """Logits (vocab_size,) for one new token at batch 1, appending its keys and values to ``cache``.
+    def decode(self, tokens: list[int], cache: KVCache) -> torch.Tensor:
+        """Logits (len(tokens), vocab_size) for new tokens at batch 1, appending their keys and values to
+        ``cache``; the caller may roll ``cache.length`` back to drop some of them again.
 
-        The same computation as ``forward`` for a pre-norm model, written as plain tensor ops: at one
-        token, per-module calls and the fused kernel's setup cost most of a step (docs/LOG.md).
+        The same computation as ``forward`` for a pre-norm model, written as plain tensor ops: at a few
+        tokens, per-module calls and the fused kernel's setup cost most of a step (docs/LOG.md).
         Other variants go through ``forward``.
         """
         if self.config.norm != "pre" or not self.config.residual or self.training:
-            return self.forward(torch.tensor([[token]]), cache=cache)[0][0, -1]
-        pos = cache.length
-        if pos >= self.config.block_size:
-            raise ValueError(f"sequence of {pos + 1} tokens exceeds block_size {self.config.block_size}")
+            return self.forward(torch.tensor([tokens]), cache=cache)[0][0]
+        pos, T = cache.length, len(tokens)
+        if pos + T > self.config.block_size:
+            raise ValueError(f"sequence of {pos + T} tokens exceeds block_size {self.config.block_size}")
         C, H = self.config.n_embd, self.config.n_head
-        x = self.tok_emb.weight[token]
-        if self.pos_emb is not None:
-            x = x + self.pos_emb.weight[pos]
-        for block in self.blocks:
-            attn, mlp = block.attn, block.mlp
-            h = F.layer_norm(x, (C,), block.ln1.weight, block.ln1.bias, block.ln1.eps)
-            qkv = F.linear(h, attn.qkv.weight, attn.qkv.bias).view(3, 1, H, 1, C // H)
+        blocks, tok_emb, pos_emb, ln_f, lm_head = self._decode_weights()
+        x = tok_emb[tokens]
+        if pos_emb is not None:
+            x = x + pos_emb[pos:pos + T]
+        # new token i (at position pos + i) may not look at the new tokens after it
+        hidden = torch.ones(T, pos + T, dtype=torch.bool).triu_(pos + 1) if T > 1 else None
+        for layer, (ln1, qkv_linear, proj, ln2, fc, fc_proj, qk_norm) in enumerate(blocks):
+            qkv = F.linear(F.layer_norm(x, (C,), *ln1), *qkv_linear).view(T, 3, 1, H, C // H).permute(1, 2, 3, 0, 4)
             q, k, v = qkv.unbind(0)
-            if attn.qk_norm:
+            if qk_norm:
                 q, k = F.rms_norm(qkv[:2], (C // H,)).unbind(0)
-            k, v = cache.update(attn.layer, k, v)
-            probs = (q @ k.transpose(-2, -1)).mul_(1 / math.sqrt(C // H)).softmax(-1)
-            x = x + F.linear((probs @ v).view(C), attn.proj.weight, attn.proj.bias)
-            h = F.layer_norm(x, (C,), block.ln2.weight, block.ln2.bias, block.ln2.eps)
-            x = x + F.linear(F.gelu(F.linear(h, mlp.fc.weight, mlp.fc.bias)), mlp.proj.weight, mlp.proj.bias)
-        cache.length += 1
-        x = F.layer_norm(x, (C,), self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)
-        return F.linear(x, self.lm_head.weight)
+            k, v = cache.update(layer, k, v)
+            scores = (q @ k.transpose(-2, -1)).mul_(1 / math.sqrt(C // H))
+            if hidden is not None:
+                scores.masked_fill_(hidden, float("-inf"))
+            x = x + F.linear((scores.softmax(-1) @ v).transpose(1, 2).reshape(T, C), *proj)
+            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), *ln2), *fc)), *fc_proj)
+        cache.length += T
+        return F.linear(F.layer_norm(x, (C,), *ln_f), lm_head)
+
+    def _decode_weights(self) -> tuple:
+        """The tensors ``decode`` reads, gathered once: looking them up through the modules costs ~14%
+        of a pass (docs/LOG.md). They are the parameters themselves, which loading weights (in place)
+        and ``.to()`` keep current."""
+        if self._decode_cache is None:
+            norm = lambda ln: (ln.weight, ln.bias, ln.eps)  # noqa: E731
+            linear = lambda lin: (lin.weight, lin.bias)  # noqa: E731
+            blocks = [(norm(b.ln1), linear(b.attn.qkv), linear(b.attn.proj), norm(b.ln2), linear(b.mlp.fc),
+                       linear(b.mlp.proj), b.attn.qk_norm) for b in self.blocks]
+            pos_emb = self.pos_emb.weight if self.pos_emb is not None else None
+            self._decode_cache = (blocks, self.tok_emb.weight, pos_emb, norm(self.ln_f), self.lm_head.weight)
+        return self._decode_cache
 
     def new_cache(self, batch_size: int = 1) -> KVCache:
         return KVCache(self.config, batch_size, next(self.parameters()).dtype)

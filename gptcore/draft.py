@@ -1,0 +1,102 @@
+"""A character n-gram table that guesses the next few tokens, for speculative sampling.
+
+At batch 1 on a CPU, running the model on five tokens costs little more than on one: the weights are
+read once either way. So the sampler lets this table guess a few tokens, checks them in one pass of the
+model, and keeps the ones the model agrees with (``gptcore.sample``). The table only decides how many
+tokens one pass yields, never which: the text comes out as the model alone would give it.
+
+For every context of 1 to ``order`` tokens seen in the training split, the table stores the token that
+most often follows it (ties: the smallest id), and a guess uses the longest stored suffix of the context.
+A context whose guess equals the guess of its one-shorter suffix is not stored, as backing off gives the
+same answer; that keeps the shipped table small.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_weights, save_weights
+from .errors import CheckpointError
+
+DEFAULT_ORDER = 5
+
+
+class NgramDraft:
+    def __init__(self, codes: torch.Tensor, guesses: torch.Tensor, order: int, vocab_size: int):
+        self.order, self.vocab_size, self._base = order, vocab_size, vocab_size + 1
+        self._codes, self._guesses = codes, guesses
+        self._next = dict(zip(codes.tolist(), guesses.tolist()))
+
+    def __len__(self) -> int:
+        return len(self._next)
+
+    @classmethod
+    def fit(cls, ids: torch.Tensor, vocab_size: int, order: int = DEFAULT_ORDER) -> "NgramDraft":
+        """Count every context of 1..order tokens in ``ids`` and keep its most frequent follower."""
+        if not 1 <= order or (vocab_size + 1) ** order * vocab_size >= 2**62:
+            raise ValueError(f"order must be at least 1 and small enough for int64 codes, got {order}")
+        ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+        if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
+            raise ValueError(f"token ids must lie in [0, vocab_size={vocab_size})")
+        base = vocab_size + 1
+        code = torch.zeros_like(ids)  # code[i]: the context ending just before position i
+        kept_codes, kept_guesses = [], []
+        shorter: tuple[torch.Tensor, torch.Tensor] | None = None
+        for n in range(1, min(order, len(ids) - 1) + 1):
+            # a context's most recent token is its lowest digit, so a suffix is a code modulo base**k
+            code[n:] += (ids[: len(ids) - n] + 1) * base ** (n - 1)
+            contexts, guesses = _most_frequent_follower(code[n:], ids[n:], vocab_size)
+            keep = torch.ones_like(contexts, dtype=torch.bool)
+            if shorter is not None:
+                suffix = contexts % base ** (n - 1)
+                keep = guesses != shorter[1][torch.searchsorted(shorter[0], suffix)]
+            kept_codes.append(contexts[keep])
+            kept_guesses.append(guesses[keep])
+            shorter = (contexts, guesses)
+        empty = torch.zeros(0, dtype=torch.long)
+        return cls(torch.cat(kept_codes or [empty]), torch.cat(kept_guesses or [empty]), order, vocab_size)
+
+    def propose(self, context: list[int], k: int) -> list[int]:
+        """Up to ``k`` guessed tokens after ``context``, each guess extending the context for the next;
+        fewer if the table has nothing to say."""
+        recent = list(context[-self.order:])
+        out: list[int] = []
+        for _ in range(k):
+            code, scale, guess = 0, 1, None
+            for token in reversed(recent):  # every suffix length: a shorter one may be the stored one
+                code += (token + 1) * scale
+                scale *= self._base
+                guess = self._next.get(code, guess)
+            if guess is None:
+                break
+            out.append(guess)
+            recent = recent[1:] + [guess] if len(recent) == self.order else recent + [guess]
+        return out
+
+    def save(self, path: Path) -> None:
+        meta = torch.tensor([self.order, self.vocab_size])
+        save_weights(path, {"codes": self._codes, "guesses": self._guesses, "meta": meta})
+
+    @classmethod
+    def load(cls, path: Path) -> "NgramDraft":
+        tensors = load_weights(path)
+        try:
+            codes, guesses, (order, vocab_size) = tensors["codes"], tensors["guesses"], tensors["meta"].tolist()
+            if codes.shape != guesses.shape or codes.dim() != 1:
+                raise ValueError("codes and guesses differ in shape")
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{path} is not an n-gram draft ({e})") from None
+        return cls(codes, guesses, int(order), int(vocab_size))
+
+
+def _most_frequent_follower(contexts: torch.Tensor, followers: torch.Tensor, vocab_size: int):
+    """(distinct contexts in increasing order, each one's most frequent follower, ties to the smallest)."""
+    pairs, counts = torch.unique(contexts * vocab_size + followers, return_counts=True)
+    by_count = torch.argsort(-counts, stable=True)  # ties keep the pair order: smaller follower first
+    by_context = by_count[torch.argsort(pairs[by_count] // vocab_size, stable=True)]
+    pairs = pairs[by_context]
+    first = torch.ones_like(pairs, dtype=torch.bool)
+    first[1:] = pairs[1:] // vocab_size != pairs[:-1] // vocab_size
+    return pairs[first] // vocab_size, pairs[first] % vocab_size
