@@ -19,6 +19,7 @@ def test_quick_benchmark_writes_table_and_json(tmp_path, tiny_checkpoint, capsys
         threads = sampling[f"{name}_threads"]
         assert sampling[f"median_{name}"] == statistics.median(sampling[f"{name}_by_threads"][str(threads)])
         assert all(len(rates) == 2 for rates in sampling[f"{name}_by_threads"].values())
+    assert sampling["first_threads"] == sampling["cached_threads"]
     assert sampling["cached_ratio"] == sampling["median_cached"] / sampling["median_naive"]
     assert sampling["median_one_thread_cached"] == statistics.median(sampling["cached_by_threads"]["1"])
     assert 0 < result["shipped"]["val_loss"] < 10 and result["shipped"]["largest_file_mb"] > 0
