@@ -1,9 +1,12 @@
-"""Sampling: temperature (0 is greedy), top-k, top-p, a seed, streaming, and a key-value cache.
+"""Sampling: temperature (0 is greedy), top-k, top-p, a seed, streaming, a key-value cache, and
+speculative sampling with an n-gram draft.
 
 Context policy: the model sees at most ``block_size`` tokens. A longer prompt is cropped from the left.
 When generation fills the window, the oldest quarter is dropped and the cache is rebuilt from the
 remaining tokens (position embeddings are absolute, so cached keys cannot simply slide). The uncached
 path (``use_cache=False``) recomputes the same window at every step, so both paths give the same text.
+With a draft, one pass of the model checks several guessed tokens (``choose_tokens``); the text keeps
+the model's distribution, and at temperature 0 it is the same text as without the draft.
 """
 
 from __future__ import annotations
