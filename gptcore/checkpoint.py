@@ -142,8 +142,7 @@ class Checkpoint:
 
 
 def save_checkpoint(
-    directory: Path, model: nn.Module, config: RunConfig, tokenizer: CharTokenizer, metrics: dict,
-    draft: "NgramDraft | None" = None,
+    directory: Path, model: nn.Module, config: RunConfig, tokenizer: CharTokenizer, metrics: dict
 ) -> None:
     """Write (or overwrite) a checkpoint; each file is replaced atomically, weights first.
 
@@ -155,8 +154,6 @@ def save_checkpoint(
     write_json(directory / CONFIG, config.to_dict())
     tokenizer.save(directory / TOKENIZER)
     write_json(directory / METRICS, metrics)
-    if draft is not None:
-        draft.save(directory / DRAFT)
 
 
 def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:

@@ -174,7 +174,9 @@ class Trainer:
             eval_starts = sample_windows(len(self.corpus.val), mc.block_size, tc.eval_windows, tc.seed)
         autocast_dtype = torch.bfloat16 if tc.dtype == "bfloat16" else torch.float32
         emit = on_event or (lambda event: None)
-        draft = NgramDraft.fit(self.corpus.train, self.corpus.tokenizer.vocab_size)  # ~0.3 s on Shakespeare
+        # fit once (~0.3 s on Shakespeare) and written once: it depends on the corpus, not on the weights
+        draft = NgramDraft.fit(self.corpus.train, self.corpus.tokenizer.vocab_size)
+        draft.save(self.out_dir / ckpt.DRAFT)
 
         step, best_val, best_step, tokens_seen, elapsed_before, history = 0, math.inf, -1, 0, 0.0, []
         state_path = self.out_dir / ckpt.TRAIN_STATE
@@ -208,8 +210,7 @@ class Trainer:
             if val < best_val:
                 best_val, best_step = val, step
                 ckpt.save_checkpoint(self.out_dir, model, self.config, self.corpus.tokenizer,
-                                     self._metrics(model, None, best_step, tokens_seen, elapsed(), history, "training"),
-                                     draft)
+                                     self._metrics(model, None, best_step, tokens_seen, elapsed(), history, "training"))
             ckpt.atomic_torch_save(state_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "sampler_rng": sampler.state(), "torch_rng": torch.get_rng_state(), "step": step,
