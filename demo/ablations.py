@@ -1,6 +1,6 @@
 """Ablations tab: charts and tables from the ablation studies' results files (checkpoints/ablations/*.json).
 
-Reading and validating a file is gptcore's job (``gptcore.ablation_results.load_results``, which names the
+Reading and validating a file is gptcore's job (``gptcore.experiments.ablation_results.load_results``, which names the
 bad key of a damaged file); this module only draws. Until the studies have been run, the tab says so.
 """
 
@@ -18,7 +18,7 @@ from .ui import user_errors
 
 def _reader():
     """gptcore's results reader and Markdown summary (imported on first use: it pulls in torch)."""
-    from gptcore.ablation_results import load_results, summarize
+    from gptcore.experiments.ablation_results import load_results, summarize
 
     return load_results, summarize
 

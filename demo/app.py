@@ -18,7 +18,7 @@ from .training_job import TrainingManager
 TITLE = "gptcore: a character-level GPT from scratch"
 INTRO = (f"# {TITLE}\n"
          "Sample Shakespeare from a small GPT, look inside its attention heads, train your own model live, "
-         "and read the ablation studies. Everything runs on this machine's CPU.")
+         "and read the ablation studies. Everything runs on this machine.")
 CSS = """
 .gradio-container { max-width: 1400px !important; }
 #sample-output textarea, #train-sample textarea { font-family: ui-monospace, monospace; }
@@ -43,6 +43,14 @@ def warm_up(registry: ModelRegistry) -> threading.Thread:
     return thread
 
 
+def device_markdown(registry: ModelRegistry) -> str:
+    """The header line that says where the models run (the device is chosen once, at the first call)."""
+    try:
+        return f"Models run on **{registry.device_label()}**."
+    except Exception as e:  # noqa: BLE001 - a bad GPTCORE_DEVICE is shown, not raised on page load
+        return f"Models cannot run: {e}"
+
+
 def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.Blocks:
     """The whole app; ``settings`` (paths and limits) default to the environment's.
 
@@ -50,10 +58,11 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
     """
     settings = settings or AppSettings()
     registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir, settings.default_checkpoint,
-                             settings.torch_threads)
+                             settings.torch_threads, settings.device)
     manager = TrainingManager()
     with gr.Blocks(title="gptcore", analytics_enabled=False) as demo:  # no calls home: works offline
         gr.Markdown(INTRO)
+        device_note = gr.Markdown("", elem_id="device-note")
         with gr.Tabs(overflow_behavior="wrap"):  # on a phone every tab stays visible
             with gr.Tab("Sample", id="sample"):
                 s = sample.build_tab(registry, settings.limits)
@@ -80,6 +89,8 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
         t["timer"].tick(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden",
                         queue=False)
         demo.load(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden")
+        demo.load(lambda: device_markdown(registry), None, device_note, api_visibility="private",
+                  show_progress="hidden")
         demo.load(lambda c: sample.checkpoint_info(registry, c), s["checkpoint"], s["info"],
                   api_visibility="private", show_progress="hidden")
         fn, inputs, outputs = a["selectors"]

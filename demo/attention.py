@@ -83,8 +83,8 @@ def compute_maps(ck: "Checkpoint", text: str | None) -> AttentionMaps:
         notices.append(f"**Cropped:** showing the first {block} of {len(text)} characters "
                        f"(the model's context window, block_size, is {block}).")
         text = text[:block]
-    idx = torch.tensor([ck.tokenizer.encode(text)])
-    maps = [m[0].float().numpy() for m in ck.model.attention_maps(idx)]
+    idx = torch.tensor([ck.tokenizer.encode(text)], device=ck.device)
+    maps = [m[0].float().cpu().numpy() for m in ck.model.attention_maps(idx)]
     return AttentionMaps(text, maps, notices)
 
 

@@ -58,9 +58,11 @@ def _finished(path: Path) -> bool:
 
 class ModelRegistry:
     def __init__(self, checkpoints_dir: Path, runs_dir: Path, default: str = "shakespeare-char",
-                 torch_threads: int | None = 1):
+                 torch_threads: int | None = 1, device: str = "auto"):
         self.checkpoints_dir, self.runs_dir, self.default_name = Path(checkpoints_dir), Path(runs_dir), default
         self.torch_threads = torch_threads
+        self.device_setting = device
+        self._device = None
         self._configured = False
         self._cache: dict[str, tuple[tuple, "Checkpoint"]] = {}
         self._lock = threading.Lock()
@@ -102,10 +104,24 @@ class ModelRegistry:
             from gptcore.checkpoint import load_checkpoint
 
             self._configure_torch()
-            checkpoint = load_checkpoint(entry.path)
+            checkpoint = load_checkpoint(entry.path, self.device())
             self._cache[entry.name] = (stamp, checkpoint)
             return checkpoint
 
+
+    def device(self):
+        """The torch device every model of this server runs on: the best one found at the first call
+        (``auto``) unless the settings name one."""
+        if self._device is None:
+            from gptcore.device import resolve_device
+
+            self._device = resolve_device(self.device_setting)
+        return self._device
+
+    def device_label(self) -> str:
+        from gptcore.device import describe
+
+        return describe(self.device())
 
     def _configure_torch(self) -> None:
         """Give the server's torch one intra-op thread (by default).

@@ -18,7 +18,7 @@ from gptcore.errors import UnknownCharactersError
 
 if TYPE_CHECKING:
     from gptcore.checkpoint import Checkpoint
-    from gptcore.sample import SamplingParams
+    from gptcore.inference.sampling import SamplingParams
 
 # torch-backed gptcore modules are imported inside the functions that need them: the first page is then
 # served before torch has finished importing (see demo.app)
@@ -39,7 +39,7 @@ EXAMPLES = [
 def sampling_params(temperature: float, top_k: float | None, top_p: float, max_new_tokens: float,
                     seed: float | None, limits: Limits) -> "SamplingParams":
     """Validated SamplingParams from UI values; top_k 0 means no limit, a seed of -1 (or None) a random one."""
-    from gptcore.sample import SamplingParams
+    from gptcore.inference.sampling import SamplingParams
 
     if temperature is None or not 0 <= temperature <= limits.max_temperature:
         raise ValueError(f"temperature must be between 0 and {limits.max_temperature}, got {temperature}")
@@ -82,7 +82,7 @@ def unknown_notice(ck: "Checkpoint", text: str, policy: str) -> str:
     if policy == "strict":
         raise UnknownCharactersError(unknown)
     shown = ", ".join(repr(c) for c in unknown[:10]) + (" …" if len(unknown) > 10 else "")
-    action = "replaced with spaces" if policy == "replace" and " " in ck.tokenizer.stoi else "dropped"
+    action = "replaced with spaces" if policy == "replace" and not ck.tokenizer.unknown_chars(" ") else "dropped"
     return f"The model does not know {shown}; {action}."
 
 
@@ -96,7 +96,7 @@ def generate(registry: ModelRegistry, limits: Limits, checkpoint: str, prompt: s
              top_k: float | None, top_p: float, max_new_tokens: float, seed: float | None,
              unknown: str = "replace") -> Iterator[tuple[str, str]]:
     """Yield (prompt + text so far, status line), at most one update per ``limits.stream_interval_s``."""
-    from gptcore.sample import stream_text
+    from gptcore.inference.sampling import stream_text
 
     with user_errors():
         prompt = prompt or ""
@@ -130,7 +130,7 @@ def next_token_probs(registry: ModelRegistry, limits: Limits, checkpoint: str, t
                      temperature: float, top_k: float | None, top_p: float, unknown: str = "replace",
                      top: int = 10) -> pd.DataFrame:
     """The ``top`` most likely next characters after ``text`` (after temperature/top-k/top-p), as a table."""
-    from gptcore.sample import next_token_distribution
+    from gptcore.inference.sampling import next_token_distribution
 
     with user_errors():
         params = sampling_params(temperature, top_k, top_p, 1, 0, limits)

@@ -56,4 +56,6 @@ class AppSettings:
         "GPTCORE_ABLATIONS", _env_path("GPTCORE_CHECKPOINTS", REPO_ROOT / "checkpoints") / "ablations"))
     default_checkpoint: str = "shakespeare-char"
     torch_threads: int = field(default_factory=lambda: int(os.environ.get("GPTCORE_APP_THREADS", "1")))
+    # where models run: auto picks CUDA, then Apple MPS, then the CPU (GPTCORE_DEVICE)
+    device: str = field(default_factory=lambda: os.environ.get("GPTCORE_DEVICE", "auto"))
     limits: Limits = field(default_factory=Limits)

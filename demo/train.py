@@ -24,19 +24,19 @@ SHAKESPEARE, UPLOAD = "Tiny Shakespeare", "my own .txt file"
 SECONDS, ITERATIONS = "seconds", "iterations"
 QUICK = "quick"
 # what every in-app run changes, whatever the preset: frequent cheap evaluations and samples, one thread
-APP_OVERRIDES = ["eval_interval=50", "eval_windows=20", "sample_interval=150", "sample_chars=200", "threads=1"]
+APP_OVERRIDES = {"eval_interval": 50, "eval_windows": 20, "sample_interval": 150, "sample_chars": 200, "threads": 1}
 # the default run: small enough that one core brings the training loss under 2.5 in well under 30 s
-QUICK_OVERRIDES = ["n_layer=2", "n_head=4", "n_embd=64", "block_size=64", "batch_size=32", "lr=3e-3",
-                   "warmup_iters=20", "dtype=bfloat16", "dropout=0"]
+QUICK_OVERRIDES = {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64, "batch_size": 32, "lr": 3e-3,
+                   "warmup_iters": 20, "dtype": "bfloat16", "dropout": 0.0}
 CURVE_COLUMNS = ["step", "loss", "curve"]
 
 
 def app_presets() -> dict[str, tuple[str, RunConfig]]:
     """The app's quick default, then gptcore's presets, each with the in-app overrides applied."""
     presets = {QUICK: ("a 2-layer, width-64 model that starts writing words within a minute on one core",
-                       get_preset("tiny").override(QUICK_OVERRIDES + APP_OVERRIDES))}
+                       get_preset("tiny").with_overrides({**QUICK_OVERRIDES, **APP_OVERRIDES}))}
     for name, (note, _) in PRESETS.items():
-        presets[name] = (note, get_preset(name).override(APP_OVERRIDES))
+        presets[name] = (note, get_preset(name).with_overrides(APP_OVERRIDES))
     return presets
 
 
@@ -61,14 +61,14 @@ def build_config(limits: Limits, preset: str, n_layer, n_head, n_embd, block_siz
     if stop_mode == SECONDS:
         seconds = _check("the time limit (seconds)", stop_value, limits.min_train_seconds,
                          limits.max_train_seconds, integer=False)
-        stop = [f"time_budget={seconds}", f"max_iters={limits.max_train_iters}"]
+        stop = {"time_budget": float(seconds), "max_iters": limits.max_train_iters}
     elif stop_mode == ITERATIONS:
         iters = _check("the number of iterations", stop_value, limits.min_train_iters, limits.max_train_iters)
-        stop = [f"max_iters={iters}", f"time_budget={limits.max_train_seconds}"]
+        stop = {"max_iters": int(iters), "time_budget": float(limits.max_train_seconds)}
     else:
         raise ValueError(f"stop condition must be {SECONDS!r} or {ITERATIONS!r}, got {stop_mode!r}")
-    return presets[preset][1].override([f"n_layer={n_layer}", f"n_head={n_head}", f"n_embd={n_embd}",
-                                        f"block_size={block_size}", f"lr={lr}", *stop])
+    return presets[preset][1].with_overrides({"n_layer": int(n_layer), "n_head": int(n_head), "n_embd": int(n_embd),
+                                              "block_size": int(block_size), "lr": float(lr), **stop})
 
 
 def read_upload(path: str | None, limits: Limits, block_size: int) -> str:

@@ -2,7 +2,7 @@
 
 ``torch.set_num_threads`` is process-wide, so training runs in a child process (``spawn``) with one torch
 thread and a lower priority: the web server keeps the other core and stays responsive for sampling.
-The child forwards :class:`gptcore.train.TrainEvent`s through a queue (step losses averaged over short
+The child forwards :class:`gptcore.training.TrainEvent`s through a queue (step losses averaged over short
 windows so the queue stays small); a multiprocessing Event asks it to stop, and gptcore's Trainer then keeps
 the best weights so far. A thread in the server drains the queue into a snapshot that status calls read.
 """
@@ -64,7 +64,7 @@ def _worker(spec: TrainJobSpec, events: "mp.Queue", stop: "mp.synchronize.Event"
 
     try:
         from gptcore.data import Corpus
-        from gptcore.train import Trainer
+        from gptcore.training import Trainer
 
         if spec.corpus_text is not None:
             corpus = Corpus.from_text(spec.corpus_text, source=spec.corpus_label)

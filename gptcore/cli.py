@@ -1,6 +1,7 @@
-"""Command line: ``python -m gptcore {train,eval,sample,presets}``.
+"""Command line: ``gptcore`` (or ``python -m gptcore``) with one subcommand per job.
 
 Errors from bad input print one line (``error: ...``) and exit non-zero, never a traceback.
+This is the only place where settings arrive as ``key=value`` strings; they become typed values at once.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m gptcore", description="A GPT from scratch, on a CPU.")
+    parser = _Parser(prog="gptcore", description="A GPT written from scratch: train, evaluate, sample, benchmark.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    device_help = "auto (CUDA, then Apple MPS, then CPU; the default), cpu, cuda, cuda:N or mps"
 
     p = sub.add_parser("train", help="train a model from a preset")
     p.add_argument("--preset", required=True, help="preset name (see `presets`)")
@@ -37,10 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint's saved state")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--device", help=f"where to train (the preset's device setting unless given): {device_help}")
 
     p = sub.add_parser("eval", help="whole-split validation loss of a checkpoint, as JSON")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data")
+    p.add_argument("--device", default="auto", help=device_help)
 
     p = sub.add_parser("sample", help="generate text from a checkpoint")
     p.add_argument("--checkpoint", required=True)
@@ -54,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to do with prompt characters outside the vocabulary")
     p.add_argument("--no-draft", action="store_true",
                    help="one token per pass of the model, ignoring the checkpoint's n-gram draft (same text, slower)")
+    p.add_argument("--device", default="auto", help=device_help)
 
     p = sub.add_parser("draft", help="fit the n-gram table that speeds up sampling and store it in a checkpoint")
     p.add_argument("--checkpoint", required=True)
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data")
     p.add_argument("--max-iters", type=int, help="override the study's step budget (for quick checks)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--device", default="auto", help=device_help)
 
     p = sub.add_parser("bench", help="speed benchmark: training tokens/s, time to loss, sampling chars/s")
     p.add_argument("--checkpoint", default="checkpoints/shakespeare-char")
@@ -78,22 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
     p.add_argument("--runs", nargs="*", metavar="PRESET", help="also time whole `train --preset` commands, process start to exit "
                    "(name a preset N times to run it N times)")
+    p.add_argument("--device", default="auto", help="the CPU figures always; a GPU section too when this resolves "
+                   f"to a GPU: {device_help}")
     return parser
 
 
 def cmd_train(args) -> int:
+    from .config import parse_assignments
     from .data import Corpus
     from .presets import get_preset
-    from .train import Trainer
+    from .training import Trainer
 
-    overrides = list(args.set)
-    if args.max_iters is not None:
-        overrides.append(f"max_iters={args.max_iters}")
-    if args.time_budget is not None:
-        overrides.append(f"time_budget={args.time_budget}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    config = get_preset(args.preset).override(overrides)
+    overrides = parse_assignments(args.set)
+    for key, value in (("max_iters", args.max_iters), ("time_budget", args.time_budget), ("seed", args.seed),
+                       ("device", args.device)):
+        if value is not None:
+            overrides[key] = value
+    config = get_preset(args.preset).with_overrides(overrides)
     corpus = Corpus.load(args.data)
     command = "python -m gptcore " + shlex.join(sys.argv[1:])
     result = Trainer(config, corpus, args.out, command=command, resume=args.resume).run(progress_bar=not args.quiet)
@@ -109,20 +116,22 @@ def cmd_eval(args) -> int:
     from .evaluate import split_loss
     from .models import count_parameters
 
-    ck = load_checkpoint(args.checkpoint)
+    from .device import describe
+
+    ck = load_checkpoint(args.checkpoint, args.device)
     corpus = Corpus.load(args.data, tokenizer=ck.tokenizer)
     val = split_loss(ck.model, corpus.val, ck.config.model.block_size)
     print(json.dumps({"checkpoint": str(ck.path), "val_loss": round(val, 4), "params": count_parameters(ck.model),
-                      "val_tokens": len(corpus.val), "corpus": corpus.source}))
+                      "val_tokens": len(corpus.val), "corpus": corpus.source, "device": describe(ck.device)}))
     return 0
 
 
 def cmd_sample(args) -> int:
     from .checkpoint import load_checkpoint
-    from .sample import SamplingParams, stream_text
+    from .inference.sampling import SamplingParams, stream_text
 
     params = SamplingParams(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.seed).validate()
-    ck = load_checkpoint(args.checkpoint)
+    ck = load_checkpoint(args.checkpoint, args.device)
     ck.tokenizer.clean(args.prompt, args.unknown)  # fail before printing anything
     sys.stdout.write(args.prompt)
     draft = None if args.no_draft else ck.draft
@@ -136,7 +145,7 @@ def cmd_sample(args) -> int:
 def cmd_draft(args) -> int:
     from .checkpoint import DRAFT, load_checkpoint
     from .data import Corpus
-    from .draft import NgramDraft
+    from .inference.draft import NgramDraft
 
     ck = load_checkpoint(args.checkpoint)
     corpus = Corpus.load(args.data, tokenizer=ck.tokenizer)
@@ -156,13 +165,13 @@ def cmd_presets(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from .ablate import run_from_args
+    from .experiments.ablate import run_from_args
 
     return run_from_args(args)
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_from_args
+    from .experiments.bench import run_from_args
 
     return run_from_args(args)
 

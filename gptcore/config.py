@@ -1,9 +1,16 @@
-"""Configuration dataclasses for models and training, with validation and ``key=value`` overrides."""
+"""Configuration dataclasses for models and training, validated, and overridden with typed values.
+
+Settings change as typed values (``RunConfig.with_overrides({"n_layer": 6})``); only the command line
+turns ``key=value`` strings into such values (``parse_assignments``), by each field's declared type.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from .errors import ConfigError
 
@@ -23,9 +30,11 @@ class ModelConfig:
     residual: bool = True
     pos_emb: str = "learned"  # "learned" or "none"
     # "fused" (scaled_dot_product_attention), "explicit" (matmul, mask, softmax, matmul), or "auto":
-    # explicit while training (a bfloat16 training step is 1.7-2.2x faster with it on a CPU), fused for inference
+    # explicit for training on a CPU (its bfloat16 training step is faster there), fused everywhere else
     attention: str = "auto"
     qk_norm: bool = False  # RMS-normalise queries and keys per head before their dot product
+    bias: bool = True  # biases in the linear layers and LayerNorms (nanoGPT's Shakespeare recipe has none)
+    tie_embeddings: bool = False  # the LM head reuses the token embedding matrix (GPT-2, nanoGPT)
 
     def validate(self) -> "ModelConfig":
         _choice("arch", self.arch, ("gpt", "bigram"))
@@ -68,12 +77,16 @@ class TrainConfig:
     seed: int = 1337
     threads: int | None = None  # torch intra-op threads; None = leave torch's default
     save_dtype: str = "float32"  # dtype of stored weights; "float16" halves the file (Spaces cap files at 10 MB)
+    device: str = "auto"  # "auto" (CUDA, then Apple MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"
+    compile: bool = False  # torch.compile the training step's model (pays on a GPU for long runs)
 
     def validate(self) -> "TrainConfig":
         _choice("schedule", self.schedule, ("cosine", "linear"))
         _choice("dtype", self.dtype, ("float32", "bfloat16"))
         _choice("optimizer", self.optimizer, ("adamw", "muon"))
         _choice("save_dtype", self.save_dtype, ("float32", "float16"))
+        if self.device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if self.batch_size < 1 or self.max_iters < 1:
             raise ConfigError("batch_size and max_iters must be at least 1")
         if self.time_budget is not None and self.time_budget <= 0:
@@ -99,22 +112,45 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict) or not isinstance(data.get("train"), dict):
+            raise ConfigError("a run config is an object with a 'model' and a 'train' object")
         return cls(model=config_from_dict(ModelConfig, data["model"]), train=config_from_dict(TrainConfig, data["train"]))
 
-    def override(self, assignments: list[str]) -> "RunConfig":
-        """Apply ``key=value`` strings; a key names a field of the model or the train config."""
-        model, train = dataclasses.replace(self.model), dataclasses.replace(self.train)
-        for item in assignments:
-            key, sep, raw = item.partition("=")
-            key = key.strip()
-            if not sep:
-                raise ConfigError(f"--set expects key=value, got {item!r}")
-            target = model if key in _field_types(ModelConfig) else train if key in _field_types(TrainConfig) else None
-            if target is None:
-                known = sorted(_field_types(ModelConfig) | _field_types(TrainConfig))
-                raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(known)}")
-            setattr(target, key, _parse_value(key, raw.strip(), _field_types(type(target))[key]))
-        return RunConfig(model.validate(), train.validate())
+    def copy(self) -> "RunConfig":
+        return RunConfig(dataclasses.replace(self.model), dataclasses.replace(self.train))
+
+    def with_overrides(self, values: Mapping[str, Any]) -> "RunConfig":
+        """A validated copy with fields of the model or the train config set to typed values."""
+        model, train = {}, {}
+        for key, value in values.items():
+            if key in _field_types(ModelConfig):
+                model[key] = check_value(ModelConfig, key, value)
+            elif key in _field_types(TrainConfig):
+                train[key] = check_value(TrainConfig, key, value)
+            else:
+                raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(setting_names())}")
+        return RunConfig(dataclasses.replace(self.model, **model).validate(),
+                         dataclasses.replace(self.train, **train).validate())
+
+
+def setting_names() -> list[str]:
+    """Every field a run config override may name."""
+    return sorted(_field_types(ModelConfig) | _field_types(TrainConfig))
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """``key=value`` strings from the command line as typed values, by each field's declared type."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        owner = ModelConfig if key in _field_types(ModelConfig) else TrainConfig if key in _field_types(TrainConfig) else None
+        if owner is None:
+            raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(setting_names())}")
+        out[key] = _parse_value(key, raw.strip(), _field_types(owner)[key])
+    return out
 
 
 def is_int(value) -> bool:
@@ -123,35 +159,68 @@ def is_int(value) -> bool:
 
 
 def config_from_dict(cls, data: dict):
-    """Build a config dataclass from a dict, ignoring keys it does not know (older or newer files)."""
+    """Build a config dataclass from a dict, ignoring keys it does not know (older or newer files) and
+    checking the type of every value it takes."""
     names = _field_types(cls)
-    return cls(**{k: v for k, v in data.items() if k in names})
+    return cls(**{k: check_value(cls, k, v) for k, v in data.items() if k in names})
 
 
-def _field_types(cls) -> dict[str, str]:
-    return {f.name: str(f.type) for f in dataclasses.fields(cls)}
+def check_value(cls, key: str, value: Any) -> Any:
+    """``value`` if it has the declared type of field ``key`` of ``cls`` (an int is taken for a float, and
+    made one); a ConfigError naming the setting otherwise. Floats must be finite."""
+    kind = _field_types(cls)[key]
+    args = typing.get_args(kind)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), kind) if args else kind
+    if value is None and optional:
+        return None
+    if base is bool and isinstance(value, bool):
+        return value
+    if base is int and is_int(value):
+        return value
+    if base is float and (is_int(value) or isinstance(value, float)):
+        return _finite(key, float(value))
+    if base is str and isinstance(value, str):
+        return value
+    name = getattr(base, "__name__", str(base)) + (" or None" if optional else "")
+    raise ConfigError(f"setting {key} expects {name}, got {value!r:.80}")
 
 
-def _parse_value(key: str, raw: str, type_name: str):
-    optional = "None" in type_name
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _parse_value(key: str, raw: str, kind) -> Any:
+    args = typing.get_args(kind)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), kind) if args else kind
     if optional and raw.lower() in ("none", "null", ""):
         return None
     try:
-        if type_name.startswith("bool"):
+        if base is bool:
             if raw.lower() in ("1", "true", "yes", "on"):
                 return True
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError
-        if type_name.startswith("int"):
+        if base is int:
             return int(raw)
-        if type_name.startswith("float"):
-            return float(raw)
+        if base is float:
+            return _finite(key, float(raw))
+    except ConfigError:
+        raise
     except ValueError:
-        raise ConfigError(f"setting {key} expects {type_name}, got {raw!r}") from None
+        name = getattr(base, "__name__", str(base))
+        raise ConfigError(f"setting {key} expects {name}, got {raw!r:.80}") from None
     return raw
+
+
+def _finite(key: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise ConfigError(f"setting {key} must be a finite number, got {value!r}")
+    return value
 
 
 def _choice(name: str, value, options: tuple) -> None:
     if value not in options:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, options))}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, options))}; got {value!r:.80}")

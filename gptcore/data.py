@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from .errors import DataUnavailableError, GptcoreError
-from .tokenizer import CharTokenizer
+from .storage import atomic_write_bytes
+from .tokenizers import CharTokenizer, Tokenizer
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SIZE = 1_115_394
@@ -46,8 +47,6 @@ def download_shakespeare(dest: Path, url: str = SHAKESPEARE_URL, timeout: float 
             f"downloaded file does not match Tiny Shakespeare (size {len(payload)}, sha256 {digest}); "
             f"expected {SHAKESPEARE_SIZE} bytes, sha256 {SHAKESPEARE_SHA256}"
         )
-    from .checkpoint import atomic_write_bytes
-
     atomic_write_bytes(dest, payload)
     return dest
 
@@ -88,20 +87,20 @@ def split_point(n: int) -> int:
 class Corpus:
     """A tokenized corpus split into train (first 90%) and validation (last 10%)."""
 
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     train: torch.Tensor
     val: torch.Tensor
     source: str
 
     @classmethod
-    def from_text(cls, text: str, source: str = "<text>", tokenizer: CharTokenizer | None = None) -> "Corpus":
+    def from_text(cls, text: str, source: str = "<text>", tokenizer: Tokenizer | None = None) -> "Corpus":
         tokenizer = tokenizer or CharTokenizer.from_text(text)
         ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
         n = split_point(len(ids))
         return cls(tokenizer, ids[:n], ids[n:], source)
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, tokenizer: CharTokenizer | None = None) -> "Corpus":
+    def load(cls, path: str | os.PathLike | None = None, tokenizer: Tokenizer | None = None) -> "Corpus":
         p = resolve_corpus(path)
         return cls.from_text(read_corpus(p), source=str(p), tokenizer=tokenizer)
 

@@ -10,6 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .device import autocast
+from .errors import GptcoreError
+
 
 def window_starts(n_tokens: int, block_size: int) -> list[int]:
     """Starts of the non-overlapping windows that together predict tokens 1 .. n_tokens-1 exactly once."""
@@ -25,29 +28,34 @@ def split_loss(
     starts: list[int] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> float:
-    """Mean cross-entropy per predicted token; over the whole split unless ``starts`` picks windows."""
+    """Mean cross-entropy per predicted token; over the whole split unless ``starts`` picks windows.
+
+    ``data`` stays where it is (the CPU); each batch of windows moves to the model's device, and the per-batch
+    sums are read back once at the end, so a GPU is not made to wait once per batch."""
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     starts = window_starts(len(data), block_size) if starts is None else starts
-    total, count = 0.0, 0
+    sums, count = [], 0
     full = [s for s in starts if s + block_size + 1 <= len(data)]
     partial = [s for s in starts if s + block_size + 1 > len(data)]
     batches = [full[i:i + batch_size] for i in range(0, len(full), batch_size)] + [[s] for s in partial]
+    if not batches:
+        raise GptcoreError(f"the validation split has {len(data)} token(s): at least 2 are needed to measure a loss")
     try:
         for group in batches:
             length = min(block_size, len(data) - 1 - group[0])
             offsets = torch.arange(length + 1)
-            windows = data[torch.tensor(group)[:, None] + offsets]
-            with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            windows = data[torch.tensor(group)[:, None] + offsets].to(device)
+            with autocast(device, dtype):
                 logits, _ = model(windows[:, :-1])
             targets = windows[:, 1:]
-            total += F.cross_entropy(
-                logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum"
-            ).item()
+            sums.append(F.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum"))
             count += targets.numel()
     finally:
         model.train(was_training)
-    return total / count
+    return torch.stack(sums).cpu().double().sum().item() / count
 
 
 def sample_windows(n_tokens: int, block_size: int, n_windows: int, seed: int = 0) -> list[int]:

@@ -9,6 +9,11 @@ from .errors import ConfigError
 
 # The write-up's model: n_embd 256, n_head 4, n_layer 4, block 128, dropout 0.2 (3.2M parameters).
 WRITEUP_MODEL = ModelConfig(n_layer=4, n_head=4, n_embd=256, block_size=128, dropout=0.2)
+# nanoGPT's Shakespeare-char "baby GPT": 6 layers, 6 heads, width 384, block 256, dropout 0.2, no biases,
+# the token embedding tied to the output head: 10.75M parameters (nanoGPT reports 10.65M, leaving out the
+# position embeddings)
+NANOGPT_BABY_MODEL = ModelConfig(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, bias=False,
+                                 tie_embeddings=True)
 
 
 def _budgeted_muon(time_budget: float, lr: float, muon_lr: float, **settings) -> TrainConfig:
@@ -67,6 +72,25 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
                           eval_interval=500),
         ),
     ),
+    "nanogpt-baby": (
+        "nanoGPT's Shakespeare-char recipe in our code (its config/train_shakespeare_char.py): the 10.65M "
+        "baby GPT, batch 64x256, AdamW 1e-3 with a cosine decay to 1e-4 over 5000 steps; a GPU job",
+        RunConfig(
+            NANOGPT_BABY_MODEL,
+            TrainConfig(batch_size=64, max_iters=5000, lr=1e-3, min_lr_ratio=0.1, warmup_iters=100, beta2=0.99,
+                        weight_decay=0.1, grad_clip=1.0, eval_interval=250, eval_windows=200, sample_interval=0),
+        ),
+    ),
+    "gpu-speedrun": (
+        "our GPU preset: the baby GPT's shape with QK-norm and Muon, dropout 0.1, a 14 s budget that paces a "
+        "linear warm-down; aims at a whole-split loss <= 1.46 in under 20 s from process start on one "
+        "H100-class GPU (not yet measured on one: see docs/LOG.md)",
+        RunConfig(
+            dataclasses.replace(NANOGPT_BABY_MODEL, dropout=0.1, qk_norm=True),
+            _budgeted_muon(14.0, lr=3e-3, muon_lr=0.02, batch_size=64, warmup_iters=50, warmdown_frac=0.5,
+                          eval_interval=200, eval_windows=50, device="cuda"),
+        ),
+    ),
     "shakespeare-char": (
         "the shipped model: the write-up's architecture with a context of 256 and QK-norm, dropout 0.2, "
         "Muon at the lower rates of docs/LOG.md, batch 16x256, a 70-minute budget on 2 CPU cores, float16 weights",
@@ -83,5 +107,4 @@ def get_preset(name: str) -> RunConfig:
     """A fresh copy of a preset, so callers may change it freely."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    run = PRESETS[name][1]
-    return RunConfig(dataclasses.replace(run.model), dataclasses.replace(run.train))
+    return PRESETS[name][1].copy()

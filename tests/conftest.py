@@ -26,7 +26,7 @@ def corpus() -> Corpus:
 def tiny_checkpoint(tmp_path_factory, corpus) -> Path:
     """The `tiny` preset trained for its 60 steps: a real, loadable checkpoint."""
     from gptcore.presets import get_preset
-    from gptcore.train import Trainer
+    from gptcore.training import Trainer
 
     out = tmp_path_factory.mktemp("tiny")
     Trainer(get_preset("tiny"), corpus, out, command="pytest fixture").run()

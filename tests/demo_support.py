@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from gptcore.ablate import Arm, Study, run_study
+from gptcore.experiments.ablate import Arm, Study, run_study
 from gptcore.config import ModelConfig, TrainConfig
 from gptcore.data import Corpus
 from gptcore.presets import get_preset
-from gptcore.train import Trainer
+from gptcore.training import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_STUDY = Study("heads", "heads of a tiny model", "more heads help",
@@ -32,8 +32,8 @@ TINY_STUDY = Study("heads", "heads of a tiny model", "more heads help",
 def make_checkpoints(root: Path, corpus: Corpus) -> Path:
     """``root`` with a trained tiny GPT, a briefly trained bigram and a damaged copy of the GPT."""
     root.mkdir(parents=True, exist_ok=True)
-    Trainer(get_preset("tiny").override(["threads=1"]), corpus, root / "tiny", command="pytest").run()
-    Trainer(get_preset("bigram").override(["threads=1", "max_iters=20", "eval_interval=10"]), corpus,
+    Trainer(get_preset("tiny").with_overrides({"threads": 1}), corpus, root / "tiny", command="pytest").run()
+    Trainer(get_preset("bigram").with_overrides({"threads": 1, "max_iters": 20, "eval_interval": 10}), corpus,
             root / "bigram", command="pytest").run()
     shutil.copytree(root / "tiny", root / "damaged")
     weights = root / "damaged" / "model.pt"

@@ -8,12 +8,13 @@ import statistics
 
 import pytest
 
-from gptcore import ablate, cli
-from gptcore.ablate import (BASE_SEED, STUDIES, Arm, RunMonitor, Study, arm_config, budget_dict, compare_arms,
+from gptcore import cli
+from gptcore.experiments import ablate
+from gptcore.experiments.ablate import (BASE_SEED, STUDIES, Arm, RunMonitor, Study, arm_config, budget_dict, compare_arms,
                             load_results, resolve_studies, run_study, summarize)
 from gptcore.config import ModelConfig, RunConfig, TrainConfig
 from gptcore.errors import ConfigError, GptcoreError
-from gptcore.train import Trainer, TrainEvent
+from gptcore.training import Trainer, TrainEvent
 
 TINY_MODEL = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0)
 TINY_ARMS = (Arm("two", "2 heads", 2, {"n_head": 2}, writeup_val_loss=1.7),

@@ -27,7 +27,7 @@ def test_quick_benchmark_writes_table_and_json(tmp_path, tiny_checkpoint, capsys
 
 
 def test_repeated_runs_are_summarized_by_their_worst_case():
-    from gptcore.bench import summarize_runs
+    from gptcore.experiments.bench import summarize_runs
 
     runs = [{"preset": "speedrun", "wall_s": w, "val_loss": v} for w, v in [(18.0, 1.80), (19.0, 1.82), (21.0, 1.81)]]
     runs.append({"preset": "broken", "error": "boom"})

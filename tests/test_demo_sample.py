@@ -124,7 +124,7 @@ def test_named_slider_names_itself_in_errors():
 
 
 def test_policies_are_the_tokenizers():
-    from gptcore.tokenizer import UNKNOWN_POLICIES
+    from gptcore.tokenizers import UNKNOWN_POLICIES
 
     assert sorted(v for _, v in POLICIES) == sorted(UNKNOWN_POLICIES)
 

@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from gptcore.draft import NgramDraft
+from gptcore.inference.draft import NgramDraft
 from gptcore.errors import CheckpointError
 
 

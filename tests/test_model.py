@@ -129,9 +129,9 @@ def test_bad_config_is_refused(bad):
 
 
 def test_byte_dropout_drops_the_rounded_fraction_and_keeps_the_mean():
-    from gptcore.models.dropout import ByteDropout
+    from gptcore.models.dropout import Dropout
 
-    drop = ByteDropout(0.2).train()
+    drop = Dropout(0.2).train()
     assert drop.p == 51 / 256
     x = torch.ones(400_000)
     torch.manual_seed(0)
@@ -145,14 +145,14 @@ def test_byte_dropout_drops_the_rounded_fraction_and_keeps_the_mean():
 
 
 def test_byte_dropout_gradient_is_the_mask_and_eval_is_identity():
-    from gptcore.models.dropout import ByteDropout
+    from gptcore.models.dropout import Dropout
 
-    drop = ByteDropout(0.5).train()
+    drop = Dropout(0.5).train()
     x = torch.randn(3, 1000, requires_grad=True)
     y = drop(x)
     y.sum().backward()
     assert torch.equal(x.grad, (y != 0).float() * 2.0)
     assert drop.eval()(x) is x
-    assert ByteDropout(0.0).train()(x) is x
+    assert Dropout(0.0).train()(x) is x
     half = drop.train()(torch.randn(64, 64, dtype=torch.bfloat16))
     assert half.dtype == torch.bfloat16

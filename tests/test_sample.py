@@ -3,11 +3,11 @@ import torch
 
 from gptcore.errors import UnknownCharactersError
 from gptcore.models import GPT
-from gptcore.draft import NgramDraft
-from gptcore.sample import (
+from gptcore.inference.draft import NgramDraft
+from gptcore.inference.sampling import (
     SamplingParams, choose_tokens, generate, next_token_distribution, next_token_probs, stream_tokens,
 )
-from gptcore.tokenizer import CharTokenizer
+from gptcore.tokenizers import CharTokenizer, load_tokenizer
 from tests.conftest import small_config
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from gptcore.errors import UnknownCharactersError
-from gptcore.tokenizer import CharTokenizer
+from gptcore.tokenizers import CharTokenizer, load_tokenizer
 
 
 def test_round_trip_over_vocabulary(corpus):
@@ -37,4 +37,4 @@ def test_replacement_policies():
 def test_save_and_load(tmp_path):
     tok = CharTokenizer.from_text("hello\nworld")
     tok.save(tmp_path / "t.json")
-    assert CharTokenizer.load(tmp_path / "t.json").chars == tok.chars
+    assert load_tokenizer(tmp_path / "t.json").chars == tok.chars

@@ -3,11 +3,12 @@ import threading
 import pytest
 import torch
 
-from gptcore.config import ModelConfig, RunConfig, TrainConfig
-from gptcore.checkpoint import load_checkpoint, read_json
+from gptcore.config import parse_assignments, ModelConfig, RunConfig, TrainConfig
+from gptcore.checkpoint import load_checkpoint
+from gptcore.storage import read_json
 from gptcore.errors import ConfigError
 from gptcore.presets import PRESETS, get_preset
-from gptcore.train import Trainer, learning_rate
+from gptcore.training import Trainer, learning_rate
 
 
 def _config(**train) -> RunConfig:
@@ -86,11 +87,11 @@ def test_bfloat16_training_matches_float32(tmp_path, corpus):
 
 def test_fast_path_matches_the_nanogpt_reference(corpus):
     """bfloat16 + explicit attention + byte dropout, against float32 + fused attention + torch's dropout."""
-    from gptcore.bench import nanogpt_reference
+    from gptcore.experiments.bench import nanogpt_reference
     from gptcore.data import BatchSampler
     from gptcore.evaluate import split_loss
     from gptcore.models import build_model
-    from gptcore.train import make_optimizer, train_step
+    from gptcore.training import make_optimizer, train_step
 
     def final_loss(fast: bool) -> float:
         config = _config().model
@@ -109,8 +110,8 @@ def test_fast_path_matches_the_nanogpt_reference(corpus):
 
 def test_muon_learns_and_leaves_embeddings_to_adamw(tmp_path, corpus):
     from gptcore.models import build_model
-    from gptcore.muon import Muon
-    from gptcore.train import make_optimizer
+    from gptcore.training.muon import Muon
+    from gptcore.training import make_optimizer
 
     model = build_model(_config().model)
     pair = make_optimizer(model, TrainConfig(optimizer="muon"))
@@ -125,7 +126,7 @@ def test_muon_learns_and_leaves_embeddings_to_adamw(tmp_path, corpus):
 
 @pytest.mark.parametrize("shape", [(3, 48, 16), (2, 16, 48), (32, 32)])
 def test_orthogonalize_sets_singular_values_near_one(shape):
-    from gptcore.muon import orthogonalize
+    from gptcore.training.muon import orthogonalize
 
     g = torch.randn(shape) * torch.logspace(-1.5, 0, shape[-1])  # condition number ~100
     s = torch.linalg.svdvals(orthogonalize(g).float())
@@ -149,14 +150,27 @@ def test_presets_are_valid_and_overrides_checked():
     for name in PRESETS:
         get_preset(name).model.validate()
         get_preset(name).train.validate()
-    run = get_preset("seed").override(["n_layer=2", "dropout=0", "time_budget=none", "residual=false"])
+    values = parse_assignments(["n_layer=2", "dropout=0", "time_budget=none", "residual=false"])
+    assert values == {"n_layer": 2, "dropout": 0.0, "time_budget": None, "residual": False}
+    run = get_preset("seed").with_overrides(values)
     assert run.model.n_layer == 2 and run.model.dropout == 0.0 and run.model.residual is False
     assert get_preset("seed").model.n_layer == 4  # presets are not mutated
     with pytest.raises(ConfigError, match="unknown setting"):
-        get_preset("seed").override(["n_layers=2"])
+        parse_assignments(["n_layers=2"])
+    with pytest.raises(ConfigError, match="unknown setting"):
+        get_preset("seed").with_overrides({"n_layers": 2})
     with pytest.raises(ConfigError, match="expects int"):
-        get_preset("seed").override(["n_layer=two"])
+        parse_assignments(["n_layer=two"])
+    with pytest.raises(ConfigError, match="finite"):
+        parse_assignments(["lr=inf"])
     with pytest.raises(ConfigError, match="divisible"):
-        get_preset("seed").override(["n_head=3"])
+        get_preset("seed").with_overrides({"n_head": 3})
+
+
+@pytest.mark.parametrize("key, value", [("n_layer", 4.0), ("n_layer", True), ("n_layer", "4"), ("qk_norm", 1),
+                                        ("lr", "fast"), ("lr", float("nan")), ("dropout", None), ("device", 0)])
+def test_typed_overrides_refuse_values_of_the_wrong_type(key, value):
+    with pytest.raises(ConfigError, match=f"setting {key}"):
+        get_preset("seed").with_overrides({key: value})
     with pytest.raises(ConfigError, match="unknown preset"):
         get_preset("huge")

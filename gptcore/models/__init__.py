@@ -6,7 +6,8 @@ import torch.nn as nn
 
 from ..config import ModelConfig
 from .bigram import Bigram
-from .gpt import GPT, KVCache
+from .gpt import GPT
+from .kv_cache import KVCache
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -14,7 +15,7 @@ def build_model(config: ModelConfig) -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Every trainable scalar, counted once."""
+    """Every trainable scalar, counted once (a tied matrix once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

@@ -7,7 +7,10 @@
   every token (as nanoGPT's ``generate`` does), ours uses the key-value cache and checks the n-gram
   draft's guesses (``gptcore.draft``); the cache alone and sampling at the app's temperature are
   reported beside it; and time to first token;
-- optionally, whole training commands timed from process start to exit (``--runs``), for time-to-loss.
+- optionally, whole training commands timed from process start to exit (``--runs``), for time-to-loss;
+- on a GPU, a section of its own (``gpu``): training tokens/s at nanoGPT's Shakespeare-char "baby GPT"
+  config against nanoGPT's approach on a GPU (bfloat16, flash attention, torch dropout, fused AdamW), both
+  in the same run, and sampling on the GPU with and without the cache. The CPU figures keep their meaning.
 """
 
 from __future__ import annotations
@@ -25,48 +28,55 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from .checkpoint import SHIPPED_FILES, load_checkpoint, write_json
-from .config import ModelConfig, TrainConfig
-from .data import BatchSampler, Corpus
-from .draft import NgramDraft
-from .errors import GptcoreError
-from .evaluate import split_loss
-from .models import build_model, count_parameters
-from .models.dropout import ByteDropout
-from .presets import WRITEUP_MODEL
-from .sample import SamplingParams, stream_tokens
-from .train import make_optimizer, train_step
+from ..checkpoint import SHIPPED_FILES, load_checkpoint
+from ..config import ModelConfig, TrainConfig
+from ..data import BatchSampler, Corpus
+from ..device import available_devices, describe, resolve_device, synchronize, to_device
+from ..errors import GptcoreError
+from ..evaluate import split_loss
+from ..inference.draft import NgramDraft
+from ..inference.sampling import SamplingParams, stream_tokens
+from ..models import build_model, count_parameters
+from ..models.dropout import Dropout
+from ..presets import NANOGPT_BABY_MODEL, WRITEUP_MODEL, get_preset
+from ..storage import write_json
+from ..training import make_optimizer, train_step
 
 
 def nanogpt_reference(model: nn.Module) -> nn.Module:
-    """The same model with torch's own dropout (one Bernoulli draw per element) in place of byte dropout."""
+    """The same model with torch's own dropout modules in place of ours (byte dropout on a CPU)."""
     for module in list(model.modules()):
         for name, child in module.named_children():
-            if isinstance(child, ByteDropout):
+            if isinstance(child, Dropout):
                 setattr(module, name, nn.Dropout(model.config.dropout))
     return model
 
 
 def train_tokens_per_sec(model_config: ModelConfig, corpus: Corpus, batch_size: int, dtype: torch.dtype,
-                         steps: int, repeats: int, reference: bool = False) -> list[float]:
+                         steps: int, repeats: int, reference: bool = False,
+                         device: torch.device = torch.device("cpu"), compile: bool = False) -> list[float]:
     """Tokens/s of full training steps (forward, backward, clip, AdamW), one figure per repeat."""
     torch.manual_seed(0)
-    model = build_model(model_config).train()
+    model = build_model(model_config).to(device).train()
     if reference:
         model = nanogpt_reference(model)
     optimizer = make_optimizer(model, TrainConfig())
+    step_model = torch.compile(model) if compile else model
     sampler = BatchSampler(corpus.train, model_config.block_size, batch_size, seed=0)
 
     def step():
-        train_step(model, optimizer, *sampler.next_batch(), dtype, grad_clip=1.0)
+        x, y = (to_device(t, device) for t in sampler.next_batch())
+        train_step(step_model, optimizer, x, y, dtype, grad_clip=1.0)
 
-    for _ in range(2):  # warm-up: allocator and kernels
+    for _ in range(3 if compile else 2):  # warm-up: allocator, kernels, compilation
         step()
     rates = []
     for _ in range(repeats):
+        synchronize(device)
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
+        synchronize(device)
         rates.append(steps * batch_size * model_config.block_size / (time.perf_counter() - t0))
     return rates
 
@@ -74,7 +84,7 @@ def train_tokens_per_sec(model_config: ModelConfig, corpus: Corpus, batch_size: 
 @torch.no_grad()
 def naive_generate(model, prompt_ids: list[int], n: int) -> list[int]:
     """The reference: crop to the last block_size tokens and run the whole context for every token (greedy)."""
-    idx = torch.tensor([prompt_ids])
+    idx = torch.tensor([prompt_ids], device=next(model.parameters()).device)
     out = []
     for _ in range(n):
         logits, _ = model(idx[:, -model.config.block_size:])
@@ -185,7 +195,62 @@ def _medians_and_ratio(reference: list[float], fast: list[float]) -> dict:
     return {"median_reference": median_reference, "median_fast": median_fast, "ratio": median_fast / median_reference}
 
 
-def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, runs: list[str]) -> dict:
+def device_sampling_rates(checkpoint: str, text: str, n_tokens: int, repeats: int, device: torch.device) -> dict:
+    """Greedy batch-1 generation on ``device`` after a full context: cache with the draft, cache alone, and
+    the reference that recomputes the context per token (threads do not apply)."""
+    ck = load_checkpoint(checkpoint, device)
+    prompt = ck.tokenizer.encode(text[:ck.config.model.block_size], policy="replace")
+    greedy = SamplingParams(temperature=0, max_new_tokens=n_tokens)
+    naive_tokens = max(8, n_tokens // 5)
+    runs: dict[str, list[float]] = {"cached": [], "cache_only": [], "naive": []}
+    _cached_run(ck.model, prompt, greedy, ck.draft)  # warm-up: kernels and allocator
+    for _ in range(repeats):
+        runs["cached"].append(_cached_run(ck.model, prompt, greedy, ck.draft)[0])
+        runs["cache_only"].append(_cached_run(ck.model, prompt, greedy, None)[0])
+        synchronize(device)
+        t0 = time.perf_counter()
+        naive_generate(ck.model, prompt, naive_tokens)
+        runs["naive"].append(naive_tokens / (time.perf_counter() - t0))
+    out = {"checkpoint": checkpoint, "context": len(prompt), "new_tokens": n_tokens, "has_draft": ck.draft is not None}
+    for name, values in runs.items():
+        out[f"{name}_chars_per_sec"] = values
+        out[f"median_{name}"] = statistics.median(values)
+    for name in ("cached", "cache_only"):
+        out[f"{name}_ratio"] = out[f"median_{name}"] / out["median_naive"]
+    return out
+
+
+def gpu_section(device: torch.device, corpus: Corpus, checkpoint: str, repeats: int, quick: bool) -> dict:
+    """Training tokens/s at nanoGPT's Shakespeare-char "baby GPT" config on ``device``: nanoGPT's approach
+    (its model as it runs on a GPU: bfloat16 autocast, flash attention, torch's dropout modules, fused
+    AdamW) against ours, eager and compiled, in the same run; and sampling on the device."""
+    from ..device import compute_dtype
+
+    config = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=32, bias=False, tie_embeddings=True) if quick \
+        else NANOGPT_BABY_MODEL
+    batch, steps = (4, 2) if quick else (64, 20)
+    dtype = compute_dtype(device, "bfloat16")
+    reference_config = dataclasses.replace(config, attention="fused")
+    out = {"device": describe(device), "config": dataclasses.asdict(config), "batch_size": batch, "dtype": str(dtype),
+           "reference": "nanoGPT's approach: bfloat16 autocast, flash attention (SDPA), nn.Dropout, fused AdamW",
+           "fast_path": "gptcore's training step as the trainer runs it on this device"}
+    for compiled in ((False,) if quick else (False, True)):
+        key = "compiled" if compiled else "eager"
+        ref = train_tokens_per_sec(reference_config, corpus, batch, dtype, steps, repeats, reference=True,
+                                   device=device, compile=compiled)
+        fast = train_tokens_per_sec(config, corpus, batch, dtype, steps, repeats, device=device, compile=compiled)
+        out[key] = {"reference_tokens_per_sec": ref, "fast_tokens_per_sec": fast, **_medians_and_ratio(ref, fast),
+                    "median_reference_ms_per_step": batch * config.block_size / statistics.median(ref) * 1000,
+                    "median_fast_ms_per_step": batch * config.block_size / statistics.median(fast) * 1000}
+    val_text = corpus.tokenizer.decode(corpus.val.tolist())
+    out["sampling"] = device_sampling_rates(checkpoint, val_text, 64 if quick else 500, repeats, device)
+    return out
+
+
+def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, runs: list[str],
+                  device: torch.device | None = None) -> dict:
+    """The CPU figures always; the GPU section too when ``device`` is a GPU (``bench --device auto`` picks one
+    when there is one)."""
     corpus = Corpus.load(data)
     model_config = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=32) if quick else WRITEUP_MODEL
     steps = 2 if quick else 5
@@ -198,7 +263,8 @@ def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, 
                                 steps, repeats, reference=True)
     fast0 = train_tokens_per_sec(no_dropout, corpus, 32, torch.bfloat16, steps, repeats)
     result = {
-        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "devices": [describe(resolve_device(d)) for d in available_devices()]},
         "repeats": repeats,
         "train": {"config": model_config.__dict__, "batch_size": 32,
                   "reference": "float32, fused attention (SDPA with dropout_p), nn.Dropout",
@@ -212,12 +278,16 @@ def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, 
     val_text = corpus.tokenizer.decode(corpus.val.tolist())
     result["sampling"] = sampling_rates(checkpoint, val_text, 64 if quick else 500, repeats)
     result["shipped"] = shipped_model(checkpoint, corpus)
+    if device is not None and device.type != "cpu":
+        result["gpu"] = gpu_section(device, corpus, checkpoint, repeats, quick)
     result["runs"] = []
     for preset in runs:
+        # a preset made for a device keeps it; the others run on the CPU, where their figures were set
+        pinned = get_preset(preset).train.device != "auto"
         with tempfile.TemporaryDirectory() as tmp:
             result["runs"].append({"preset": preset, **timed_command(
                 ["train", "--preset", preset, "--out", str(Path(tmp) / preset), "--quiet"]
-                + (["--data", data] if data else []))})
+                + ([] if pinned else ["--device", "cpu"]) + (["--data", data] if data else []))})
     return result
 
 
@@ -295,11 +365,53 @@ def format_table(r: dict) -> str:
         f"{_mark(s['median_sampled'] >= 500 and s['sampled_ratio'] >= 10)} |",
         f"| time to first token | | {s['median_first'] * 1000:.1f} ms | | |",
     ]
+    if "gpu" in r:
+        rows += gpu_rows(r["gpu"], runs)
     return "\n".join(rows)
 
 
+def gpu_rows(g: dict, runs: dict[str, dict]) -> list[str]:
+    """The GPU section's rows: training speed against nanoGPT's approach, the GPU preset, sampling."""
+    c, s = g["config"], g["sampling"]
+    shape = f"{c['n_layer']}x{c['n_head']}x{c['n_embd']}, batch {g['batch_size']}x{c['block_size']}"
+    rows = []
+    for key in ("eager", "compiled"):
+        if key in g:
+            t = g[key]
+            rows.append(f"| {g['device']}: training step, nanoGPT's baby GPT ({shape}), {key} | "
+                        f"{t['median_reference_ms_per_step']:.1f} ms ({t['median_reference']:,.0f} tokens/s, "
+                        f"nanoGPT's approach) | {t['median_fast_ms_per_step']:.1f} ms ({t['median_fast']:,.0f} tokens/s): "
+                        f"**{t['ratio']:.2f}x** | ≥ 1x | {_mark(t['ratio'] >= 1)} |")
+    gpu_run = runs.get("gpu-speedrun")
+    rows.append(f"| `train --preset gpu-speedrun` on {g['device']}, process start to exit | nanoGPT's best checkpoint: "
+                f"1.4641 after about 45 s (quoted) | {_run_cell(gpu_run)} | val ≤ 1.46 in ≤ 20 s | "
+                f"{_mark(_run_ok(gpu_run, 1.46, 20)) if gpu_run else 'not run'} |")
+    rows.append(f"| {g['device']}: sampling chars/s, batch 1, context {s['context']}, greedy | {s['median_naive']:,.0f} "
+                f"(recompute per token) | {s['median_cached']:,.0f} with the cache and draft "
+                f"({s['cached_ratio']:.1f}x); {s['median_cache_only']:,.0f} cache alone ({s['cache_only_ratio']:.1f}x) | | |")
+    return rows
+
+
+def check_args(args) -> torch.device:
+    """Everything that can be checked before the (long) benchmark starts: the device, every preset named
+    in ``--runs``, the checkpoint, the output path and the repeats."""
+    if args.repeats < 1:
+        raise GptcoreError(f"--repeats must be at least 1, got {args.repeats}")
+    for preset in args.runs or []:
+        get_preset(preset)
+    load_checkpoint(args.checkpoint)
+    out = Path(args.out)
+    if out.is_dir():
+        raise GptcoreError(f"--out {out} is a directory; give a file path such as {out / 'results.json'}")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise GptcoreError(f"cannot write --out {out}: {parent} is not a directory")
+    return resolve_device(args.device)
+
+
 def run_from_args(args) -> int:
-    result = run_benchmark(args.checkpoint, args.data, args.repeats, args.quick, args.runs or [])
+    device = check_args(args)
+    result = run_benchmark(args.checkpoint, args.data, args.repeats, args.quick, args.runs or [], device)
     write_json(Path(args.out), result)
     print(format_table(result))
     print(f"\nwritten to {args.out}")

@@ -7,6 +7,10 @@ remaining tokens (position embeddings are absolute, so cached keys cannot simply
 path (``use_cache=False``) recomputes the same window at every step, so both paths give the same text.
 With a draft, one pass of the model checks several guessed tokens (``choose_tokens``); the text keeps
 the model's distribution, and at temperature 0 it is the same text as without the draft.
+
+The model runs on its own device; the few logits of each pass come back to the CPU, where the token is
+drawn with a CPU generator: a token id must reach Python anyway, and a seed then gives the same draws on
+every device.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
-from .config import is_int
+from ..config import is_int
+from ..tokenizers import Tokenizer
 from .draft import NgramDraft
-from .tokenizer import CharTokenizer
 
 MAX_NEW_TOKENS = 100_000
 DRAFT_TOKENS = 4  # guesses checked per pass of the model (docs/LOG.md)
@@ -82,6 +86,7 @@ def choose_tokens(logits: torch.Tensor, guesses: list[int], params: SamplingPara
     distributed exactly as p, so the text is what sampling one token at a time could give, and at
     temperature 0 it is the same text.
     """
+    logits = logits.float().cpu()
     if params.temperature == 0:
         best = logits.argmax(-1).tolist()
         kept = 0
@@ -116,6 +121,7 @@ def stream_tokens(
     if not prompt_ids:
         raise ValueError("prompt_ids must not be empty")
     model.eval()
+    device = next(model.parameters()).device
     block = model.config.block_size
     keep = block - max(1, block // 4)
     seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**63)
@@ -126,7 +132,7 @@ def stream_tokens(
     def fill_cache() -> None:  # the cache holds every context token but the newest
         cache.reset()
         if len(context) > 1:
-            model(torch.tensor([context[:-1]]), cache=cache)
+            model(torch.tensor([context[:-1]], device=device), cache=cache)
 
     if cache is not None:
         fill_cache()
@@ -138,7 +144,7 @@ def stream_tokens(
         if cache is not None:
             logits = model.decode(context[-1:] + guesses, cache)
         else:
-            logits = model(torch.tensor([context + guesses]))[0][0, -1 - len(guesses):]
+            logits = model(torch.tensor([context + guesses], device=device))[0][0, -1 - len(guesses):]
         new = choose_tokens(logits, guesses, params, generator)
         if cache is not None:
             cache.length = len(context) - 1 + len(new)  # forget the rejected guesses
@@ -151,29 +157,30 @@ def stream_tokens(
                 fill_cache()
 
 
-def encode_prompt(tokenizer: CharTokenizer, prompt: str, policy: str = "strict") -> list[int]:
-    """Prompt ids; an empty prompt (or one emptied by the policy) starts from a newline."""
+def encode_prompt(tokenizer: Tokenizer, prompt: str, policy: str = "strict") -> list[int]:
+    """Prompt ids; an empty prompt (or one emptied by the policy) starts from a newline, or from token 0
+    where the vocabulary has no newline."""
     ids = tokenizer.encode(prompt, policy)
-    return ids or tokenizer.encode("\n", "replace") or [0]
+    return ids or tokenizer.encode("\n", "drop") or [0]
 
 
 def stream_text(
     model: nn.Module,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     prompt: str,
     params: SamplingParams,
     use_cache: bool = True,
     policy: str = "strict",
     draft: NgramDraft | None = None,
 ) -> Iterator[str]:
-    """Yield the continuation of ``prompt`` one character at a time."""
+    """Yield the continuation of ``prompt`` one token's text piece at a time."""
     for token in stream_tokens(model, encode_prompt(tokenizer, prompt, policy), params, use_cache, draft):
-        yield tokenizer.chars[token]
+        yield tokenizer.piece(token)
 
 
 def generate(
     model: nn.Module,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     prompt: str,
     params: SamplingParams,
     use_cache: bool = True,
@@ -186,13 +193,13 @@ def generate(
 
 @torch.no_grad()
 def next_token_distribution(
-    model: nn.Module, tokenizer: CharTokenizer, text: str, params: SamplingParams, policy: str = "strict"
+    model: nn.Module, tokenizer: Tokenizer, text: str, params: SamplingParams, policy: str = "strict"
 ) -> list[tuple[str, float]]:
-    """(character, probability) pairs of the next token after ``text``, most likely first."""
+    """(text piece, probability) pairs of the next token after ``text``, most likely first."""
     params.validate()
     ids = encode_prompt(tokenizer, text, policy)[-model.config.block_size:]
     model.eval()
-    logits, _ = model(torch.tensor([ids]))
-    probs = next_token_probs(logits[0, -1], params)
+    logits, _ = model(torch.tensor([ids], device=next(model.parameters()).device))
+    probs = next_token_probs(logits[0, -1].cpu(), params)
     order = probs.argsort(descending=True).tolist()
-    return [(tokenizer.chars[i], float(probs[i])) for i in order]
+    return [(tokenizer.piece(i), float(probs[i])) for i in order]

@@ -26,15 +26,16 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from ..config import ModelConfig, RunConfig, TrainConfig
+from ..data import Corpus
+from ..device import describe, resolve_device
+from ..errors import CheckpointError, ConfigError, GptcoreError
+from ..models import build_model, count_parameters
+from ..presets import WRITEUP_MODEL
+from ..storage import write_json
+from ..training import Trainer, TrainEvent
 from .ablation_results import (SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
                                load_results, summarize, validate_results)
-from .checkpoint import write_json
-from .config import ModelConfig, RunConfig, TrainConfig
-from .data import Corpus
-from .errors import CheckpointError, ConfigError, GptcoreError
-from .models import build_model, count_parameters
-from .presets import WRITEUP_MODEL
-from .train import Trainer, TrainEvent
 
 # The one budget knob: optimisation steps per run (of batch_size x block_size tokens). 150 steps makes all
 # six studies x 3 seeds take about 70 minutes on a 2-core CPU (see estimate_seconds and docs/ABLATIONS.md).
@@ -155,7 +156,7 @@ def arm_config(study: Study, arm: Arm, budget: TrainConfig, seed: int, vocab_siz
     """The exact config of one run: the study's base model and the budget, the arm's overrides, the seed."""
     base = RunConfig(dataclasses.replace(study.base_model, vocab_size=vocab_size),
                      dataclasses.replace(budget, seed=seed))
-    return base.override([f"{key}={value}" for key, value in arm.overrides.items()])
+    return base.with_overrides(arm.overrides)
 
 
 def budget_dict(budget: TrainConfig, base_model: ModelConfig) -> dict:
@@ -272,8 +273,9 @@ def train_run(config: RunConfig, corpus: Corpus, command: str = "",
     monitor = RunMonitor(config, on_eval)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gptcore-ablate-") as tmp:
+        trainer = Trainer(config, corpus, tmp, command=command)
         try:
-            result = Trainer(config, corpus, tmp, command=command).run(
+            result = trainer.run(
                 on_event=monitor.on_event, on_backward=monitor.on_backward)
         except CheckpointError:
             # no finite evaluation ever produced a checkpoint: the run diverged from the start
@@ -293,6 +295,7 @@ def train_run(config: RunConfig, corpus: Corpus, command: str = "",
         "steps": steps,
         "best_step": result.best_step if result else None,
         "elapsed_s": round(elapsed, 2),
+        "device": describe(trainer.device),
     }
     record.update(monitor.stability())
     record.update(monitor.gradient_summary())
@@ -312,7 +315,18 @@ class StudyReport:
 
 
 def _config_key(config: dict) -> str:
-    return json.dumps(config, sort_keys=True)
+    return json.dumps(_normalized(config), sort_keys=True)
+
+
+def _normalized(config: dict) -> dict | None:
+    """A recorded run config with the settings added since it was written at their defaults, so that
+    older results still match the runs they describe; None if it is not a run config."""
+    try:
+        out = RunConfig.from_dict(config).to_dict()
+    except (ConfigError, TypeError, ValueError):
+        return None
+    out["train"]["device"] = "auto"  # where a run ran does not change what it is
+    return out
 
 
 def _existing_runs(path: Path, budget: dict) -> dict[tuple[str, int], dict]:
@@ -409,7 +423,8 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
     todo: list[tuple[Arm, RunConfig]] = []
     for arm in study.arms:  # keep every matching run already in the file, even of seeds beyond --seeds
         for (name, seed), run in existing.items():
-            if name == arm.name and run.get("config") == arm_config(study, arm, budget, seed, vocab).to_dict():
+            if name == arm.name and _normalized(run.get("config")) == _normalized(
+                    arm_config(study, arm, budget, seed, vocab).to_dict()):
                 runs[arm.name].append(run)
     for i in range(seeds):
         for arm in study.arms:
@@ -472,6 +487,7 @@ def run_from_args(args) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     budget = default_budget(args.max_iters if args.max_iters is not None else DEFAULT_MAX_ITERS)
+    budget = dataclasses.replace(budget, device=str(resolve_device(args.device)))
     corpus = Corpus.load(args.data)
     for study in studies:
         report = run_study(study, corpus, args.out, seeds=args.seeds, budget=budget,

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from typing import Iterable
 
-from .errors import CheckpointError, UnknownCharactersError
-
-UNKNOWN_POLICIES = ("strict", "replace", "drop")
+from ..errors import UnknownCharactersError
+from .base import Tokenizer
 
 
-class CharTokenizer:
+class CharTokenizer(Tokenizer):
     """Maps characters to ids in sorted order, as in the tutorial, so ids are stable across runs.
 
     Unknown characters: ``policy="strict"`` raises :class:`UnknownCharactersError` naming them;
@@ -18,10 +16,12 @@ class CharTokenizer:
     ``"drop"`` removes them.
     """
 
+    type_name = "char"
+
     def __init__(self, chars: list[str]):
         if not chars:
             raise ValueError("a tokenizer needs at least one character")
-        if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
+        if len(set(chars)) != len(chars) or any(not isinstance(c, str) or len(c) != 1 for c in chars):
             raise ValueError("vocabulary must be distinct single characters")
         self.chars = list(chars)
         self.stoi = {c: i for i, c in enumerate(self.chars)}
@@ -29,6 +29,10 @@ class CharTokenizer:
     @classmethod
     def from_text(cls, text: str) -> "CharTokenizer":
         return cls(sorted(set(text)))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CharTokenizer":
+        return cls(data["chars"])
 
     @property
     def vocab_size(self) -> int:
@@ -40,8 +44,7 @@ class CharTokenizer:
 
     def clean(self, text: str, policy: str = "strict", replacement: str = " ") -> str:
         """Apply an unknown-character policy and return text that encodes without error."""
-        if policy not in UNKNOWN_POLICIES:
-            raise ValueError(f"unknown-character policy must be one of {UNKNOWN_POLICIES}, got {policy!r}")
+        super().clean(text, policy)
         unknown = self.unknown_chars(text)
         if not unknown:
             return text
@@ -54,25 +57,11 @@ class CharTokenizer:
     def encode(self, text: str, policy: str = "strict") -> list[int]:
         return [self.stoi[c] for c in self.clean(text, policy)]
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[int(i)] for i in ids)
 
+    def piece(self, token: int) -> str:
+        return self.chars[int(token)]
+
     def to_dict(self) -> dict:
-        return {"type": "char", "chars": self.chars}
-
-    def save(self, path: Path) -> None:
-        from .checkpoint import atomic_write_text
-
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), ensure_ascii=False))
-
-    @classmethod
-    def load(cls, path: Path) -> "CharTokenizer":
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            if data.get("type") != "char":
-                raise ValueError(f"unsupported tokenizer type {data.get('type')!r}")
-            return cls(data["chars"])
-        except FileNotFoundError:
-            raise CheckpointError(f"tokenizer file not found: {path}") from None
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"tokenizer file {path} is damaged: {e}") from None
+        return {"type": self.type_name, "chars": self.chars}

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_weights, save_weights
-from .errors import CheckpointError
+from ..errors import CheckpointError
+from ..storage import load_tensors, save_tensors
 
 DEFAULT_ORDER = 5
 
@@ -77,11 +77,11 @@ class NgramDraft:
 
     def save(self, path: Path) -> None:
         meta = torch.tensor([self.order, self.vocab_size])
-        save_weights(path, {"codes": self._codes, "guesses": self._guesses, "meta": meta})
+        save_tensors(path, {"codes": self._codes, "guesses": self._guesses, "meta": meta})
 
     @classmethod
     def load(cls, path: Path) -> "NgramDraft":
-        tensors = load_weights(path)
+        tensors = load_tensors(path)
         try:
             codes, guesses, (order, vocab_size) = tensors["codes"], tensors["guesses"], tensors["meta"].tolist()
             if codes.shape != guesses.shape or codes.dim() != 1:

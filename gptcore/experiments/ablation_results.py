@@ -13,9 +13,9 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import read_json
-from .config import is_int
-from .errors import GptcoreError
+from ..config import is_int
+from ..errors import GptcoreError
+from ..storage import read_json
 
 SCHEMA_VERSION = 1
 NOISE_K = 2.0  # "beyond seed noise" means |difference of means| > NOISE_K x combined standard error

@@ -1,0 +1,98 @@
+"""Causal self-attention, written once: the training forward, the cached decode and the attention maps
+all run :func:`self_attention`.
+
+It takes its weights as plain tensors so that ``GPT.decode`` can call it without module dispatch; the
+module :class:`CausalSelfAttention` only owns the parameters and passes them in. Two ways to compute the
+same attention: an explicit one (scores, causal mask, softmax, weighted values), which can hand back its
+probabilities and trains faster on a CPU in bfloat16, and a fused one (``scaled_dot_product_attention``),
+which picks flash kernels on a GPU and generates faster on a CPU. Where the two differ is chosen in
+:meth:`CausalSelfAttention.use_fused`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import ModelConfig
+from .dropout import Dropout
+from .kv_cache import KVCache
+
+
+def causal_mask(queries: int, keys: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(queries, keys) booleans, True where query i may look at key j.
+
+    The queries are the newest ``queries`` positions of ``keys``: query i sits at absolute position
+    ``keys - queries + i`` and sees keys 0 .. that position."""
+    return torch.ones(queries, keys, dtype=torch.bool, device=device).tril_(keys - queries)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool, dropout_p: float = 0.0,
+           dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
+           attn_out: list | None = None) -> torch.Tensor:
+    """Causal attention of queries (B, H, T, D) over keys and values (B, H, S, D), S >= T; the queries
+    are the last T positions. ``dropout_p`` drops attention weights on the fused path, ``dropout`` on
+    the explicit one; ``attn_out`` (a list) receives the probabilities and forces the explicit path."""
+    T, S = q.size(-2), k.size(-2)
+    if fused and attn_out is None:
+        mask = causal_mask(T, S, q.device) if 1 < T < S else None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=1 < T == S, dropout_p=dropout_p)
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))
+    if T > 1:
+        scores = scores.masked_fill(~causal_mask(T, S, q.device), float("-inf"))
+    probs = scores.softmax(dim=-1)
+    if attn_out is not None:
+        attn_out.append(probs.detach())
+    if dropout is not None:
+        probs = dropout(probs)
+    return probs @ v
+
+
+def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_norm: bool,
+                   cache: KVCache | None = None, layer: int = 0, fused: bool = False, dropout_p: float = 0.0,
+                   dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   attn_out: list | None = None) -> torch.Tensor:
+    """Multi-head causal self-attention of ``x`` (B, T, C) given ``qkv`` and ``proj`` as (weight, bias).
+
+    With ``cache``, ``x`` holds only the new positions: their keys and values are appended to the cache
+    and the queries attend over everything cached so far."""
+    B, T, C = x.shape
+    heads = F.linear(x, *qkv).view(B, T, 3, n_head, C // n_head).permute(2, 0, 3, 1, 4)
+    q, k, v = heads.unbind(0)
+    if qk_norm:  # queries and keys RMS-normalised per head, in one call
+        q, k = F.rms_norm(heads[:2], (C // n_head,)).unbind(0)
+    if cache is not None:
+        k, v = cache.update(layer, k, v)
+    y = attend(q, k, v, fused, dropout_p, dropout, attn_out)
+    return F.linear(y.transpose(1, 2).reshape(B, T, C), *proj)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.n_head = config.n_head
+        self.attention = config.attention
+        self.dropout = config.dropout
+        self.qk_norm = config.qk_norm
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = Dropout(config.dropout)
+        self.resid_dropout = Dropout(config.dropout)
+
+    def use_fused(self, x: torch.Tensor) -> bool:
+        """``auto``: explicit only for training on a CPU, where it is faster in bfloat16 (docs/LOG.md);
+        fused everywhere else, which on a GPU means flash kernels."""
+        if self.attention != "auto":
+            return self.attention == "fused"
+        return not (torch.is_grad_enabled() and x.device.type == "cpu")
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, attn_out: list | None = None) -> torch.Tensor:
+        y = self_attention(x, (self.qkv.weight, self.qkv.bias), (self.proj.weight, self.proj.bias), self.n_head,
+                           self.qk_norm, cache, self.layer, self.use_fused(x),
+                           self.dropout if self.training else 0.0, self.attn_dropout, attn_out)
+        return self.resid_dropout(y)

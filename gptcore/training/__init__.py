@@ -1,0 +1,9 @@
+"""Training: the loop (``loop``), one optimisation step (``step``), optimizers (``optimizers``, ``muon``),
+the learning-rate schedule (``schedule``), the resumable state (``state``) and the metrics schema."""
+
+from .loop import Trainer, TrainEvent, TrainResult
+from .optimizers import OptimizerPair, make_optimizer
+from .schedule import learning_rate
+from .step import train_step
+
+__all__ = ["Trainer", "TrainEvent", "TrainResult", "OptimizerPair", "make_optimizer", "learning_rate", "train_step"]

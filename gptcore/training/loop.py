@@ -1,0 +1,248 @@
+"""The training loop: warmup and decay, clipping, periodic evaluation, keep-the-best checkpointing, resume.
+
+A UI drives it through plain Python: ``Trainer.run(on_event=..., stop=threading.Event())`` calls
+``on_event`` with a :class:`TrainEvent` after every step, evaluation and sample, and returns when
+``max_iters`` or the time budget is reached or ``stop`` is set. ``on_backward(model, step)`` runs after
+each backward pass, before clipping, so a study can measure raw gradients (e.g. of the first layer)
+without the loop knowing what is measured. Every evaluation also saves a :class:`TrainState`, so
+``resume=True`` continues exactly where the run stopped.
+
+On a GPU the loop never waits for a step to finish before queueing the next: it reads each step's loss
+one step late, when the GPU has computed it anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from .. import checkpoint as ckpt
+from ..config import RunConfig
+from ..data import BatchSampler, Corpus
+from ..device import compute_dtype, describe, resolve_device, to_device
+from ..errors import CheckpointError
+from ..evaluate import sample_windows, split_loss
+from ..inference.draft import NgramDraft
+from ..inference.sampling import SamplingParams, generate
+from ..models import build_model, count_parameters
+from .metrics import run_metrics
+from .optimizers import make_optimizer
+from .progress import ProgressBar
+from .schedule import learning_rate
+from .state import TrainState
+from .step import train_step
+
+PREVIEW_TEMPERATURE = 0.8
+
+
+@dataclass
+class TrainEvent:
+    """What a run reports. ``kind`` is "step", "eval", "sample" or "done"."""
+
+    kind: str
+    step: int
+    max_iters: int
+    elapsed: float
+    train_loss: float | None = None
+    val_loss: float | None = None
+    lr: float | None = None
+    tokens_per_sec: float | None = None
+    text: str | None = None
+    progress: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    val_loss: float
+    best_step: int
+    steps: int
+    tokens_seen: int
+    wall_time: float
+    stopped: bool
+    params: int
+    history: list[dict] = field(default_factory=list)
+
+
+class _Speed:
+    """Tokens per second over the last couple of seconds of steps."""
+
+    def __init__(self):
+        self.tokens, self.seconds = 0, 0.0
+
+    def add(self, tokens: int, seconds: float) -> float | None:
+        self.tokens += tokens
+        self.seconds += seconds
+        rate = self.tokens / self.seconds if self.seconds else None
+        if self.seconds > 2.0:
+            self.tokens, self.seconds = 0, 0.0
+        return rate
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, corpus: Corpus, out_dir: str | Path, command: str = "", resume: bool = False):
+        # a copy with the corpus's vocabulary: the caller's config is left as it was
+        self.config = config.with_overrides({"vocab_size": corpus.tokenizer.vocab_size})
+        self.corpus, self.out_dir, self.command, self.resume = corpus, Path(out_dir), command, resume
+        self.device = resolve_device(self.config.train.device)
+        self.autocast_dtype = compute_dtype(self.device, self.config.train.dtype)
+
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / ckpt.TRAIN_STATE
+
+    def run(
+        self,
+        on_event: Callable[[TrainEvent], None] | None = None,
+        stop: threading.Event | None = None,
+        progress_bar: bool = False,
+        on_backward: Callable[[nn.Module, int], None] | None = None,
+    ) -> TrainResult:
+        mc, tc = self.config.model, self.config.train
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        torch.manual_seed(tc.seed)
+        model = build_model(mc).to(self.device)
+        # the compiled module shares its parameters with ``model``, which is what gets saved and evaluated
+        step_model = torch.compile(model) if tc.compile else model
+        optimizer = make_optimizer(model, tc)
+        sampler = BatchSampler(self.corpus.train, mc.block_size, tc.batch_size, tc.seed)
+        eval_starts = None
+        if tc.eval_windows is not None:
+            eval_starts = sample_windows(len(self.corpus.val), mc.block_size, tc.eval_windows, tc.seed)
+        emit = on_event or (lambda event: None)
+        draft = self._fit_draft()
+        st = self._restore(model, optimizer, sampler) if self.resume and self.state_path.exists() else None
+        st = st or TrainState(model={}, optimizer={}, sampler_rng=sampler.state(), torch_rng=torch.get_rng_state())
+
+        bar = ProgressBar(tc.max_iters, tc.time_budget, st.step, st.elapsed) if progress_bar else None
+        start = time.perf_counter()
+        elapsed_before = st.elapsed
+        elapsed = lambda: elapsed_before + time.perf_counter() - start  # noqa: E731
+        recent_losses: list[float] = []
+        speed = _Speed()
+        pending: tuple | None = None  # (step, loss tensor, lr, tokens, seconds) not yet reported
+
+        def report_pending() -> None:
+            nonlocal pending
+            if pending is None:
+                return
+            step, loss, lr, tokens, seconds = pending
+            pending = None
+            value = loss.item()
+            recent_losses.append(value)
+            tps = speed.add(tokens, seconds)
+            emit(TrainEvent("step", step, tc.max_iters, elapsed(), train_loss=value, lr=lr, tokens_per_sec=tps,
+                            progress=self._progress(step, elapsed())))
+            if bar is not None:
+                bar.update(step, elapsed(), value, tps)
+
+        def evaluate_and_save() -> None:
+            val = split_loss(model, self.corpus.val, mc.block_size, starts=eval_starts, dtype=self.autocast_dtype)
+            train = sum(recent_losses) / len(recent_losses) if recent_losses else None
+            recent_losses.clear()
+            st.history.append({"step": st.step, "train_loss": train, "val_loss": val,
+                               "elapsed": round(elapsed(), 3), "tokens_seen": st.tokens_seen})
+            if val < st.best_val:
+                st.best_val, st.best_step = val, st.step
+                ckpt.save_checkpoint(self.out_dir, model, self.config, self.corpus.tokenizer,
+                                     self._metrics(model, None, st, elapsed(), "training"))
+            self._save_state(st, model, optimizer, sampler, elapsed())
+            emit(TrainEvent("eval", st.step, tc.max_iters, elapsed(), train_loss=train, val_loss=val,
+                            progress=self._progress(st.step, elapsed())))
+
+        model.train()
+        stopped = False
+        while st.step < tc.max_iters:
+            if (stop is not None and stop.is_set()) or (tc.time_budget and elapsed() >= tc.time_budget):
+                stopped = True
+                break
+            t0 = time.perf_counter()
+            lr = learning_rate(st.step, self._progress(st.step, elapsed()), tc)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            x, y = (to_device(t, self.device) for t in sampler.next_batch())
+            hook = None if on_backward is None else (lambda m, s=st.step + 1: on_backward(m, s))
+            loss = train_step(step_model, optimizer, x, y, self.autocast_dtype, tc.grad_clip, hook)
+            report_pending()  # the previous step's loss: reading it now does not stall the GPU
+            st.step += 1
+            st.tokens_seen += x.numel()
+            pending = (st.step, loss, lr, x.numel(), time.perf_counter() - t0)
+            at_eval = st.step % tc.eval_interval == 0 or st.step == tc.max_iters
+            at_sample = bool(tc.sample_interval) and st.step % tc.sample_interval == 0
+            if at_eval or at_sample:
+                report_pending()
+            if at_eval:
+                evaluate_and_save()
+            if at_sample:
+                emit(TrainEvent("sample", st.step, tc.max_iters, elapsed(), text=self._preview(model, draft, st.step)))
+        report_pending()
+        if bar is not None:
+            bar.close()
+        if not st.history or st.history[-1]["step"] != st.step:
+            evaluate_and_save()
+        return self._finish(st, elapsed(), stopped, emit)
+
+    def _fit_draft(self) -> NgramDraft:
+        """The n-gram draft of the training split, written once: it depends on the corpus, not the weights."""
+        draft = NgramDraft.fit(self.corpus.train, self.corpus.tokenizer.vocab_size)
+        draft.save(self.out_dir / ckpt.DRAFT)
+        return draft
+
+    def _preview(self, model: nn.Module, draft: NgramDraft, step: int) -> str:
+        """A short sample from the current weights, from a newline (or the first token of the vocabulary)."""
+        text = generate(model, self.corpus.tokenizer, "", SamplingParams(
+            temperature=PREVIEW_TEMPERATURE, max_new_tokens=self.config.train.sample_chars, seed=step), draft=draft)
+        model.train()
+        return text
+
+    def _restore(self, model: nn.Module, optimizer, sampler: BatchSampler) -> TrainState:
+        st = TrainState.load(self.state_path)
+        try:
+            model.load_state_dict(st.model)
+            optimizer.load_state_dict(st.optimizer)
+            sampler.set_state(st.sampler_rng)
+            torch.set_rng_state(st.torch_rng)
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(
+                f"cannot resume from {self.state_path}: it does not match this run's config "
+                f"({str(e).strip().splitlines()[0][:200]})") from None
+        if st.cuda_rng is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(st.cuda_rng, self.device)
+        return st
+
+    def _save_state(self, st: TrainState, model: nn.Module, optimizer, sampler: BatchSampler, elapsed: float) -> None:
+        st.model, st.optimizer = model.state_dict(), optimizer.state_dict()
+        st.sampler_rng, st.torch_rng, st.elapsed = sampler.state(), torch.get_rng_state(), elapsed
+        st.cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        st.save(self.state_path)
+        st.model, st.optimizer = {}, {}  # the live objects hold them; don't keep a second reference
+
+    def _finish(self, st: TrainState, wall: float, stopped: bool, emit) -> TrainResult:
+        """The quoted number: the best weights, evaluated on the whole validation split in float32."""
+        best = ckpt.load_checkpoint(self.out_dir, self.device)
+        val_loss = split_loss(best.model, self.corpus.val, self.config.model.block_size)
+        metrics = self._metrics(best.model, val_loss, st, wall, "stopped" if stopped else "finished")
+        ckpt.write_json(self.out_dir / ckpt.METRICS, metrics)
+        emit(TrainEvent("done", st.step, self.config.train.max_iters, wall, val_loss=val_loss, progress=1.0))
+        return TrainResult(self.out_dir, val_loss, st.best_step, st.step, st.tokens_seen, wall, stopped,
+                           count_parameters(best.model), st.history)
+
+    def _progress(self, step: int, elapsed: float) -> float:
+        tc = self.config.train
+        progress = step / tc.max_iters
+        if tc.time_budget:
+            progress = max(progress, elapsed / tc.time_budget)
+        return min(progress, 1.0)
+
+    def _metrics(self, model: nn.Module, val_loss: float | None, st: TrainState, wall: float, status: str) -> dict:
+        return run_metrics(model, self.config, val_loss=val_loss, best_step=st.best_step, tokens_seen=st.tokens_seen,
+                           wall=wall, history=st.history, status=status, command=self.command,
+                           corpus=self.corpus.source, device=describe(self.device))
