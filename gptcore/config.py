@@ -179,7 +179,7 @@ def check_value(cls, key: str, value: Any) -> Any:
     if base is int and is_int(value):
         return value
     if base is float and (is_int(value) or isinstance(value, float)):
-        return _finite(key, float(value))
+        return _finite(key, value)
     if base is str and isinstance(value, str):
         return value
     name = getattr(base, "__name__", str(base)) + (" or None" if optional else "")
@@ -215,7 +215,11 @@ def _parse_value(key: str, raw: str, kind) -> Any:
     return raw
 
 
-def _finite(key: str, value: float) -> float:
+def _finite(key: str, value) -> float:
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ConfigError(f"setting {key} is too large for a float") from None
     if not math.isfinite(value):
         raise ConfigError(f"setting {key} must be a finite number, got {value!r}")
     return value

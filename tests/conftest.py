@@ -15,6 +15,18 @@ if "GPTCORE_DATA" not in os.environ and _LOCAL.is_file():
 
 from gptcore.config import ModelConfig  # noqa: E402
 from gptcore.data import Corpus  # noqa: E402
+from gptcore.device import available_devices  # noqa: E402
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+@pytest.fixture(params=DEVICE_TYPES)
+def device(request) -> torch.device:
+    """Each device type in turn: a test that takes this fixture runs on the CPU everywhere, and on CUDA and
+    Apple's MPS where the machine has them (and is skipped, saying so, where it has not)."""
+    if request.param not in available_devices():
+        pytest.skip(f"no {request.param} device on this machine")
+    return torch.device(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,11 @@ from gptcore.models import GPT
 from tests.conftest import small_config
 
 
-def test_whole_split_loss_counts_every_token_once():
+def test_whole_split_loss_counts_every_token_once(device):
     model = GPT(small_config()).eval()
     data = torch.randint(0, 65, (16 * 5 + 7,))  # a final partial window
-    got = split_loss(model, data, block_size=16, batch_size=2)
+    got = split_loss(model.to(device), data, block_size=16, batch_size=2)
+    model.cpu()
     total, count = 0.0, 0
     for s in window_starts(len(data), 16):
         chunk = data[s:s + 17]

@@ -19,9 +19,9 @@ def test_logits_shape_and_loss():
 
 @pytest.mark.parametrize("overrides", [{}, {"norm": "post"}, {"residual": False}, {"pos_emb": "none"},
                                        {"attention": "explicit"}, {"attention": "auto"}])
-def test_causality(overrides):
-    model = GPT(small_config(**overrides)).eval()
-    idx = torch.randint(0, 65, (1, 16))
+def test_causality(overrides, device):
+    model = GPT(small_config(**overrides)).eval().to(device)
+    idx = torch.randint(0, 65, (1, 16), device=device)
     changed = idx.clone()
     changed[0, 10:] = (changed[0, 10:] + 7) % 65
     a, _ = model(idx)
@@ -31,13 +31,13 @@ def test_causality(overrides):
 
 
 @pytest.mark.parametrize("grad", [True, False])
-def test_explicit_fused_and_auto_attention_agree(grad):
-    fused = GPT(small_config(attention="fused", n_head=4, n_embd=64)).eval()
-    explicit = GPT(small_config(attention="explicit", n_head=4, n_embd=64)).eval()
-    auto = GPT(small_config(attention="auto", n_head=4, n_embd=64)).eval()
+def test_explicit_fused_and_auto_attention_agree(grad, device):
+    fused = GPT(small_config(attention="fused", n_head=4, n_embd=64)).eval().to(device)
+    explicit = GPT(small_config(attention="explicit", n_head=4, n_embd=64)).eval().to(device)
+    auto = GPT(small_config(attention="auto", n_head=4, n_embd=64)).eval().to(device)
     explicit.load_state_dict(fused.state_dict())
     auto.load_state_dict(fused.state_dict())
-    idx = torch.randint(0, 65, (4, 16))
+    idx = torch.randint(0, 65, (4, 16), device=device)
     with torch.set_grad_enabled(grad):
         a, _ = fused(idx)
         b, _ = explicit(idx)
@@ -47,12 +47,13 @@ def test_explicit_fused_and_auto_attention_agree(grad):
 
 @pytest.mark.parametrize("overrides", [{}, {"qk_norm": True}, {"pos_emb": "none"}, {"norm": "post"},
                                        {"residual": False}, {"dropout": 0.2}])
-def test_decode_matches_the_full_forward(overrides):
+def test_decode_matches_the_full_forward(overrides, device):
     model = GPT(small_config(n_head=4, n_embd=64, **overrides)).eval()
     with torch.no_grad():  # sharper than at init, so that a wrong key, mask or position would show
         for p in model.parameters():
             p.mul_(4)
-    idx = torch.randint(0, 65, (1, 16))
+    model.to(device)
+    idx = torch.randint(0, 65, (1, 16), device=device)
     full, _ = model(idx)
     cache = model.new_cache(1)
     model(idx[:, :5], cache=cache)

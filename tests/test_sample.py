@@ -12,13 +12,13 @@ from tests.conftest import small_config
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "qk_norm"])
-def model(request):
+def model(request, device):
     torch.manual_seed(1)
     m = GPT(small_config(block_size=16, qk_norm=request.param)).eval()
     with torch.no_grad():  # sharper than at init, so that sampling choices are not all ties
         for p in m.parameters():
             p.mul_(8)
-    return m
+    return m.to(device)
 
 
 SAMPLING = [
