@@ -76,3 +76,14 @@ def test_bad_arguments_in_a_real_process_print_no_traceback():
     proc = run("train", "--preset", "tiny", "--out", "x", "--set", "lr=-1", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "error: lr must be positive and min_lr_ratio in [0, 1]"
+
+
+def test_the_installed_gptcore_command_is_the_cli():
+    """README's test command installs the package (``-e .``): its console script is ``gptcore.cli:main``."""
+    import importlib.metadata
+    import shutil
+
+    (script,) = importlib.metadata.entry_points(group="console_scripts", name="gptcore")
+    assert script.value == "gptcore.cli:main"
+    proc = subprocess.run([shutil.which("gptcore"), "presets"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "nanogpt-baby" in proc.stdout and "gpu-speedrun" in proc.stdout
