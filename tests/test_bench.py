@@ -34,3 +34,28 @@ def test_repeated_runs_are_summarized_by_their_worst_case():
     summary = summarize_runs(runs)
     assert summary["speedrun"] == {"n": 3, "wall_s": 19.0, "val_loss": 1.81, "max_wall_s": 21.0, "max_val_loss": 1.82}
     assert summary["broken"] == {"error": "boom"}
+
+
+def test_the_gpu_section_runs_its_code_on_any_device(tiny_checkpoint, corpus):
+    """The GPU section is measured only on a GPU; its code path is exercised here on the CPU at tiny sizes."""
+    import torch
+
+    from gptcore.experiments.bench import gpu_rows, gpu_section
+
+    g = gpu_section(torch.device("cpu"), corpus, str(tiny_checkpoint), repeats=1, quick=True)
+    assert g["eager"]["ratio"] > 0 and g["eager"]["median_fast_ms_per_step"] > 0
+    assert g["sampling"]["median_cached"] > 0 and g["sampling"]["has_draft"]
+    rows = gpu_rows(g, {})
+    assert "nanoGPT's baby GPT" in rows[0] and "`train --preset gpu-speedrun`" in rows[1] and rows[1].endswith("not run |")
+
+
+def test_bench_checks_its_arguments_before_any_work(tmp_path, tiny_checkpoint, capsys):
+    base = ["bench", "--quick", "--checkpoint", str(tiny_checkpoint)]
+    assert main(base + ["--runs", "nope", "--out", str(tmp_path / "b.json")]) == 1
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(base + ["--out", str(tmp_path / "file" / "b.json")]) == 1
+    assert "is not a directory" in capsys.readouterr().err
+    assert main(base + ["--device", "tpu", "--out", str(tmp_path / "b.json")]) == 1
+    assert "device must be one of" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()

@@ -116,3 +116,11 @@ def test_the_progress_bar_of_a_time_budgeted_run_counts_seconds(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "/2 s budget" in proc.stderr and "step " in proc.stderr
     assert "/100000" not in proc.stderr
+
+
+def test_the_app_header_names_the_device(tmp_path):
+    from demo.app import device_markdown
+    from demo.registry import ModelRegistry
+
+    assert device_markdown(ModelRegistry(tmp_path, tmp_path, device="cpu")) == "Models run on **cpu**."
+    assert "device must be one of" in device_markdown(ModelRegistry(tmp_path, tmp_path, device="tpu"))
