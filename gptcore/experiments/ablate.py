@@ -1,7 +1,7 @@
 """Ablation studies: the write-up's tables and untested claims, rerun with seeds on one shared budget.
 
 ``python -m gptcore ablate --study NAME|all`` trains every arm of a study once per seed with the real
-:class:`~gptcore.train.Trainer`, each run in a temporary directory that is deleted afterwards, and
+:class:`~gptcore.training.Trainer`, each run in a temporary directory that is deleted afterwards, and
 rewrites ``<out>/<study>.json`` atomically after every run. Rerunning the command keeps the runs
 already in the file (same arm, seed and full config) and trains only what is missing, so a study can
 be interrupted at any point. A run whose exact config (architecture, recipe and seed) was already
@@ -9,7 +9,7 @@ trained by another study in the same directory is copied, marked ``reused_from``
 trained twice: the base model appears in five studies.
 
 Studies are data (:class:`Study`, :class:`Arm`), so tests can run a tiny study through the same code.
-The schema of the results file lives in ``gptcore.ablation_results`` and docs/ABLATIONS.md.
+The schema of the results file lives in ``gptcore.experiments.ablation_results`` and docs/ABLATIONS.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ablation results file: its schema, a strict loader, per-arm statistics and a Markdown summary.
 
-Kept apart from the runner (``gptcore.ablate``) because the app reads results without training
+Kept apart from the runner (``gptcore.experiments.ablate``) because the app reads results without training
 anything. The schema is documented in docs/ABLATIONS.md; ``validate_results`` is its executable form,
 so a hand-edited or truncated file fails with the key and the arm at fault instead of a KeyError
 deep inside a plot.

@@ -5,7 +5,7 @@
   (bfloat16 autocast, explicit attention, byte dropout);
 - sampling characters/s at batch 1 with a full context: the reference recomputes the whole context for
   every token (as nanoGPT's ``generate`` does), ours uses the key-value cache and checks the n-gram
-  draft's guesses (``gptcore.draft``); the cache alone and sampling at the app's temperature are
+  draft's guesses (``gptcore.inference.draft``); the cache alone and sampling at the app's temperature are
   reported beside it; and time to first token;
 - optionally, whole training commands timed from process start to exit (``--runs``), for time-to-loss;
 - on a GPU, a section of its own (``gpu``): training tokens/s at nanoGPT's Shakespeare-char "baby GPT"

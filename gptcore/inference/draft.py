@@ -2,7 +2,7 @@
 
 At batch 1 on a CPU, running the model on five tokens costs little more than on one: the weights are
 read once either way. So the sampler lets this table guess a few tokens, checks them in one pass of the
-model, and keeps the ones the model agrees with (``gptcore.sample``). The table only decides how many
+model, and keeps the ones the model agrees with (``gptcore.inference.sampling``). The table only decides how many
 tokens one pass yields, never which: the text comes out as the model alone would give it.
 
 For every context of 1 to ``order`` tokens seen in the training split, the table stores the token that

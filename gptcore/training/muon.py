@@ -4,7 +4,7 @@ Why: an AdamW step on a weight matrix is dominated by a few directions; replacin
 by its nearest semi-orthogonal matrix (all singular values set to ~1) makes every direction move, which
 learns more per token. The orthogonalisation is a quintic Newton-Schulz iteration run in bfloat16, a
 handful of small matrix products per weight. Embeddings, the output head, biases and norm gains stay on
-AdamW (see ``gptcore.train.make_optimizer``).
+AdamW (see ``gptcore.training.optimizers.make_optimizer``).
 """
 
 from __future__ import annotations

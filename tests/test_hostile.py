@@ -1,0 +1,171 @@
+"""Input a hostile user would send: every case gives one clear line (CLI) or a GptcoreError/ValueError
+(Python API), never a traceback, a hang or a lost checkpoint."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from gptcore.checkpoint import load_checkpoint
+from gptcore.cli import main
+from gptcore.config import ModelConfig, RunConfig, TrainConfig
+from gptcore.data import Corpus
+from gptcore.errors import CheckpointError, ConfigError, GptcoreError
+from gptcore.memory import estimate_bytes, parameter_count
+from gptcore.models import build_model, count_parameters
+from gptcore.presets import get_preset
+from gptcore.training import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "shakespeare-char"
+
+
+def one_error_line(capsys, args) -> str:
+    capsys.readouterr()
+    assert main([str(a) for a in args]) != 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def copy_shipped(tmp_path) -> Path:
+    target = tmp_path / "ck"
+    shutil.copytree(SHIPPED, target)
+    return target
+
+
+def test_a_corpus_without_a_newline_trains(tmp_path):
+    corpus = Corpus.from_text("to be or not to be that is the question " * 300)
+    config = get_preset("tiny").with_overrides({"max_iters": 40, "sample_interval": 20})
+    events = []
+    result = Trainer(config, corpus, tmp_path / "o").run(on_event=events.append)
+    assert result.steps == 40 and any(e.kind == "sample" and e.text for e in events)
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize("offset", [383, 1000, 5000, 70_000, -2000])
+def test_a_damaged_weights_file_is_a_checkpoint_error(tmp_path, offset):
+    ck = copy_shipped(tmp_path)
+    data = bytearray((ck / "model.pt").read_bytes())
+    data[offset] ^= 0x5A
+    (ck / "model.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(ck)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": []}, "config.json"),
+    ({"model": {"n_layer": 4.0}}, "n_layer"),
+    ({"model": {"n_embd": 1_000_000_000}}, "memory"),
+    ({"model": {"block_size": -3}}, "block_size"),
+    ({"train": "x"}, "config.json"),
+])
+def test_a_hostile_config_is_one_line_from_eval_and_sample(tmp_path, capsys, change, message):
+    ck = copy_shipped(tmp_path)
+    config = json.loads((ck / "config.json").read_text())
+    for key, value in change.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    (ck / "config.json").write_text(json.dumps(config))
+    assert message in one_error_line(capsys, ["eval", "--checkpoint", ck])
+    assert message in one_error_line(capsys, ["sample", "--checkpoint", ck, "--max-new-tokens", 5])
+
+
+def test_resume_from_a_damaged_or_mismatched_state(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--quiet", "--max-iters", "30",
+                 "--set", "sample_interval=0"]) == 0
+    line = one_error_line(capsys, ["train", "--preset", "tiny", "--out", out, "--quiet", "--resume",
+                                   "--set", "n_embd=64"])
+    assert "cannot resume" in line and "train_state.pt" in line
+    torch.save({}, out / "train_state.pt")
+    assert "not a training state" in one_error_line(capsys, ["train", "--preset", "tiny", "--out", out, "--quiet",
+                                                             "--resume"])
+    assert load_checkpoint(out).metrics["status"] == "finished"  # nothing lost
+
+
+def test_a_validation_split_shorter_than_a_window(tmp_path, capsys):
+    ten = tmp_path / "ten.txt"
+    ten.write_text("abcdefghij")
+    line = one_error_line(capsys, ["eval", "--checkpoint", SHIPPED, "--data", ten])
+    assert "validation split" in line
+    line = one_error_line(capsys, ["train", "--preset", "tiny", "--set", "block_size=4", "--data", ten,
+                                   "--out", tmp_path / "o"])
+    assert "validation split" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_output_paths(tmp_path, capsys):
+    existing = tmp_path / "file.txt"
+    existing.write_text("x")
+    assert "not a directory" in one_error_line(capsys, ["train", "--preset", "tiny", "--out", existing])
+    assert "not a directory" in one_error_line(capsys, ["train", "--preset", "tiny", "--out", existing / "sub"])
+    assert existing.read_text() == "x"
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("threads=-1", "threads"),
+    ("batch_size=1000000000000", "memory"),
+    ("block_size=100000", "memory"),
+    ("n_embd=1000000000", "memory"),
+    ("lr=inf", "finite"),
+    ("lr=nan", "finite"),
+    ("dropout=nan", "finite"),
+    ("time_budget=-inf", "finite"),
+])
+def test_values_that_would_reach_torch_are_refused_first(tmp_path, capsys, setting, message):
+    line = one_error_line(capsys, ["train", "--preset", "tiny", "--out", tmp_path / "o", "--set", setting])
+    assert message in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_memory_estimate_names_the_estimate_and_the_limit():
+    with pytest.raises(ConfigError, match=r"about [\d.,]+ [GTP]B.*limit"):
+        get_preset("tiny").with_overrides({"n_embd": 1_000_000_000 // 8 * 8, "n_head": 8}).check_fits("cpu")
+    small = get_preset("tiny")
+    assert estimate_bytes(small.model, small.train) < 100e6
+    small.check_fits("cpu")
+
+
+@pytest.mark.parametrize("overrides", [{}, {"n_layer": 3, "n_head": 3, "n_embd": 48}, {"pos_emb": "none"},
+                                       {"bias": False, "tie_embeddings": True}, {"norm": "post"},
+                                       {"arch": "bigram"}])
+def test_the_parameter_formula_counts_what_the_model_allocates(overrides):
+    config = ModelConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32, **overrides)
+    assert parameter_count(config) == count_parameters(build_model(config))
+
+
+def test_a_loss_that_becomes_non_finite_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, corpus):
+    config = get_preset("tiny").with_overrides({"max_iters": 60, "eval_interval": 10, "sample_interval": 0})
+    from gptcore.training import loop
+
+    real_step = loop.train_step
+
+    def poisoned(model, optimizer, x, y, *args, **kwargs):
+        loss = real_step(model, optimizer, x, y, *args, **kwargs)
+        return loss * math.nan if step_count() > 25 else loss
+
+    calls = []
+    step_count = lambda: len(calls)  # noqa: E731
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return poisoned(*args, **kwargs)
+
+    loop.train_step = counting
+    try:
+        with pytest.raises(GptcoreError, match=r"non-finite.*step 26.*kept.*step (10|20)"):
+            Trainer(config, corpus, tmp_path / "o").run()
+    finally:
+        loop.train_step = real_step
+    ck = load_checkpoint(tmp_path / "o")
+    assert ck.metrics["status"] == "diverged" and ck.metrics["best_step"] in (10, 20)
+    assert all(torch.isfinite(p).all() for p in ck.model.parameters())
+
+
+def test_draft_order_is_checked_before_any_work(capsys):
+    line = one_error_line(capsys, ["draft", "--checkpoint", ROOT / "checkpoints" / "bigram",
+                                   "--order", "1000000000000000000"])
+    assert "order" in line
