@@ -72,7 +72,7 @@ def ablations(directory: Path, study: str | None):
             return missing_message(directory), None, "", None, pd.DataFrame(columns=RUN_COLUMNS)
         study = study or studies[0]
         if study not in studies:
-            raise ValueError(f"no results for study {study!r}; available: {', '.join(studies)}")
+            raise ValueError(f"no results for study {study!r:.80}; available: {', '.join(studies)}")
         load_results, summarize = _reader()
         results = load_results(Path(directory) / f"{study}.json")
         summary, curves, runs = study_figures(results)

@@ -21,7 +21,7 @@ from .head_roles import describe_heads
 from .plots import heatmap_figure, heatmap_grid_figure
 from .registry import ModelRegistry
 from .settings import Limits
-from .ui import user_errors
+from .ui import checked_text, user_errors
 
 ALL, AVERAGE = "all", "average"
 DEFAULT_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
@@ -57,7 +57,7 @@ def _parse_index(value, n: int, what: str, extra: tuple[str, ...]) -> int | str:
         index = 0
     if not 1 <= index <= n:
         options = ", ".join([f"1-{n}", *extra])
-        raise ValueError(f"{what} must be one of {options}; got {value!r}")
+        raise ValueError(f"{what} must be one of {options}; got {value!r:.80}")
     return index - 1
 
 
@@ -124,8 +124,7 @@ def attention(registry: ModelRegistry, limits: Limits, checkpoint: str, text: st
               head: str):
     """(figure, markdown with notices and head roles) for the API and the UI."""
     with user_errors():
-        if text and len(text) > limits.max_attention_text_chars:
-            raise ValueError(f"the text has {len(text)} characters; the limit is {limits.max_attention_text_chars}")
+        text = checked_text("text", text, limits.max_attention_text_chars)
         ck = registry.get(checkpoint)
         am = compute_maps(ck, text)
         m = ck.config.model
@@ -149,7 +148,7 @@ def selectors_for(registry: ModelRegistry, checkpoint: str, quiet: bool = False)
     with user_errors():
         m = registry.get(checkpoint).config.model
         if m.arch != "gpt":
-            raise ValueError(f"checkpoint {checkpoint!r} has no attention layers; pick a GPT checkpoint")
+            raise ValueError(f"checkpoint {checkpoint!r:.80} has no attention layers; pick a GPT checkpoint")
         return (gr.update(choices=layer_choices(m.n_layer), value="1"),
                 gr.update(choices=head_choices(m.n_head), value=ALL))
 

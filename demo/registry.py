@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # gptcore.checkpoint's file names; repeated here (and checked by a test) because importing that module
 # imports torch, which would add two seconds to the app's start-up before the first page is served
-CONFIG, WEIGHTS, METRICS = "config.json", "model.pt", "metrics.json"
+CONFIG, WEIGHTS, METRICS, MANIFEST = "config.json", "model.pt", "metrics.json", "manifest.json"
 
 TRAINED_PREFIX = "trained/"
 _SKIP_DIRS = {"ablations"}
@@ -51,7 +51,8 @@ def _looks_like_checkpoint(path: Path) -> bool:
 def _finished(path: Path) -> bool:
     """An app run is offered once its trainer has written the final metrics."""
     try:
-        return json.loads((path / METRICS).read_text(encoding="utf-8")).get("status") in ("finished", "stopped")
+        return json.loads((path / METRICS).read_text(encoding="utf-8")).get("status") in ("finished", "stopped",
+                                                                                         "diverged")
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -91,7 +92,7 @@ class ModelRegistry:
         available = ", ".join(e.name for e in entries) or "none yet (train one in the Train tab)"
         if not name:
             raise CheckpointError(f"choose a checkpoint; available: {available}")
-        raise CheckpointError(f"unknown checkpoint {name!r}; available: {available}")
+        raise CheckpointError(f"unknown checkpoint {name!r:.80}; available: {available}")
 
     def get(self, name: str | None) -> "Checkpoint":
         """The loaded checkpoint, from the cache unless its files changed; CheckpointError if unusable."""
@@ -145,7 +146,7 @@ def _children(directory: Path) -> list[Path]:
 
 def _stamp(path: Path) -> tuple:
     out = []
-    for f in (WEIGHTS, CONFIG):
+    for f in (WEIGHTS, CONFIG, MANIFEST):
         try:
             st = (path / f).stat()
             out.append((st.st_mtime_ns, st.st_size))

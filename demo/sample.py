@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 from .registry import ModelRegistry
 from .settings import Limits
-from .ui import NamedSlider, user_errors, visible_char
+from .ui import NamedNumber, NamedSlider, checked_number, checked_text, user_errors, visible_char
 
 POLICIES = [("replace them with a space", "replace"), ("drop them", "drop"), ("refuse (show an error)", "strict")]
 PROB_COLUMNS = ["next character", "probability"]
@@ -41,17 +41,14 @@ def sampling_params(temperature: float, top_k: float | None, top_p: float, max_n
     """Validated SamplingParams from UI values; top_k 0 means no limit, a seed of -1 (or None) a random one."""
     from gptcore.inference.sampling import SamplingParams
 
-    if temperature is None or not 0 <= temperature <= limits.max_temperature:
-        raise ValueError(f"temperature must be between 0 and {limits.max_temperature}, got {temperature}")
-    if max_new_tokens is None or not 1 <= max_new_tokens <= limits.max_new_tokens:
-        raise ValueError(f"max new tokens must be between 1 and {limits.max_new_tokens}, got {max_new_tokens}")
-    if top_k is not None and not 0 <= top_k <= limits.max_top_k:
-        raise ValueError(f"top-k must be between 0 (no limit) and {limits.max_top_k}, got {top_k}")
-    if seed is not None and (seed != int(seed) or not -1 <= seed < 2**63):
-        raise ValueError(f"seed must be a whole number between 0 and 2^63-1 (or -1 for random), got {seed}")
-    seed = random.SystemRandom().randrange(2**31) if seed is None or seed == -1 else int(seed)
-    return SamplingParams(float(temperature), (int(top_k) or None) if top_k is not None else None,
-                          float(top_p), int(max_new_tokens), seed).validate()
+    temperature = checked_number("temperature", temperature, 0, limits.max_temperature)
+    max_new_tokens = checked_number("max new tokens", max_new_tokens, 1, limits.max_new_tokens, integer=True)
+    top_k = None if top_k is None else checked_number("top-k (0 = no limit)", top_k, 0, limits.max_top_k, integer=True)
+    top_p = checked_number("top-p", top_p, 0.01, 1.0)
+    if seed is not None:
+        seed = checked_number("seed (-1 = random)", seed, -1, 2**63 - 1, integer=True)
+    seed = random.SystemRandom().randrange(2**31) if seed is None or seed == -1 else seed
+    return SamplingParams(temperature, top_k or None, top_p, max_new_tokens, seed).validate()
 
 
 def describe_checkpoint(ck: "Checkpoint") -> str:
@@ -88,7 +85,7 @@ def unknown_notice(ck: "Checkpoint", text: str, policy: str) -> str:
 
 def _check_policy(policy: str) -> str:
     if policy not in [v for _, v in POLICIES]:
-        raise ValueError(f"unknown-character handling must be one of replace, drop, strict; got {policy!r}")
+        raise ValueError(f"unknown-character handling must be one of replace, drop, strict; got {policy!r:.80}")
     return policy
 
 
@@ -99,9 +96,7 @@ def generate(registry: ModelRegistry, limits: Limits, checkpoint: str, prompt: s
     from gptcore.inference.sampling import stream_text
 
     with user_errors():
-        prompt = prompt or ""
-        if len(prompt) > limits.max_prompt_chars:
-            raise ValueError(f"the prompt has {len(prompt)} characters; the limit is {limits.max_prompt_chars}")
+        prompt = checked_text("prompt", prompt, limits.max_prompt_chars)
         params = sampling_params(temperature, top_k, top_p, max_new_tokens, seed, limits)
         ck = registry.get(checkpoint)
         notice = unknown_notice(ck, prompt, _check_policy(unknown))
@@ -135,7 +130,8 @@ def next_token_probs(registry: ModelRegistry, limits: Limits, checkpoint: str, t
     with user_errors():
         params = sampling_params(temperature, top_k, top_p, 1, 0, limits)
         ck = registry.get(checkpoint)
-        dist = next_token_distribution(ck.model, ck.tokenizer, text or "", params, policy=_check_policy(unknown))
+        text = checked_text("text", text, limits.max_prompt_chars + limits.max_new_tokens)
+        dist = next_token_distribution(ck.model, ck.tokenizer, text, params, policy=_check_policy(unknown))
         rows = [(visible_char(c), round(p, 6)) for c, p in dist[:top] if p > 0]
         return probs_frame(rows)
 
@@ -173,7 +169,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
                 top_p = NamedSlider(0.01, 1.0, value=1.0, step=0.01, label="top-p")
             with gr.Row():
                 max_new = NamedSlider(1, limits.max_new_tokens, value=500, step=1, label="max new tokens")
-                seed = gr.Number(label="seed", precision=0, info="-1 = random", value=-1)
+                seed = NamedNumber(label="seed", precision=0, info="-1 = random", value=-1)
             unknown = gr.Radio(POLICIES, value="replace", label="characters the model does not know")
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="generate-btn")

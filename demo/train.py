@@ -18,7 +18,7 @@ from gptcore.presets import PRESETS, get_preset
 
 from .settings import AppSettings, Limits
 from .training_job import RunStatus, TrainingManager, TrainJobSpec
-from .ui import NamedSlider, user_errors
+from .ui import NamedNumber, NamedSlider, checked_number, user_errors
 
 SHAKESPEARE, UPLOAD = "Tiny Shakespeare", "my own .txt file"
 SECONDS, ITERATIONS = "seconds", "iterations"
@@ -41,10 +41,7 @@ def app_presets() -> dict[str, tuple[str, RunConfig]]:
 
 
 def _check(name: str, value, low, high, integer: bool = True):
-    if value is None or isinstance(value, bool) or (integer and value != int(value)) or not low <= value <= high:
-        kind = "a whole number" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} between {low} and {high}, got {value!r}")
-    return int(value) if integer else float(value)
+    return checked_number(name, value, low, high, integer)
 
 
 def build_config(limits: Limits, preset: str, n_layer, n_head, n_embd, block_size, lr, stop_mode: str,
@@ -52,7 +49,7 @@ def build_config(limits: Limits, preset: str, n_layer, n_head, n_embd, block_siz
     """A validated RunConfig from the form: the preset, the five fields, and a capped stop condition."""
     presets = app_presets()
     if preset not in presets:
-        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(presets)}")
+        raise ValueError(f"unknown preset {preset!r:.80}; choose one of: {', '.join(presets)}")
     n_layer = _check("n_layer", n_layer, 1, limits.max_n_layer)
     n_head = _check("n_head", n_head, 1, limits.max_n_head)
     n_embd = _check("n_embd", n_embd, 1, limits.max_n_embd)
@@ -66,7 +63,7 @@ def build_config(limits: Limits, preset: str, n_layer, n_head, n_embd, block_siz
         iters = _check("the number of iterations", stop_value, limits.min_train_iters, limits.max_train_iters)
         stop = {"max_iters": int(iters), "time_budget": float(limits.max_train_seconds)}
     else:
-        raise ValueError(f"stop condition must be {SECONDS!r} or {ITERATIONS!r}, got {stop_mode!r}")
+        raise ValueError(f"stop condition must be {SECONDS!r} or {ITERATIONS!r}, got {stop_mode!r:.80}")
     return presets[preset][1].with_overrides({"n_layer": int(n_layer), "n_head": int(n_head), "n_embd": int(n_embd),
                                               "block_size": int(block_size), "lr": float(lr), **stop})
 
@@ -105,7 +102,7 @@ def start_run(manager: TrainingManager, settings: AppSettings, preset: str, n_la
         spec = TrainJobSpec(config, settings.runs_dir / name, corpus_text=text,
                             corpus_label=f"upload: {Path(upload).name}", label=label)
     else:
-        raise ValueError(f"corpus must be {SHAKESPEARE!r} or {UPLOAD!r}, got {corpus!r}")
+        raise ValueError(f"corpus must be {SHAKESPEARE!r} or {UPLOAD!r}, got {corpus!r:.80}")
     return manager.start(spec)
 
 
@@ -165,10 +162,10 @@ def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
                 n_embd = NamedSlider(8, limits.max_n_embd, value=q.model.n_embd, step=8, label="n_embd")
                 block_size = NamedSlider(8, limits.max_block_size, value=q.model.block_size, step=8,
                                          label="block_size")
-            lr = gr.Number(q.train.lr, label="learning rate", info=f"up to {limits.max_lr:g}")
+            lr = NamedNumber(q.train.lr, label="learning rate", info=f"up to {limits.max_lr:g}")
             with gr.Row():
                 stop_mode = gr.Radio([SECONDS, ITERATIONS], value=SECONDS, label="stop after")
-                stop_value = gr.Number(60, label="how many", info=f"at most {int(limits.max_train_seconds)} s "
+                stop_value = NamedNumber(60, label="how many", info=f"at most {int(limits.max_train_seconds)} s "
                                        f"or {limits.max_train_iters:,} iterations; runs end after "
                                        f"{int(limits.max_train_seconds // 60)} minutes regardless")
             corpus = gr.Radio([SHAKESPEARE, UPLOAD], value=SHAKESPEARE, label="corpus")

@@ -6,6 +6,7 @@ that hangs: every event function runs its work inside :func:`user_errors`.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -25,6 +26,33 @@ def user_errors(prefix: str = "") -> Iterator[None]:
         raise gr.Error(f"{prefix}{e}", print_exception=False) from None
 
 
+def checked_number(name: str, value, low: float, high: float, integer: bool = False) -> float | int:
+    """``value`` as a number in [low, high] (a whole one if ``integer``), or a ValueError naming the setting.
+
+    API callers can send anything: a string, a bool, NaN or an infinity all get the same clear sentence."""
+    kind = "a whole number" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (integer and value != int(value)) or not low <= value <= high:
+        bound = (lambda v: f"{int(v):,}") if integer else (lambda v: f"{v:g}")
+        raise ValueError(f"{name} must be {kind} between {bound(low)} and {bound(high)}, got {value!r:.60}")
+    return int(value) if integer else float(value)
+
+
+def checked_text(name: str, text: str | None, max_chars: int) -> str:
+    """``text`` ('' for None) if it is valid Unicode of at most ``max_chars`` characters."""
+    text = text or ""
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be text, got {type(text).__name__}")
+    if len(text) > max_chars:
+        raise ValueError(f"the {name} has {len(text):,} characters; the limit is {max_chars:,}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"the {name} is not valid text: it holds a lone surrogate (U+{ord(text[e.start]):04X}) "
+                         f"at character {e.start}") from None
+    return text
+
+
 class NamedSlider(gr.Slider):
     """A gr.Slider whose out-of-range error names the setting ("temperature must be between 0 and 2").
 
@@ -41,6 +69,21 @@ class NamedSlider(gr.Slider):
                            print_exception=False)
         if not self.minimum <= payload <= self.maximum:
             raise gr.Error(f"{name} must be between {self.minimum} and {self.maximum}, got {payload}",
+                           print_exception=False)
+        return super().preprocess(payload)
+
+
+class NamedNumber(gr.Number):
+    """A gr.Number that refuses what is not a finite number (a string, a bool, NaN, an infinity) with a
+    message naming the setting; Gradio's own conversion would fail with a bare "Error"."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
+            raise gr.Error(f"{self.label or 'value'} must be a finite number, got {payload!r:.60}",
                            print_exception=False)
         return super().preprocess(payload)
 

@@ -6,7 +6,13 @@ Layout of a checkpoint directory:
   tokenizer.json  the tokenizer, with its "type"
   metrics.json    validation loss, parameter count, tokens seen, wall time, the command, the curve
   draft.pt        (optional) the n-gram table that speeds up sampling (gptcore/inference/draft.py)
+  manifest.json   every file above with its sha256, replaced last (see below)
   train_state.pt  (optional) optimizer and RNG state of the latest step, for ``--resume``
+
+A checkpoint changes as a whole (``gptcore.storage.commit_files``): new files are staged, the manifest is
+replaced in one rename, then the staged files are renamed into place, and a reader follows the manifest.
+A crash at any point leaves the previous checkpoint or the new one, never new weights beside old metrics.
+Checkpoints written before manifests existed (the shipped ones) load as their files are.
 
 Weights are stored from the CPU (``gptcore.storage``), so the files do not depend on the device that
 trained them, and load onto whatever device the caller names.
@@ -25,8 +31,9 @@ from .config import RunConfig
 from .device import resolve_device
 from .errors import CheckpointError
 from .inference.draft import NgramDraft
+from .memory import check_fits, parameter_count
 from .models import build_model
-from .storage import load_tensors, read_json, save_tensors, write_json
+from .storage import MANIFEST, commit_files, json_bytes, load_tensors, read_json, resolve_files, tensors_bytes
 from .tokenizers import Tokenizer, load_tokenizer
 
 WEIGHTS, CONFIG, TOKENIZER, METRICS, DRAFT, TRAIN_STATE = (
@@ -56,16 +63,26 @@ class Checkpoint:
 
 def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: RunConfig, tokenizer: Tokenizer,
                     metrics: dict) -> None:
-    """Write (or overwrite) a checkpoint; each file is replaced atomically, weights first.
+    """Write (or overwrite) a checkpoint as one change.
 
     Weights are stored in ``config.train.save_dtype`` and loaded back as float32.
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_tensors(directory / WEIGHTS, model.state_dict(), getattr(torch, config.train.save_dtype))
-    write_json(directory / CONFIG, config.to_dict())
-    tokenizer.save(directory / TOKENIZER)
-    write_json(directory / METRICS, metrics)
+    commit_files(directory, {
+        WEIGHTS: tensors_bytes(model.state_dict(), getattr(torch, config.train.save_dtype)),
+        CONFIG: json_bytes(config.to_dict()),
+        TOKENIZER: json_bytes(tokenizer.to_dict()),
+        METRICS: json_bytes(metrics),
+    })
+
+
+def save_metrics(directory: str | os.PathLike, metrics: dict) -> None:
+    """Replace a checkpoint's metrics.json (as a change of the whole checkpoint)."""
+    commit_files(directory, {METRICS: json_bytes(metrics)})
+
+
+def save_draft(directory: str | os.PathLike, draft: NgramDraft) -> None:
+    """Store (or replace) a checkpoint's n-gram draft."""
+    commit_files(directory, {DRAFT: tensors_bytes(draft.tensors())})
 
 
 def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
@@ -74,24 +91,35 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint directory not found: {directory}")
+    files = resolve_files(directory)
+    path = lambda name: files.get(name, directory / name)  # noqa: E731
     try:
-        config = RunConfig.from_dict(read_json(directory / CONFIG))
+        config = RunConfig.from_dict(read_json(path(CONFIG)))
         config.model.validate()
+        check_fits(config.model, device, training=False)
+    except CheckpointError:
+        raise
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / CONFIG} is not a valid run config ({e})") from None
-    tokenizer = load_tokenizer(directory / TOKENIZER)
+    tokenizer = load_tokenizer(path(TOKENIZER))
     if tokenizer.vocab_size != config.model.vocab_size:
         raise CheckpointError(
             f"tokenizer has {tokenizer.vocab_size} tokens but the model expects {config.model.vocab_size}"
         )
+    tensors = load_tensors(path(WEIGHTS))
+    stored = sum(t.numel() for name, t in tensors.items()
+                 if not (config.model.tie_embeddings and name == "lm_head.weight"))
+    if stored != parameter_count(config.model):  # before allocating a model the file cannot fill
+        raise CheckpointError(f"weights do not match the config in {directory}: {path(WEIGHTS).name} holds "
+                              f"{stored:,} numbers, the config needs {parameter_count(config.model):,}")
     model = build_model(config.model)
     try:
-        model.load_state_dict(load_tensors(directory / WEIGHTS))
+        model.load_state_dict(tensors)
     except RuntimeError as e:
         raise CheckpointError(f"weights do not match the config in {directory}: {str(e).splitlines()[0]}") from None
     model.to(resolve_device(device)).eval()
-    metrics = read_json(directory / METRICS) if (directory / METRICS).exists() else {}
-    draft = NgramDraft.load(directory / DRAFT) if (directory / DRAFT).exists() else None
+    metrics = read_json(path(METRICS)) if path(METRICS).exists() else {}
+    draft = NgramDraft.load(path(DRAFT)) if path(DRAFT).exists() else None
     if draft is not None and draft.vocab_size != tokenizer.vocab_size:
         raise CheckpointError(f"{directory / DRAFT} was fit on {draft.vocab_size} tokens, not {tokenizer.vocab_size}")
     return Checkpoint(model, tokenizer, config, metrics, directory, draft)

@@ -143,14 +143,15 @@ def cmd_sample(args) -> int:
 
 
 def cmd_draft(args) -> int:
-    from .checkpoint import DRAFT, load_checkpoint
+    from .checkpoint import load_checkpoint, save_draft
     from .data import Corpus
-    from .inference.draft import NgramDraft
+    from .inference.draft import NgramDraft, check_order
 
     ck = load_checkpoint(args.checkpoint)
+    check_order(args.order, ck.tokenizer.vocab_size)
     corpus = Corpus.load(args.data, tokenizer=ck.tokenizer)
     draft = NgramDraft.fit(corpus.train, ck.tokenizer.vocab_size, args.order)
-    draft.save(ck.path / DRAFT)
+    save_draft(ck.path, draft)
     print(json.dumps({"checkpoint": str(ck.path), "order": args.order, "contexts": len(draft),
                       "corpus": corpus.source}))
     return 0

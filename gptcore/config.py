@@ -7,6 +7,7 @@ turns ``key=value`` strings into such values (``parse_assignments``), by each fi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class ModelConfig:
     tie_embeddings: bool = False  # the LM head reuses the token embedding matrix (GPT-2, nanoGPT)
 
     def validate(self) -> "ModelConfig":
+        _check_types(self)
         _choice("arch", self.arch, ("gpt", "bigram"))
         _choice("norm", self.norm, ("pre", "post"))
         _choice("pos_emb", self.pos_emb, ("learned", "none"))
@@ -81,6 +83,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step's model (pays on a GPU for long runs)
 
     def validate(self) -> "TrainConfig":
+        _check_types(self)
         _choice("schedule", self.schedule, ("cosine", "linear"))
         _choice("dtype", self.dtype, ("float32", "bfloat16"))
         _choice("optimizer", self.optimizer, ("adamw", "muon"))
@@ -97,6 +100,13 @@ class TrainConfig:
             raise ConfigError("eval_interval must be at least 1")
         if self.eval_windows is not None and self.eval_windows < 1:
             raise ConfigError("eval_windows must be at least 1 (or None for the whole split)")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be at least 1 (or None for torch's default), got {self.threads}")
+        for name in ("warmup_iters", "sample_interval", "sample_chars", "weight_decay", "grad_clip", "muon_lr"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.muon_lr <= 0 or not 0 <= self.warmdown_frac <= 1 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            raise ConfigError("muon_lr must be positive, warmdown_frac in [0, 1], and beta1 and beta2 in [0, 1)")
         return self
 
 
@@ -186,6 +196,13 @@ def check_value(cls, key: str, value: Any) -> Any:
     raise ConfigError(f"setting {key} expects {name}, got {value!r:.80}")
 
 
+def _check_types(config) -> None:
+    """Every field of a config dataclass has its declared type, and every float is finite."""
+    for name in _field_types(type(config)):
+        check_value(type(config), name, getattr(config, name))
+
+
+@functools.lru_cache(maxsize=None)
 def _field_types(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

@@ -25,3 +25,14 @@ class CheckpointError(GptcoreError):
 
 class ConfigError(GptcoreError, ValueError):
     """A configuration value is unknown or out of range."""
+
+
+class TrainingDivergedError(GptcoreError):
+    """A training loss became non-finite; the run stopped and kept its last good checkpoint.
+
+    ``result`` is the run's TrainResult (the kept weights evaluated on the whole validation split), or
+    None when no checkpoint had been saved yet."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

@@ -13,14 +13,12 @@ import hashlib
 import io
 import json
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, GptcoreError
 
 TENSORS_FORMAT = 1
 _UMASK = os.umask(0)
@@ -49,10 +47,34 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_torch_save(path: str | os.PathLike, obj) -> None:
+def torch_bytes(obj) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def atomic_torch_save(path: str | os.PathLike, obj) -> None:
+    atomic_write_bytes(path, torch_bytes(obj))
+
+
+def json_bytes(data: dict) -> bytes:
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "--out") -> Path:
+    """``path`` as a directory that can be created or written: a GptcoreError now, rather than a
+    FileExistsError after the work, if it or a parent is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GptcoreError(f"{what} {path} is not a directory (a file has that name)")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GptcoreError(f"{what} {path}: {parent} is not a directory")
+            if not os.access(parent, os.W_OK):
+                raise GptcoreError(f"{what} {path}: {parent} is not writable")
+            break
+    return path
 
 
 def read_json(path: str | os.PathLike) -> dict:
@@ -69,7 +91,7 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def write_json(path: str | os.PathLike, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_bytes(path, json_bytes(data))
 
 
 def tensors_digest(state: dict[str, torch.Tensor]) -> str:
@@ -89,7 +111,7 @@ def safe_torch_load(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"missing file: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - damaged bytes can surface as almost any exception type
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is truncated or damaged ({first[:200]})") from None
     if not isinstance(obj, dict):
@@ -97,13 +119,17 @@ def safe_torch_load(path: str | os.PathLike) -> dict:
     return obj
 
 
-def save_tensors(path: str | os.PathLike, state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
-    """Save tensors (floating ones cast to ``dtype`` if given) on the CPU, with a checksum of what is stored.
-
-    Moving to the CPU first makes the file the same whatever device the tensors lived on."""
+def tensors_bytes(state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> bytes:
+    """A tensor file's bytes: the tensors (floating ones cast to ``dtype`` if given) on the CPU, with a
+    checksum of what is stored. Moving to the CPU first makes the file the same whatever device the
+    tensors lived on."""
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().clone()
              for k, v in state.items()}
-    atomic_torch_save(path, {"format": TENSORS_FORMAT, "sha256": tensors_digest(state), "tensors": state})
+    return torch_bytes({"format": TENSORS_FORMAT, "sha256": tensors_digest(state), "tensors": state})
+
+
+def save_tensors(path: str | os.PathLike, state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
+    atomic_write_bytes(path, tensors_bytes(state, dtype))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -114,3 +140,69 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if tensors_digest(obj["tensors"]) != obj.get("sha256"):
         raise CheckpointError(f"{path} failed its checksum: the file was modified or damaged")
     return obj["tensors"]
+
+
+# A set of files replaced as one change -------------------------------------------------------------
+
+MANIFEST = "manifest.json"
+_STAGED = ".{}.staged"
+
+
+def _sha256_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _read_manifest(directory: Path) -> dict[str, str] | None:
+    path = directory / MANIFEST
+    if not path.exists():
+        return None
+    files = read_json(path).get("files")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise CheckpointError(f"{path} is damaged: it should name each file with its sha256")
+    return files
+
+
+def resolve_files(directory: str | os.PathLike) -> dict[str, Path]:
+    """Where each file of ``directory``'s set is, as its manifest describes it: the file itself, or, after a
+    change was interrupted between its commit and its last rename, the staged copy that the manifest
+    names. Empty for a directory without a manifest (older checkpoints): its files are read as they are.
+    A file that matches neither is a CheckpointError."""
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    out: dict[str, Path] = {}
+    for name, digest in (manifest or {}).items():
+        for candidate in (directory / name, directory / _STAGED.format(name)):
+            if _sha256_file(candidate) == digest:
+                out[name] = candidate
+                break
+        else:
+            raise CheckpointError(f"{directory / name} does not match {directory / MANIFEST}: the file was "
+                                  f"modified or damaged")
+    return out
+
+
+def commit_files(directory: str | os.PathLike, contents: dict[str, bytes]) -> None:
+    """Replace several files of ``directory`` as one change: a reader going through
+    :func:`resolve_files` sees the whole old set or the whole new set, whenever a crash happens.
+
+    Each new file is first written under a staged name; then the manifest (every file of the set with its
+    sha256) is replaced by one rename, which is the moment the change happens; then each staged file is
+    renamed into place. A change that was interrupted after its manifest is finished first."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    current = resolve_files(directory)
+    for name, path in current.items():  # finish an interrupted change
+        if path.name != name:
+            os.replace(path, directory / name)
+    for leftover in directory.glob(_STAGED.format("*")):  # a change that never reached its manifest
+        leftover.unlink()
+    manifest = {name: _sha256_file(directory / name) for name in current}
+    for name, data in contents.items():
+        atomic_write_bytes(directory / _STAGED.format(name), data)
+        manifest[name] = hashlib.sha256(data).hexdigest()
+    write_json(directory / MANIFEST, {"format": 1, "files": dict(sorted(manifest.items()))})
+    for name in contents:
+        os.replace(directory / _STAGED.format(name), directory / name)

@@ -59,3 +59,15 @@ def test_bench_checks_its_arguments_before_any_work(tmp_path, tiny_checkpoint, c
     assert main(base + ["--device", "tpu", "--out", str(tmp_path / "b.json")]) == 1
     assert "device must be one of" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_a_time_to_loss_goal_is_judged_by_the_worst_run_and_says_when_it_was_not_run():
+    from gptcore.experiments.bench import run_verdict, summarize_runs
+
+    runs = summarize_runs([{"preset": "speedrun", "wall_s": w, "val_loss": v}
+                           for w, v in [(18.0, 1.80), (19.0, 1.82), (21.0, 1.81)]])["speedrun"]
+    assert runs["wall_s"] <= 20 and run_verdict(runs, 1.886, 20) == "not met"  # the median alone would pass
+    assert run_verdict(runs, 1.886, 21) == "**met**"
+    assert run_verdict(runs, 1.81, 21) == "not met"  # worst loss 1.82
+    assert run_verdict(None, 1.886, 20) == "not run"
+    assert run_verdict({"error": "boom"}, 1.886, 20) == "not met"

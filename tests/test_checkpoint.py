@@ -30,7 +30,8 @@ def test_round_trip(tmp_path):
     assert loaded.metrics["seed"] == 0 and not loaded.model.training
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
         assert torch.equal(a, b), k
-    assert sorted(os.listdir(tmp_path / "c")) == ["config.json", "metrics.json", "model.pt", "tokenizer.json"]
+    assert sorted(os.listdir(tmp_path / "c")) == ["config.json", "manifest.json", "metrics.json", "model.pt",
+                                                  "tokenizer.json"]
 
 
 def test_float16_storage_halves_the_file(tmp_path):
@@ -131,3 +132,46 @@ def test_shipped_checkpoints_load_fit_a_space_and_match_their_metrics(name, corp
     ck = ckpt.load_checkpoint(directory)
     assert ck.metrics["val_loss"] == pytest.approx(split_loss(ck.model, corpus.val, ck.config.model.block_size),
                                                    abs=1e-4)
+
+
+def test_a_checkpoint_changes_as_a_whole_wherever_a_save_is_interrupted(tmp_path, monkeypatch):
+    """Inject a crash before each rename of a save, in turn: the checkpoint that loads is always the whole
+    previous one or the whole new one (weights, config and metrics of one save), and the next save works."""
+    from gptcore import storage
+
+    def expected_weights(seed):
+        torch.manual_seed(seed)
+        return GPT(small_config()).state_dict()
+
+    target = tmp_path / "c"
+    _save(target, seed=0)
+    real_replace = os.replace
+    current, outcomes = 0, []
+    for k in range(30):
+        calls = []
+
+        def crash_at_k(src, dst, calls=calls, k=k):
+            calls.append(dst)
+            if len(calls) > k:
+                raise OSError("injected crash")
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(storage.os, "replace", crash_at_k)
+        try:
+            _save(target, seed=k + 1, dropout=0.1 * (k % 2))
+            crashed = False
+        except OSError:
+            crashed = True
+        monkeypatch.setattr(storage.os, "replace", real_replace)
+        loaded = ckpt.load_checkpoint(target)
+        seed = loaded.metrics["seed"]
+        assert seed in (current, k + 1), (k, seed)
+        for name, tensor in expected_weights(seed).items():
+            assert torch.equal(loaded.model.state_dict()[name], tensor), (k, name)
+        assert loaded.config.model.dropout == pytest.approx(0.1 * ((seed - 1) % 2) if seed else 0.0)
+        outcomes.append(seed == k + 1)
+        current = seed
+        if not crashed:
+            break
+    assert not outcomes[0] and outcomes[-1]  # a crash before the first rename keeps the old one
+    assert any(outcomes[:-1])  # a crash after the manifest's rename already gives the new checkpoint

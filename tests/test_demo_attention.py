@@ -117,8 +117,8 @@ def test_selector_choices_match_the_model():
 def test_registry_lists_checkpoints_and_knows_the_file_names(registry):
     from gptcore import checkpoint
 
-    assert (registry_module.CONFIG, registry_module.WEIGHTS, registry_module.METRICS) == (
-        checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.METRICS)
+    assert (registry_module.CONFIG, registry_module.WEIGHTS, registry_module.METRICS, registry_module.MANIFEST) == (
+        checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.METRICS, checkpoint.MANIFEST)
     assert registry.names() == ["tiny", "bigram", "damaged"]  # the default first
     assert "bigram" not in registry.names(attention_only=True)
     assert registry.get("tiny") is registry.get("tiny")  # cached

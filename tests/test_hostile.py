@@ -14,7 +14,7 @@ from gptcore.cli import main
 from gptcore.config import ModelConfig, RunConfig, TrainConfig
 from gptcore.data import Corpus
 from gptcore.errors import CheckpointError, ConfigError, GptcoreError
-from gptcore.memory import estimate_bytes, parameter_count
+from gptcore.memory import check_fits, estimate_bytes, parameter_count
 from gptcore.models import build_model, count_parameters
 from gptcore.presets import get_preset
 from gptcore.training import Trainer
@@ -123,10 +123,10 @@ def test_values_that_would_reach_torch_are_refused_first(tmp_path, capsys, setti
 
 def test_the_memory_estimate_names_the_estimate_and_the_limit():
     with pytest.raises(ConfigError, match=r"about [\d.,]+ [GTP]B.*limit"):
-        get_preset("tiny").with_overrides({"n_embd": 1_000_000_000 // 8 * 8, "n_head": 8}).check_fits("cpu")
+        check_fits(get_preset("tiny").with_overrides({"n_embd": 1_000_000_000 // 8 * 8, "n_head": 8}), "cpu")
     small = get_preset("tiny")
     assert estimate_bytes(small.model, small.train) < 100e6
-    small.check_fits("cpu")
+    check_fits(small, "cpu")
 
 
 @pytest.mark.parametrize("overrides", [{}, {"n_layer": 3, "n_head": 3, "n_embd": 48}, {"pos_emb": "none"},

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gptcore"
 LAYERS = [
     {"gptcore.errors"},
     {"gptcore.config"},
-    {"gptcore.storage", "gptcore.device", "gptcore.presets"},
+    {"gptcore.storage", "gptcore.device", "gptcore.presets", "gptcore.memory"},
     {"gptcore.tokenizers", "gptcore.models"},
     {"gptcore.data", "gptcore.evaluate", "gptcore.inference"},
     {"gptcore.checkpoint"},

@@ -42,7 +42,8 @@ def test_explicit_fused_and_auto_attention_agree(grad, device):
         a, _ = fused(idx)
         b, _ = explicit(idx)
         c, _ = auto(idx)
-    assert torch.allclose(a, b, atol=1e-5, rtol=0) and torch.allclose(a, c, atol=1e-5, rtol=0)
+    scale = a.abs().max()  # agreement relative to the logits' size: float32 rounding grows with it
+    assert (a - b).abs().max() <= 2e-6 * scale and (a - c).abs().max() <= 2e-6 * scale
 
 
 @pytest.mark.parametrize("overrides", [{}, {"qk_norm": True}, {"pos_emb": "none"}, {"norm": "post"},
@@ -157,3 +158,55 @@ def test_byte_dropout_gradient_is_the_mask_and_eval_is_identity():
     assert Dropout(0.0).train()(x) is x
     half = drop.train()(torch.randn(64, 64, dtype=torch.bfloat16))
     assert half.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("attention", ["explicit", "fused"])
+def test_dropout_is_off_in_eval_mode_on_both_attention_paths(attention):
+    with_dropout = GPT(small_config(attention=attention, dropout=0.5)).eval()
+    without = GPT(small_config(attention=attention, dropout=0.0)).eval()
+    without.load_state_dict(with_dropout.state_dict())
+    idx = torch.randint(0, 65, (2, 16))
+    assert torch.equal(with_dropout(idx)[0], without(idx)[0])
+
+
+def test_attention_dropout_is_applied_in_training_on_both_paths(monkeypatch):
+    from gptcore.models import attention as attention_module
+
+    seen = []
+    real = attention_module.F.scaled_dot_product_attention
+
+    def spy(*args, dropout_p=0.0, **kwargs):
+        seen.append(dropout_p)
+        return real(*args, dropout_p=dropout_p, **kwargs)
+
+    monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention", spy)
+    idx = torch.randint(0, 65, (2, 16))
+    fused = GPT(small_config(attention="fused", dropout=0.25, n_layer=1))
+    fused.train()(idx)
+    fused.eval()(idx)
+    assert seen == [0.25, 0.0]
+
+    explicit = GPT(small_config(attention="explicit", dropout=0.25, n_layer=1)).train()
+    calls = []
+    drop = explicit.blocks[0].attn.attn_dropout
+    monkeypatch.setattr(drop, "forward", lambda x: calls.append(x.shape) or x)
+    explicit(idx)
+    assert calls == [(2, 2, 16, 16)]  # the attention weights themselves went through dropout
+
+
+def test_explicit_and_fused_agree_on_the_shipped_model_relative_to_the_logits_scale():
+    """At a full context of 256 on the shipped model the two paths differ by about 1e-5 in float32
+    (logits near 20): the tolerance is relative to the largest logit, and tight."""
+    from pathlib import Path
+
+    from gptcore.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(Path(__file__).resolve().parents[1] / "checkpoints" / "shakespeare-char")
+    explicit = GPT(ck.config.model.__class__(**{**ck.config.model.__dict__, "attention": "explicit"})).eval()
+    explicit.load_state_dict(ck.model.state_dict())
+    idx = torch.randint(0, ck.config.model.vocab_size, (2, ck.config.model.block_size))
+    with torch.no_grad():
+        a = ck.model(idx)[0]  # fused (inference)
+        b = explicit(idx)[0]
+    scale = a.abs().max()
+    assert (a - b).abs().max() <= 2e-6 * scale

@@ -29,7 +29,7 @@ import torch.nn as nn
 from ..config import ModelConfig, RunConfig, TrainConfig
 from ..data import Corpus
 from ..device import describe, resolve_device
-from ..errors import CheckpointError, ConfigError, GptcoreError
+from ..errors import ConfigError, GptcoreError, TrainingDivergedError
 from ..models import build_model, count_parameters
 from ..presets import WRITEUP_MODEL
 from ..storage import write_json
@@ -277,11 +277,9 @@ def train_run(config: RunConfig, corpus: Corpus, command: str = "",
         try:
             result = trainer.run(
                 on_event=monitor.on_event, on_backward=monitor.on_backward)
-        except CheckpointError:
-            # no finite evaluation ever produced a checkpoint: the run diverged from the start
-            if not any(not math.isfinite(x) for x in monitor.losses):
-                raise
-            result = None
+        except TrainingDivergedError as e:
+            # the loss became non-finite: the run stopped; its kept checkpoint (if any) was evaluated
+            result = e.result
     elapsed = time.perf_counter() - started
     steps = len(monitor.losses)
     record = {

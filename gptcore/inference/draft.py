@@ -21,6 +21,17 @@ from ..errors import CheckpointError
 from ..storage import load_tensors, save_tensors
 
 DEFAULT_ORDER = 5
+MAX_ORDER = 12  # contexts longer than this are never worth storing, and codes must fit in int64
+
+
+def check_order(order: int, vocab_size: int) -> int:
+    """``order`` if a table of that order can be built for ``vocab_size`` tokens, else a ValueError; checked
+    before any arithmetic on it (``(vocab_size + 1) ** order`` of a huge order would never finish)."""
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
+        raise ValueError(f"order must be an integer from 1 to {MAX_ORDER}, got {order!r:.40}")
+    if (vocab_size + 1) ** order * vocab_size >= 2**62:
+        raise ValueError(f"order {order} is too large for a vocabulary of {vocab_size}: the codes overflow int64")
+    return order
 
 
 class NgramDraft:
@@ -35,8 +46,7 @@ class NgramDraft:
     @classmethod
     def fit(cls, ids: torch.Tensor, vocab_size: int, order: int = DEFAULT_ORDER) -> "NgramDraft":
         """Count every context of 1..order tokens in ``ids`` and keep its most frequent follower."""
-        if not 1 <= order or (vocab_size + 1) ** order * vocab_size >= 2**62:
-            raise ValueError(f"order must be at least 1 and small enough for int64 codes, got {order}")
+        check_order(order, vocab_size)
         ids = torch.as_tensor(ids, dtype=torch.long).flatten()
         if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
             raise ValueError(f"token ids must lie in [0, vocab_size={vocab_size})")
@@ -75,9 +85,12 @@ class NgramDraft:
             recent = recent[1:] + [guess] if len(recent) == self.order else recent + [guess]
         return out
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What a draft file stores."""
+        return {"codes": self._codes, "guesses": self._guesses, "meta": torch.tensor([self.order, self.vocab_size])}
+
     def save(self, path: Path) -> None:
-        meta = torch.tensor([self.order, self.vocab_size])
-        save_tensors(path, {"codes": self._codes, "guesses": self._guesses, "meta": meta})
+        save_tensors(path, self.tensors())
 
     @classmethod
     def load(cls, path: Path) -> "NgramDraft":

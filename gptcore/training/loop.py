@@ -27,7 +27,9 @@ from .. import checkpoint as ckpt
 from ..config import RunConfig
 from ..data import BatchSampler, Corpus
 from ..device import compute_dtype, describe, resolve_device, to_device
-from ..errors import CheckpointError
+from ..errors import CheckpointError, GptcoreError, TrainingDivergedError
+from ..memory import check_fits
+from ..storage import check_output_dir
 from ..evaluate import sample_windows, split_loss
 from ..inference.draft import NgramDraft
 from ..inference.sampling import SamplingParams, generate
@@ -40,6 +42,11 @@ from .state import TrainState
 from .step import train_step
 
 PREVIEW_TEMPERATURE = 0.8
+
+
+class _NonFiniteLoss(Exception):
+    def __init__(self, step: int, value: float):
+        self.step, self.value = step, value
 
 
 @dataclass
@@ -93,6 +100,20 @@ class Trainer:
         self.corpus, self.out_dir, self.command, self.resume = corpus, Path(out_dir), command, resume
         self.device = resolve_device(self.config.train.device)
         self.autocast_dtype = compute_dtype(self.device, self.config.train.dtype)
+        self._check_inputs()
+
+    def _check_inputs(self) -> None:
+        """Everything that would otherwise fail after work has started: the splits' lengths, the output
+        directory, and whether the run fits in memory."""
+        block = self.config.model.block_size
+        if len(self.corpus.train) <= block:
+            raise GptcoreError(f"the training split ({len(self.corpus.train)} tokens) must be longer than "
+                               f"block_size ({block}); use a longer text or a smaller block_size")
+        if len(self.corpus.val) < 2:
+            raise GptcoreError(f"the validation split (the last 10% of the text) has {len(self.corpus.val)} "
+                               f"token(s); at least 2 are needed to measure a loss: use a longer text")
+        check_output_dir(self.out_dir)
+        check_fits(self.config, self.device)
 
     @property
     def state_path(self) -> Path:
@@ -137,10 +158,12 @@ class Trainer:
             step, loss, lr, tokens, seconds = pending
             pending = None
             value = loss.item()
-            recent_losses.append(value)
             tps = speed.add(tokens, seconds)
             emit(TrainEvent("step", step, tc.max_iters, elapsed(), train_loss=value, lr=lr, tokens_per_sec=tps,
                             progress=self._progress(step, elapsed())))
+            if not math.isfinite(value):
+                raise _NonFiniteLoss(step, value)
+            recent_losses.append(value)
             if bar is not None:
                 bar.update(step, elapsed(), value, tps)
 
@@ -158,42 +181,62 @@ class Trainer:
             emit(TrainEvent("eval", st.step, tc.max_iters, elapsed(), train_loss=train, val_loss=val,
                             progress=self._progress(st.step, elapsed())))
 
+        def train_until_done() -> str:
+            nonlocal pending
+            while st.step < tc.max_iters:
+                if (stop is not None and stop.is_set()) or (tc.time_budget and elapsed() >= tc.time_budget):
+                    return "stopped"
+                t0 = time.perf_counter()
+                lr = learning_rate(st.step, self._progress(st.step, elapsed()), tc)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * group["lr_scale"]
+                x, y = (to_device(t, self.device) for t in sampler.next_batch())
+                hook = None if on_backward is None else (lambda m, s=st.step + 1: on_backward(m, s))
+                loss = train_step(step_model, optimizer, x, y, self.autocast_dtype, tc.grad_clip, hook)
+                report_pending()  # the previous step's loss: reading it now does not stall the GPU
+                st.step += 1
+                st.tokens_seen += x.numel()
+                pending = (st.step, loss, lr, x.numel(), time.perf_counter() - t0)
+                at_eval = st.step % tc.eval_interval == 0 or st.step == tc.max_iters
+                at_sample = bool(tc.sample_interval) and st.step % tc.sample_interval == 0
+                if at_eval or at_sample:
+                    report_pending()
+                if at_eval:
+                    evaluate_and_save()
+                if at_sample:
+                    emit(TrainEvent("sample", st.step, tc.max_iters, elapsed(),
+                                    text=self._preview(model, draft, st.step)))
+            report_pending()
+            return "finished"
+
         model.train()
-        stopped = False
-        while st.step < tc.max_iters:
-            if (stop is not None and stop.is_set()) or (tc.time_budget and elapsed() >= tc.time_budget):
-                stopped = True
-                break
-            t0 = time.perf_counter()
-            lr = learning_rate(st.step, self._progress(st.step, elapsed()), tc)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
-            x, y = (to_device(t, self.device) for t in sampler.next_batch())
-            hook = None if on_backward is None else (lambda m, s=st.step + 1: on_backward(m, s))
-            loss = train_step(step_model, optimizer, x, y, self.autocast_dtype, tc.grad_clip, hook)
-            report_pending()  # the previous step's loss: reading it now does not stall the GPU
-            st.step += 1
-            st.tokens_seen += x.numel()
-            pending = (st.step, loss, lr, x.numel(), time.perf_counter() - t0)
-            at_eval = st.step % tc.eval_interval == 0 or st.step == tc.max_iters
-            at_sample = bool(tc.sample_interval) and st.step % tc.sample_interval == 0
-            if at_eval or at_sample:
-                report_pending()
-            if at_eval:
-                evaluate_and_save()
-            if at_sample:
-                emit(TrainEvent("sample", st.step, tc.max_iters, elapsed(), text=self._preview(model, draft, st.step)))
-        report_pending()
+        try:
+            status = train_until_done()
+        except _NonFiniteLoss as e:
+            if bar is not None:
+                bar.close()
+            raise self._diverged(st, e, elapsed(), emit) from None
         if bar is not None:
             bar.close()
         if not st.history or st.history[-1]["step"] != st.step:
             evaluate_and_save()
-        return self._finish(st, elapsed(), stopped, emit)
+        return self._finish(st, elapsed(), status, emit)
+
+    def _diverged(self, st: TrainState, e: "_NonFiniteLoss", wall: float, emit) -> TrainingDivergedError:
+        """The error that ends a run whose loss became non-finite, after marking its kept checkpoint."""
+        if st.best_step < 0:
+            return TrainingDivergedError(
+                f"training stopped: the loss became non-finite ({e.value}) at step {e.step}, before any checkpoint "
+                f"was saved; try a lower learning rate")
+        result = self._finish(st, wall, "diverged", emit)
+        return TrainingDivergedError(
+            f"training stopped: the loss became non-finite ({e.value}) at step {e.step}; the last good checkpoint "
+            f"(step {st.best_step}, validation loss {result.val_loss:.4f}) is kept in {self.out_dir}", result)
 
     def _fit_draft(self) -> NgramDraft:
         """The n-gram draft of the training split, written once: it depends on the corpus, not the weights."""
         draft = NgramDraft.fit(self.corpus.train, self.corpus.tokenizer.vocab_size)
-        draft.save(self.out_dir / ckpt.DRAFT)
+        ckpt.save_draft(self.out_dir, draft)
         return draft
 
     def _preview(self, model: nn.Module, draft: NgramDraft, step: int) -> str:
@@ -225,14 +268,15 @@ class Trainer:
         st.save(self.state_path)
         st.model, st.optimizer = {}, {}  # the live objects hold them; don't keep a second reference
 
-    def _finish(self, st: TrainState, wall: float, stopped: bool, emit) -> TrainResult:
-        """The quoted number: the best weights, evaluated on the whole validation split in float32."""
+    def _finish(self, st: TrainState, wall: float, status: str, emit) -> TrainResult:
+        """The quoted number: the best weights, evaluated on the whole validation split in float32.
+        ``status`` is "finished", "stopped" or "diverged"."""
         best = ckpt.load_checkpoint(self.out_dir, self.device)
         val_loss = split_loss(best.model, self.corpus.val, self.config.model.block_size)
-        metrics = self._metrics(best.model, val_loss, st, wall, "stopped" if stopped else "finished")
-        ckpt.write_json(self.out_dir / ckpt.METRICS, metrics)
+        metrics = self._metrics(best.model, val_loss, st, wall, status)
+        ckpt.save_metrics(self.out_dir, metrics)
         emit(TrainEvent("done", st.step, self.config.train.max_iters, wall, val_loss=val_loss, progress=1.0))
-        return TrainResult(self.out_dir, val_loss, st.best_step, st.step, st.tokens_seen, wall, stopped,
+        return TrainResult(self.out_dir, val_loss, st.best_step, st.step, st.tokens_seen, wall, status == "stopped",
                            count_parameters(best.model), st.history)
 
     def _progress(self, step: int, elapsed: float) -> float:
