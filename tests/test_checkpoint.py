@@ -46,11 +46,20 @@ def test_float16_storage_halves_the_file(tmp_path):
     assert torch.allclose(w, model.state_dict()["lm_head.weight"], atol=1e-3)
 
 
+def _without_manifest(path):
+    """A checkpoint as the shipped ones are (written before manifests), so the file-level checks show."""
+    (path / ckpt.MANIFEST).unlink()
+    return path
+
+
 def test_truncated_and_tampered_weights_are_refused(tmp_path):
     _save(tmp_path / "c")
     weights = tmp_path / "c" / "model.pt"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.pt does not match .*manifest.json"):
+        ckpt.load_checkpoint(tmp_path / "c")
+    _without_manifest(tmp_path / "c")
     with pytest.raises(CheckpointError, match="truncated or damaged"):
         ckpt.load_checkpoint(tmp_path / "c")
     tampered = bytearray(data)
@@ -69,7 +78,7 @@ def test_arbitrary_pickles_are_not_loaded(tmp_path):
         def __reduce__(self):
             return (os.system, ("echo pwned",))
 
-    torch.save({"format": 1, "tensors": Evil()}, tmp_path / "c" / "model.pt")
+    torch.save({"format": 1, "tensors": Evil()}, _without_manifest(tmp_path / "c") / "model.pt")
     with pytest.raises(CheckpointError):
         ckpt.load_checkpoint(tmp_path / "c")
 
@@ -78,7 +87,7 @@ def test_missing_and_damaged_files_have_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         ckpt.load_checkpoint(tmp_path / "nothing")
     _save(tmp_path / "c")
-    (tmp_path / "c" / "config.json").write_text("{not json")
+    (_without_manifest(tmp_path / "c") / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         ckpt.load_checkpoint(tmp_path / "c")
     _save(tmp_path / "d")
@@ -87,7 +96,7 @@ def test_missing_and_damaged_files_have_clear_errors(tmp_path):
         ckpt.load_checkpoint(tmp_path / "d")
     _save(tmp_path / "e")
     _save(tmp_path / "f", n_embd=64)
-    os.replace(tmp_path / "f" / "model.pt", tmp_path / "e" / "model.pt")
+    os.replace(tmp_path / "f" / "model.pt", _without_manifest(tmp_path / "e") / "model.pt")
     with pytest.raises(CheckpointError, match="do not match"):
         ckpt.load_checkpoint(tmp_path / "e")
 

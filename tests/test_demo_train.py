@@ -41,7 +41,10 @@ def test_stop_conditions_are_capped():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(stop_value=601), "time limit .* between 5.0 and 600.0"),
+    (dict(stop_value=601), "time limit .* between 5 and 600"),
+    (dict(stop_value="60"), "time limit .* must be a number .* got '60'"),
+    (dict(lr="fast"), "learning rate must be a number .* got 'fast'"),
+    (dict(lr=float("inf")), "learning rate must be a number .* got inf"),
     (dict(stop_mode=ITERATIONS, stop_value=10**6), "number of iterations must be a whole number between"),
     (dict(stop_mode="forever"), "stop condition must be"),
     (dict(n_head=3), "divisible by n_head"),

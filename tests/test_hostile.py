@@ -52,8 +52,13 @@ def test_a_damaged_weights_file_is_a_checkpoint_error(tmp_path, offset):
     data = bytearray((ck / "model.pt").read_bytes())
     data[offset] ^= 0x5A
     (ck / "model.pt").write_bytes(bytes(data))
-    with pytest.raises(CheckpointError):
-        load_checkpoint(ck)
+    try:
+        damaged = load_checkpoint(ck)
+    except CheckpointError:
+        return
+    # a byte the format does not read (zip metadata) may change without harm: then the tensors are intact
+    for name, tensor in load_checkpoint(SHIPPED).model.state_dict().items():
+        assert torch.equal(damaged.model.state_dict()[name], tensor), name
 
 
 @pytest.mark.parametrize("change, message", [
@@ -133,7 +138,7 @@ def test_the_memory_estimate_names_the_estimate_and_the_limit():
                                        {"bias": False, "tie_embeddings": True}, {"norm": "post"},
                                        {"arch": "bigram"}])
 def test_the_parameter_formula_counts_what_the_model_allocates(overrides):
-    config = ModelConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32, **overrides)
+    config = ModelConfig(**{**dict(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32), **overrides})
     assert parameter_count(config) == count_parameters(build_model(config))
 
 
@@ -156,7 +161,7 @@ def test_a_loss_that_becomes_non_finite_stops_the_run_and_keeps_the_last_good_ch
 
     loop.train_step = counting
     try:
-        with pytest.raises(GptcoreError, match=r"non-finite.*step 26.*kept.*step (10|20)"):
+        with pytest.raises(GptcoreError, match=r"non-finite.*step 26.*last good checkpoint \(step (10|20)"):
             Trainer(config, corpus, tmp_path / "o").run()
     finally:
         loop.train_step = real_step

@@ -23,27 +23,29 @@ from .dropout import Dropout
 from .kv_cache import KVCache
 
 
-def causal_mask(queries: int, keys: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(queries, keys) booleans, True where query i may look at key j.
+def causal_mask(queries: int, keys: int, device: torch.device | str = "cpu", hidden: bool = False) -> torch.Tensor:
+    """(queries, keys) booleans, True where query i may look at key j (or, with ``hidden``, where it may not).
 
     The queries are the newest ``queries`` positions of ``keys``: query i sits at absolute position
     ``keys - queries + i`` and sees keys 0 .. that position."""
-    return torch.ones(queries, keys, dtype=torch.bool, device=device).tril_(keys - queries)
+    ones = torch.ones(queries, keys, dtype=torch.bool, device=device)
+    return ones.triu_(keys - queries + 1) if hidden else ones.tril_(keys - queries)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool, dropout_p: float = 0.0,
            dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
-           attn_out: list | None = None) -> torch.Tensor:
+           attn_out: list | None = None, hidden: torch.Tensor | None = None) -> torch.Tensor:
     """Causal attention of queries (B, H, T, D) over keys and values (B, H, S, D), S >= T; the queries
     are the last T positions. ``dropout_p`` drops attention weights on the fused path, ``dropout`` on
-    the explicit one; ``attn_out`` (a list) receives the probabilities and forces the explicit path."""
+    the explicit one; ``attn_out`` (a list) receives the probabilities and forces the explicit path.
+    ``hidden`` is ``causal_mask(T, S, hidden=True)`` made once by a caller that runs several layers."""
     T, S = q.size(-2), k.size(-2)
     if fused and attn_out is None:
         mask = causal_mask(T, S, q.device) if 1 < T < S else None
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=1 < T == S, dropout_p=dropout_p)
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))
+    scores = (q @ k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.size(-1)))  # in place: autograd keeps q and k
     if T > 1:
-        scores = scores.masked_fill(~causal_mask(T, S, q.device), float("-inf"))
+        scores.masked_fill_(causal_mask(T, S, q.device, hidden=True) if hidden is None else hidden, float("-inf"))
     probs = scores.softmax(dim=-1)
     if attn_out is not None:
         attn_out.append(probs.detach())
@@ -55,11 +57,11 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool, dropo
 def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_norm: bool,
                    cache: KVCache | None = None, layer: int = 0, fused: bool = False, dropout_p: float = 0.0,
                    dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                   attn_out: list | None = None) -> torch.Tensor:
+                   attn_out: list | None = None, hidden: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-head causal self-attention of ``x`` (B, T, C) given ``qkv`` and ``proj`` as (weight, bias).
 
     With ``cache``, ``x`` holds only the new positions: their keys and values are appended to the cache
-    and the queries attend over everything cached so far."""
+    and the queries attend over everything cached so far. ``hidden``: see :func:`attend`."""
     B, T, C = x.shape
     heads = F.linear(x, *qkv).view(B, T, 3, n_head, C // n_head).permute(2, 0, 3, 1, 4)
     q, k, v = heads.unbind(0)
@@ -67,7 +69,7 @@ def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_nor
         q, k = F.rms_norm(heads[:2], (C // n_head,)).unbind(0)
     if cache is not None:
         k, v = cache.update(layer, k, v)
-    y = attend(q, k, v, fused, dropout_p, dropout, attn_out)
+    y = attend(q, k, v, fused, dropout_p, dropout, attn_out, hidden)
     return F.linear(y.transpose(1, 2).reshape(B, T, C), *proj)
 
 

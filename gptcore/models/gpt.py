@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from .attention import CausalSelfAttention, self_attention
+from .attention import CausalSelfAttention, causal_mask, self_attention
 from .dropout import Dropout
 from .kv_cache import KVCache
 
@@ -119,20 +119,20 @@ class GPT(nn.Module):
         once instead of looked up through the modules: at a few tokens, per-module calls cost a large
         share of a step (docs/LOG.md). Other variants go through ``forward``.
         """
-        device = self.tok_emb.weight.device
         if self.config.norm != "pre" or not self.config.residual or self.training:
-            return self.forward(torch.tensor([tokens], device=device), cache=cache)[0][0]
+            return self.forward(torch.tensor([tokens], device=self.tok_emb.weight.device), cache=cache)[0][0]
         pos, T = cache.length, len(tokens)
         if pos + T > self.config.block_size:
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size {self.config.block_size}")
         C, H = self.config.n_embd, self.config.n_head
         blocks, tok_emb, pos_emb, ln_f, lm_head = self._decode_weights()
-        x = tok_emb[torch.tensor(tokens, device=device)]
+        x = tok_emb[tokens]  # a list index works on every device
         if pos_emb is not None:
             x = x + pos_emb[pos:pos + T]
         x = x.unsqueeze(0)
+        hidden = causal_mask(T, pos + T, x.device, hidden=True) if T > 1 else None  # the same for every layer
         for layer, (ln1, qkv, proj, ln2, fc, fc_proj, qk_norm) in enumerate(blocks):
-            x = x + self_attention(F.layer_norm(x, (C,), *ln1), qkv, proj, H, qk_norm, cache, layer)
+            x = x + self_attention(F.layer_norm(x, (C,), *ln1), qkv, proj, H, qk_norm, cache, layer, hidden=hidden)
             x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), *ln2), *fc)), *fc_proj)
         cache.advance(T)
         return F.linear(F.layer_norm(x[0], (C,), *ln_f), lm_head)
