@@ -103,7 +103,13 @@ def cmd_train(args) -> int:
     config = get_preset(args.preset).with_overrides(overrides)
     corpus = Corpus.load(args.data)
     command = "python -m gptcore " + shlex.join(sys.argv[1:])
-    result = Trainer(config, corpus, args.out, command=command, resume=args.resume).run(progress_bar=not args.quiet)
+    trainer = Trainer(config, corpus, args.out, command=command, resume=args.resume)
+    try:
+        result = trainer.run(progress_bar=not args.quiet)
+    except KeyboardInterrupt:
+        where = (f"the last evaluated checkpoint is in {args.out}; continue with --resume"
+                 if trainer.state_path.exists() else "no checkpoint was saved yet")
+        raise SystemExit(_fail(f"interrupted: {where}", code=130)) from None
     print(json.dumps({"out": str(result.out_dir), "val_loss": round(result.val_loss, 4), "params": result.params,
                       "steps": result.steps, "best_step": result.best_step, "tokens_seen": result.tokens_seen,
                       "wall_time_s": round(result.wall_time, 1), "stopped": result.stopped}))

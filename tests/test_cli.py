@@ -87,3 +87,25 @@ def test_the_installed_gptcore_command_is_the_cli():
     assert script.value == "gptcore.cli:main"
     proc = subprocess.run([shutil.which("gptcore"), "presets"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "nanogpt-baby" in proc.stdout and "gpu-speedrun" in proc.stdout
+
+
+def test_an_interrupted_training_run_says_where_its_checkpoint_is(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "gptcore", "train", "--preset", "tiny", "--out", str(out),
+                             "--quiet", "--max-iters", "100000", "--set", "eval_interval=20"],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "train_state.pt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == f"error: interrupted: the last evaluated checkpoint is in {out}; " \
+                                           "continue with --resume"
+    from gptcore.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out).metrics["status"] == "training"  # loadable: nothing lost
