@@ -90,8 +90,10 @@ def start_run(manager: TrainingManager, settings: AppSettings, preset: str, n_la
               lr, stop_mode: str, stop_value, corpus: str, upload: str | None) -> RunStatus:
     """Validate the form and start the run (or raise a clear error, e.g. a run already in progress)."""
     from gptcore.data import resolve_corpus
+    from gptcore.memory import check_fits
 
     config = build_config(settings.limits, preset, n_layer, n_head, n_embd, block_size, lr, stop_mode, stop_value)
+    check_fits(config, config.train.device)  # the same memory check as the CLI's, before a process starts
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}"
     label = (f"{preset}: {config.model.n_layer} layers × {config.model.n_head} heads, width {config.model.n_embd},"
              f" block {config.model.block_size}, lr {config.train.lr:g}")
