@@ -43,7 +43,7 @@ def test_the_gpu_section_runs_its_code_on_any_device(tiny_checkpoint, corpus):
     from gptcore.experiments.bench import gpu_rows, gpu_section
 
     g = gpu_section(torch.device("cpu"), corpus, str(tiny_checkpoint), repeats=1, quick=True)
-    assert g["eager"]["ratio"] > 0 and g["eager"]["median_fast_ms_per_step"] > 0
+    assert g["eager"]["ratio"] > 0 and g["eager"]["median_fast_ms_per_step"] > 0 and g["eager"]["fast_warmup_s"] > 0
     assert g["sampling"]["median_cached"] > 0 and g["sampling"]["has_draft"]
     rows = gpu_rows(g, {})
     assert "nanoGPT's baby GPT" in rows[0] and "`train --preset gpu-speedrun`" in rows[1] and rows[1].endswith("not run |")
