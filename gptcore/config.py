@@ -29,7 +29,8 @@ class ModelConfig:
     dropout: float = 0.2
     norm: str = "pre"  # "pre" or "post" LayerNorm placement
     residual: bool = True
-    pos_emb: str = "learned"  # "learned" or "none"
+    pos_emb: str = "learned"  # "learned" (a table of absolute positions), "rope" (rotary) or "none"
+    rope_base: float = 10000.0  # with rope: the wavelengths of the rotations grow geometrically up to this
     # "fused" (scaled_dot_product_attention), "explicit" (matmul, mask, softmax, matmul), or "auto":
     # explicit for training on a CPU (its bfloat16 training step is faster there), fused everywhere else
     attention: str = "auto"
@@ -41,13 +42,18 @@ class ModelConfig:
         _check_types(self)
         _choice("arch", self.arch, ("gpt", "bigram"))
         _choice("norm", self.norm, ("pre", "post"))
-        _choice("pos_emb", self.pos_emb, ("learned", "none"))
+        _choice("pos_emb", self.pos_emb, ("learned", "rope", "none"))
         _choice("attention", self.attention, ("auto", "fused", "explicit"))
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.pos_emb == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ConfigError(f"rope rotates pairs of numbers: the head size n_embd / n_head "
+                              f"({self.n_embd // self.n_head}) must be even")
+        if self.rope_base <= 1:
+            raise ConfigError(f"rope_base must be greater than 1, got {self.rope_base}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         return self

@@ -29,7 +29,7 @@ def parameter_count(m: ModelConfig) -> int:
     block = 2 * norm + (C * 3 * C + 3 * C * bias) + (C * C + C * bias) + (C * 4 * C + 4 * C * bias) \
         + (4 * C * C + C * bias)
     total = V * C + L * block + (norm if m.norm == "pre" else 0)
-    total += m.block_size * C if m.pos_emb == "learned" else 0
+    total += m.block_size * C if m.pos_emb == "learned" else 0  # rope's angles are computed, not learned
     total += 0 if m.tie_embeddings else V * C
     return total
 

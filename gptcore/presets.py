@@ -72,6 +72,12 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
                           eval_interval=500),
         ),
     ),
+    "rope": (
+        "the write-up's model and recipe (as `seed`) with rotary position embeddings instead of a learned "
+        "table of absolute positions",
+        RunConfig(dataclasses.replace(WRITEUP_MODEL, pos_emb="rope"),
+                  TrainConfig(batch_size=32, max_iters=5000, lr=1e-3, warmup_iters=200)),
+    ),
     "nanogpt-baby": (
         "nanoGPT's Shakespeare-char recipe in our code (its config/train_shakespeare_char.py): the 10.65M "
         "baby GPT, batch 64x256, AdamW 1e-3 with a cosine decay to 1e-4 over 5000 steps; a GPU job",

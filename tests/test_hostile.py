@@ -135,7 +135,7 @@ def test_the_memory_estimate_names_the_estimate_and_the_limit():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"n_layer": 3, "n_head": 3, "n_embd": 48}, {"pos_emb": "none"},
-                                       {"bias": False, "tie_embeddings": True}, {"norm": "post"},
+                                       {"bias": False, "tie_embeddings": True}, {"norm": "post"}, {"pos_emb": "rope"},
                                        {"arch": "bigram"}])
 def test_the_parameter_formula_counts_what_the_model_allocates(overrides):
     config = ModelConfig(**{**dict(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32), **overrides})

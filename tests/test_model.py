@@ -18,7 +18,7 @@ def test_logits_shape_and_loss():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"norm": "post"}, {"residual": False}, {"pos_emb": "none"},
-                                       {"attention": "explicit"}, {"attention": "auto"}])
+                                       {"pos_emb": "rope"}, {"attention": "explicit"}, {"attention": "auto"}])
 def test_causality(overrides, device):
     model = GPT(small_config(**overrides)).eval().to(device)
     idx = torch.randint(0, 65, (1, 16), device=device)
@@ -47,7 +47,8 @@ def test_explicit_fused_and_auto_attention_agree(grad, device):
 
 
 @pytest.mark.parametrize("overrides", [{}, {"qk_norm": True}, {"pos_emb": "none"}, {"norm": "post"},
-                                       {"residual": False}, {"dropout": 0.2}])
+                                       {"residual": False}, {"dropout": 0.2}, {"pos_emb": "rope"},
+                                       {"pos_emb": "rope", "qk_norm": True}, {"bias": False, "tie_embeddings": True}])
 def test_decode_matches_the_full_forward(overrides, device):
     model = GPT(small_config(n_head=4, n_embd=64, **overrides)).eval()
     with torch.no_grad():  # sharper than at init, so that a wrong key, mask or position would show
@@ -210,3 +211,40 @@ def test_explicit_and_fused_agree_on_the_shipped_model_relative_to_the_logits_sc
         b = explicit(idx)[0]
     scale = a.abs().max()
     assert (a - b).abs().max() <= 2e-6 * scale
+
+
+
+def test_rope_scores_depend_only_on_the_distance_between_positions():
+    from gptcore.models.attention import rope_tables, rotate
+
+    torch.manual_seed(0)
+    q, k = torch.randn(64), torch.randn(64)
+    cos, sin = rope_tables(0, 300, 64, 10000.0)
+
+    def score(i, j):
+        return rotate(q, cos[i], sin[i]) @ rotate(k, cos[j], sin[j])
+
+    for i, j in [(5, 2), (17, 17), (100, 30), (250, 1)]:
+        for shift in (1, 13, 40):
+            assert score(i + shift, j + shift) == pytest.approx(score(i, j).item(), abs=1e-4)
+    assert abs(score(9, 2) - score(9, 3)) > 1e-3  # and it does depend on the distance
+
+
+def test_rope_rotation_preserves_norms_and_position_zero_is_the_identity():
+    from gptcore.models.attention import rope_tables, rotate
+
+    x = torch.randn(3, 4, 50, 32)
+    cos, sin = rope_tables(0, 50, 32, 10000.0)
+    assert torch.allclose(rotate(x, cos, sin).norm(dim=-1), x.norm(dim=-1), rtol=1e-5)
+    assert torch.equal(rotate(x[..., :1, :], cos[:1], sin[:1]), x[..., :1, :])
+
+
+def test_a_rope_model_has_no_position_table_and_sees_order():
+    model = GPT(small_config(pos_emb="rope")).eval()
+    assert model.pos_emb is None and not any("rope" in k for k in model.state_dict())
+    idx = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    swapped = torch.tensor([[2, 1, 3, 4, 5, 6]])  # same tokens, two positions exchanged
+    with torch.no_grad():
+        assert not torch.allclose(model(idx)[0][0, -1], model(swapped)[0][0, -1], atol=1e-5)
+    with pytest.raises(ConfigError, match="must be even"):
+        small_config(pos_emb="rope", n_embd=30, n_head=2).validate()

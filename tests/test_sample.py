@@ -11,10 +11,10 @@ from gptcore.tokenizers import CharTokenizer, load_tokenizer
 from tests.conftest import small_config
 
 
-@pytest.fixture(params=[False, True], ids=["plain", "qk_norm"])
+@pytest.fixture(params=[{}, {"qk_norm": True}, {"pos_emb": "rope", "qk_norm": True}], ids=["plain", "qk_norm", "rope"])
 def model(request, device):
     torch.manual_seed(1)
-    m = GPT(small_config(block_size=16, qk_norm=request.param)).eval()
+    m = GPT(small_config(block_size=16, **request.param)).eval()
     with torch.no_grad():  # sharper than at init, so that sampling choices are not all ties
         for p in m.parameters():
             p.mul_(8)

@@ -1,5 +1,5 @@
 """Causal self-attention, written once: the training forward, the cached decode and the attention maps
-all run :func:`self_attention`.
+all run :func:`self_attention`, rotary positions included.
 
 It takes its weights as plain tensors so that ``GPT.decode`` can call it without module dispatch; the
 module :class:`CausalSelfAttention` only owns the parameters and passes them in. Two ways to compute the
@@ -32,6 +32,24 @@ def causal_mask(queries: int, keys: int, device: torch.device | str = "cpu", hid
     return ones.triu_(keys - queries + 1) if hidden else ones.tril_(keys - queries)
 
 
+def rope_tables(start: int, length: int, head_dim: int, base: float,
+                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (length, head_dim / 2) of the rotary angles of positions start .. start + length - 1.
+
+    Pair i of a head turns by position x base^(-2i / head_dim): fast turns for nearby detail, slow ones
+    for distance. Angles are computed in float64 and rounded once."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.arange(start, start + length, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    return angles.cos().float().to(device), angles.sin().float().to(device)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x[i], x[i + D/2]) of the last dimension by its angle: then the dot product of a
+    query at position m and a key at position n depends on m - n only, and norms are unchanged."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool, dropout_p: float = 0.0,
            dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
            attn_out: list | None = None, hidden: torch.Tensor | None = None) -> torch.Tensor:
@@ -57,16 +75,19 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool, dropo
 def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_norm: bool,
                    cache: KVCache | None = None, layer: int = 0, fused: bool = False, dropout_p: float = 0.0,
                    dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                   attn_out: list | None = None, hidden: torch.Tensor | None = None) -> torch.Tensor:
+                   attn_out: list | None = None, hidden: torch.Tensor | None = None,
+                   rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Multi-head causal self-attention of ``x`` (B, T, C) given ``qkv`` and ``proj`` as (weight, bias).
 
     With ``cache``, ``x`` holds only the new positions: their keys and values are appended to the cache
-    and the queries attend over everything cached so far. ``hidden``: see :func:`attend`."""
+    and the queries attend over everything cached so far. ``hidden``: see :func:`attend`. ``rope``: the
+    (cos, sin) of the new positions (:func:`rope_tables`); keys are cached already rotated."""
     B, T, C = x.shape
     heads = F.linear(x, *qkv).view(B, T, 3, n_head, C // n_head).permute(2, 0, 3, 1, 4)
     q, k, v = heads.unbind(0)
-    if qk_norm:  # queries and keys RMS-normalised per head, in one call
-        q, k = F.rms_norm(heads[:2], (C // n_head,)).unbind(0)
+    if qk_norm or rope is not None:  # queries and keys together: normalised per head, then rotated
+        qk = F.rms_norm(heads[:2], (C // n_head,)) if qk_norm else heads[:2]
+        q, k = (rotate(qk, *rope) if rope is not None else qk).unbind(0)
     if cache is not None:
         k, v = cache.update(layer, k, v)
     y = attend(q, k, v, fused, dropout_p, dropout, attn_out, hidden)
@@ -93,8 +114,9 @@ class CausalSelfAttention(nn.Module):
             return self.attention == "fused"
         return not (torch.is_grad_enabled() and x.device.type == "cpu")
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, attn_out: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, attn_out: list | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         y = self_attention(x, (self.qkv.weight, self.qkv.bias), (self.proj.weight, self.proj.bias), self.n_head,
                            self.qk_norm, cache, self.layer, self.use_fused(x),
-                           self.dropout if self.training else 0.0, self.attn_dropout, attn_out)
+                           self.dropout if self.training else 0.0, self.attn_dropout, attn_out, rope=rope)
         return self.resid_dropout(y)

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from .attention import CausalSelfAttention, causal_mask, self_attention
+from .attention import CausalSelfAttention, causal_mask, rope_tables, self_attention
 from .dropout import Dropout
 from .kv_cache import KVCache
 
@@ -42,8 +42,9 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, attn_out: list | None = None) -> torch.Tensor:
-        x = self._sublayer(x, lambda h: self.attn(h, cache, attn_out), self.ln1)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, attn_out: list | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = self._sublayer(x, lambda h: self.attn(h, cache, attn_out, rope), self.ln1)
         return self._sublayer(x, self.mlp, self.ln2)
 
     def _sublayer(self, x: torch.Tensor, f, norm: nn.LayerNorm) -> torch.Tensor:
@@ -65,6 +66,10 @@ class GPT(nn.Module):
         # post-norm blocks already end in a LayerNorm
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias) if config.norm == "pre" else nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.pos_emb == "rope":  # the angles of positions 0 .. block_size - 1, made once (not saved)
+            cos, sin = rope_tables(0, config.block_size, config.n_embd // config.n_head, config.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         if config.tie_embeddings:  # one matrix reads tokens in and scores them out (GPT-2, nanoGPT)
             self.lm_head.weight = self.tok_emb.weight
         self._decode_cache: tuple | None = None  # see _decode_weights
@@ -100,8 +105,9 @@ class GPT(nn.Module):
         if self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(past, past + T, device=idx.device))
         x = self.drop(x)
+        rope = self._rope(past, T)
         for block in self.blocks:
-            x = block(x, cache, attn_out)
+            x = block(x, cache, attn_out, rope)
         if cache is not None:
             cache.advance(T)
         logits = self.lm_head(self.ln_f(x))
@@ -131,8 +137,10 @@ class GPT(nn.Module):
             x = x + pos_emb[pos:pos + T]
         x = x.unsqueeze(0)
         hidden = causal_mask(T, pos + T, x.device, hidden=True) if T > 1 else None  # the same for every layer
+        rope = self._rope(pos, T)
         for layer, (ln1, qkv, proj, ln2, fc, fc_proj, qk_norm) in enumerate(blocks):
-            x = x + self_attention(F.layer_norm(x, (C,), *ln1), qkv, proj, H, qk_norm, cache, layer, hidden=hidden)
+            x = x + self_attention(F.layer_norm(x, (C,), *ln1), qkv, proj, H, qk_norm, cache, layer, hidden=hidden,
+                                   rope=rope)
             x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), *ln2), *fc)), *fc_proj)
         cache.advance(T)
         return F.linear(F.layer_norm(x[0], (C,), *ln_f), lm_head)
@@ -148,6 +156,12 @@ class GPT(nn.Module):
             pos_emb = self.pos_emb.weight if self.pos_emb is not None else None
             self._decode_cache = (blocks, self.tok_emb.weight, pos_emb, norm(self.ln_f), self.lm_head.weight)
         return self._decode_cache
+
+    def _rope(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(cos, sin) of positions start .. start + length - 1, or None without rotary positions."""
+        if self.config.pos_emb != "rope":
+            return None
+        return self.rope_cos[start:start + length], self.rope_sin[start:start + length]
 
     def new_cache(self, batch_size: int = 1) -> KVCache:
         weight = self.tok_emb.weight
