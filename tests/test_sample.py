@@ -138,3 +138,34 @@ def test_empty_prompt_starts_from_newline(corpus):
     model = GPT(small_config()).eval()
     p = SamplingParams(temperature=0, max_new_tokens=8)
     assert generate(model, corpus.tokenizer, "", p) == generate(model, corpus.tokenizer, "\n", p)
+
+
+def test_a_relative_position_model_slides_its_cache_instead_of_rebuilding_it():
+    torch.manual_seed(1)
+    model = GPT(small_config(block_size=16, pos_emb="rope", qk_norm=True)).eval()
+    calls = []
+    forward = model.forward
+    model.forward = lambda *a, **k: calls.append(k.get("cache") is not None) or forward(*a, **k)
+    params = SamplingParams(temperature=0, max_new_tokens=60)
+    sliding = list(stream_tokens(model, list(range(10)), params))
+    assert calls == [True]  # one prefill, then only decode passes: never rebuilt
+    calls.clear()
+    rebuilt = list(stream_tokens(model, list(range(10)), params, slide=False))
+    assert len(calls) > 1 and len(sliding) == len(rebuilt) == 60
+    with pytest.raises(ValueError, match="cannot slide"):
+        list(stream_tokens(GPT(small_config(block_size=16)).eval(), [0], params, slide=True))
+
+
+def test_the_sliding_window_mask_and_cache():
+    from gptcore.models.attention import causal_mask
+    from gptcore.models.kv_cache import KVCache
+
+    band = causal_mask(3, 6, window=4)
+    assert band.tolist() == [[1, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
+    assert torch.equal(causal_mask(3, 6, hidden=True, window=4), ~band)
+    assert torch.equal(causal_mask(3, 4, window=4), causal_mask(3, 4))  # inside the window: plain causal
+    cache = KVCache(small_config(block_size=4, n_layer=1), 1, extra=2)
+    cache.update(0, torch.arange(5.0).view(1, 1, 5, 1).expand(1, 2, 5, 16), torch.zeros(1, 2, 5, 16))
+    cache.length = 5
+    cache.slide(2)
+    assert cache.length == 3 and cache.start == 2 and cache.k[0, 0, 0, :3, 0].tolist() == [2.0, 3.0, 4.0]

@@ -2,9 +2,13 @@
 speculative sampling with an n-gram draft.
 
 Context policy: the model sees at most ``block_size`` tokens. A longer prompt is cropped from the left.
-When generation fills the window, the oldest quarter is dropped and the cache is rebuilt from the
-remaining tokens (position embeddings are absolute, so cached keys cannot simply slide). The uncached
-path (``use_cache=False``) recomputes the same window at every step, so both paths give the same text.
+When generation fills the window of a model with a table of absolute positions, the oldest quarter is
+dropped and the cache is rebuilt from the remaining tokens (cached keys are tied to their positions); the
+uncached path (``use_cache=False``) recomputes the same window at every step. A model with relative
+positions (rotary or none) slides instead: each new token sees the ``block_size`` tokens up to itself
+(sliding-window attention), the cache drops its oldest slot as a new one comes and is never rebuilt, and
+the uncached path runs the whole sequence with the same sliding-window mask. Either way both paths give
+the same text.
 With a draft, one pass of the model checks several guessed tokens (``choose_tokens``); the text keeps
 the model's distribution, and at temperature 0 it is the same text as without the draft.
 
@@ -111,11 +115,13 @@ def stream_tokens(
     params: SamplingParams,
     use_cache: bool = True,
     draft: NgramDraft | None = None,
+    slide: bool | None = None,
 ) -> Iterator[int]:
     """Yield new token ids one at a time (batch 1).
 
     With ``draft``, each pass of the model checks up to ``DRAFT_TOKENS`` guesses from the n-gram table
     and yields the ones it keeps plus one more token (``choose_tokens``); without, one token per pass.
+    ``slide`` chooses the sliding window (the default where the model allows it) or drop-and-rebuild.
     """
     params.validate()
     if not prompt_ids:
@@ -127,7 +133,13 @@ def stream_tokens(
     seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**63)
     generator = torch.Generator().manual_seed(seed)
     context = list(prompt_ids[-block:])
-    cache = model.new_cache(1) if use_cache and hasattr(model, "new_cache") else None
+    can_slide = getattr(model, "slides", False)
+    if slide and not can_slide:
+        raise ValueError("this model has absolute positions: its window cannot slide")
+    slide = can_slide if slide is None else slide
+    cache = None
+    if use_cache and hasattr(model, "new_cache"):
+        cache = model.new_cache(1, extra=DRAFT_TOKENS) if slide else model.new_cache(1)
 
     def fill_cache() -> None:  # the cache holds every context token but the newest
         cache.reset()
@@ -138,20 +150,22 @@ def stream_tokens(
         fill_cache()
     remaining = params.max_new_tokens
     while remaining > 0:
-        # guesses must fit in the window, and the pass adds one token of its own
-        room = min(DRAFT_TOKENS, block - len(context), remaining - 1)
+        # guesses must fit in the window (or the sliding cache's extra slots); the pass adds one token
+        room = min(DRAFT_TOKENS, DRAFT_TOKENS if slide else block - len(context), remaining - 1)
         guesses = draft.propose(context, room) if draft is not None and room > 0 else []
+        if cache is not None and slide and cache.length > block - 1:
+            cache.slide(cache.length - (block - 1))  # the first new token needs only the last block - 1
         if cache is not None:
             logits = model.decode(context[-1:] + guesses, cache)
-        else:
+        else:  # sliding: the whole sequence, each token seeing its own window (the model's mask does that)
             logits = model(torch.tensor([context + guesses], device=device))[0][0, -1 - len(guesses):]
         new = choose_tokens(logits, guesses, params, generator)
         if cache is not None:
-            cache.length = len(context) - 1 + len(new)  # forget the rejected guesses
+            cache.length = len(context) - 1 - cache.start + len(new)  # forget the rejected guesses
         yield from new
         remaining -= len(new)
         context.extend(new)
-        if len(context) > block:
+        if not slide and len(context) > block:
             del context[:-keep]
             if cache is not None:
                 fill_cache()

@@ -23,12 +23,17 @@ from .dropout import Dropout
 from .kv_cache import KVCache
 
 
-def causal_mask(queries: int, keys: int, device: torch.device | str = "cpu", hidden: bool = False) -> torch.Tensor:
+def causal_mask(queries: int, keys: int, device: torch.device | str = "cpu", hidden: bool = False,
+                window: int | None = None) -> torch.Tensor:
     """(queries, keys) booleans, True where query i may look at key j (or, with ``hidden``, where it may not).
 
-    The queries are the newest ``queries`` positions of ``keys``: query i sits at absolute position
-    ``keys - queries + i`` and sees keys 0 .. that position."""
+    The queries are the newest ``queries`` positions of ``keys``: query i sits at key index
+    ``q = keys - queries + i`` and sees keys 0 .. q, or with a ``window`` only the last ``window`` of them,
+    q - window < j <= q (sliding-window attention)."""
     ones = torch.ones(queries, keys, dtype=torch.bool, device=device)
+    if window is not None and keys > window:  # some key falls out of some query's window
+        allowed = ones.tril(keys - queries) & ~ones.tril(keys - queries - window)
+        return ~allowed if hidden else allowed
     return ones.triu_(keys - queries + 1) if hidden else ones.tril_(keys - queries)
 
 
@@ -37,7 +42,8 @@ def rope_tables(start: int, length: int, head_dim: int, base: float,
     """cos and sin (length, head_dim / 2) of the rotary angles of positions start .. start + length - 1.
 
     Pair i of a head turns by position x base^(-2i / head_dim): fast turns for nearby detail, slow ones
-    for distance. Angles are computed in float64 and rounded once."""
+    for distance. Angles are computed in float64, so a position in the thousands (a sliding window) is
+    as exact as position 0."""
     inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
     angles = torch.arange(start, start + length, dtype=torch.float64)[:, None] * inv_freq[None, :]
     return angles.cos().float().to(device), angles.sin().float().to(device)
@@ -52,18 +58,25 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool, dropout_p: float = 0.0,
            dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
-           attn_out: list | None = None, hidden: torch.Tensor | None = None) -> torch.Tensor:
+           attn_out: list | None = None, hidden: torch.Tensor | None = None,
+           window: int | None = None) -> torch.Tensor:
     """Causal attention of queries (B, H, T, D) over keys and values (B, H, S, D), S >= T; the queries
     are the last T positions. ``dropout_p`` drops attention weights on the fused path, ``dropout`` on
     the explicit one; ``attn_out`` (a list) receives the probabilities and forces the explicit path.
-    ``hidden`` is ``causal_mask(T, S, hidden=True)`` made once by a caller that runs several layers."""
+    ``window``: each query sees only the last ``window`` keys up to itself (see :func:`causal_mask`).
+    ``hidden`` is ``causal_mask(T, S, hidden=True, window=window)`` made once by a caller that runs
+    several layers."""
     T, S = q.size(-2), k.size(-2)
+    banded = window is not None and S > window
     if fused and attn_out is None:
-        mask = causal_mask(T, S, q.device) if 1 < T < S else None
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=1 < T == S, dropout_p=dropout_p)
+        mask = causal_mask(T, S, q.device, window=window) if (1 < T < S or banded) else None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=1 < T == S and not banded,
+                                              dropout_p=dropout_p)
     scores = (q @ k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.size(-1)))  # in place: autograd keeps q and k
-    if T > 1:
-        scores.masked_fill_(causal_mask(T, S, q.device, hidden=True) if hidden is None else hidden, float("-inf"))
+    if T > 1 or banded:
+        if hidden is None:
+            hidden = causal_mask(T, S, q.device, hidden=True, window=window)
+        scores.masked_fill_(hidden, float("-inf"))
     probs = scores.softmax(dim=-1)
     if attn_out is not None:
         attn_out.append(probs.detach())
@@ -76,12 +89,13 @@ def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_nor
                    cache: KVCache | None = None, layer: int = 0, fused: bool = False, dropout_p: float = 0.0,
                    dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
                    attn_out: list | None = None, hidden: torch.Tensor | None = None,
-                   rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                   rope: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None) -> torch.Tensor:
     """Multi-head causal self-attention of ``x`` (B, T, C) given ``qkv`` and ``proj`` as (weight, bias).
 
     With ``cache``, ``x`` holds only the new positions: their keys and values are appended to the cache
     and the queries attend over everything cached so far. ``hidden``: see :func:`attend`. ``rope``: the
-    (cos, sin) of the new positions (:func:`rope_tables`); keys are cached already rotated."""
+    (cos, sin) of the new positions (:func:`rope_tables`); keys are cached already rotated. ``window``:
+    sliding-window attention (:func:`causal_mask`)."""
     B, T, C = x.shape
     heads = F.linear(x, *qkv).view(B, T, 3, n_head, C // n_head).permute(2, 0, 3, 1, 4)
     q, k, v = heads.unbind(0)
@@ -90,7 +104,7 @@ def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_nor
         q, k = (rotate(qk, *rope) if rope is not None else qk).unbind(0)
     if cache is not None:
         k, v = cache.update(layer, k, v)
-    y = attend(q, k, v, fused, dropout_p, dropout, attn_out, hidden)
+    y = attend(q, k, v, fused, dropout_p, dropout, attn_out, hidden, window)
     return F.linear(y.transpose(1, 2).reshape(B, T, C), *proj)
 
 
@@ -115,8 +129,9 @@ class CausalSelfAttention(nn.Module):
         return not (torch.is_grad_enabled() and x.device.type == "cpu")
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, attn_out: list | None = None,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None) -> torch.Tensor:
         y = self_attention(x, (self.qkv.weight, self.qkv.bias), (self.proj.weight, self.proj.bias), self.n_head,
                            self.qk_norm, cache, self.layer, self.use_fused(x),
-                           self.dropout if self.training else 0.0, self.attn_dropout, attn_out, rope=rope)
+                           self.dropout if self.training else 0.0, self.attn_dropout, attn_out, rope=rope,
+                           window=window)
         return self.resid_dropout(y)

@@ -43,8 +43,8 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, attn_out: list | None = None,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        x = self._sublayer(x, lambda h: self.attn(h, cache, attn_out, rope), self.ln1)
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None) -> torch.Tensor:
+        x = self._sublayer(x, lambda h: self.attn(h, cache, attn_out, rope, window), self.ln1)
         return self._sublayer(x, self.mlp, self.ln2)
 
     def _sublayer(self, x: torch.Tensor, f, norm: nn.LayerNorm) -> torch.Tensor:
@@ -95,19 +95,22 @@ class GPT(nn.Module):
         """Logits for every position, and the mean cross-entropy if targets are given.
 
         With ``cache``, ``idx`` holds only the new tokens; with ``attn_out`` (a list), the attention
-        probabilities of every layer, shaped (batch, head, query, key), are appended to it.
+        probabilities of every layer, shaped (batch, head, query, key), are appended to it. A model with
+        relative positions (``slides``) takes sequences longer than its context: each token then sees
+        the ``block_size`` tokens up to itself (sliding-window attention).
         """
         B, T = idx.shape
         past = cache.length if cache is not None else 0
-        if past + T > self.config.block_size:
-            raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
+        start = (cache.start if cache is not None else 0) + past  # the position of idx[:, 0]
+        if not self.slides and start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(past, past + T, device=idx.device))
         x = self.drop(x)
-        rope = self._rope(past, T)
+        rope, window = self._rope(start, T), self._window()
         for block in self.blocks:
-            x = block(x, cache, attn_out, rope)
+            x = block(x, cache, attn_out, rope, window)
         if cache is not None:
             cache.advance(T)
         logits = self.lm_head(self.ln_f(x))
@@ -128,7 +131,7 @@ class GPT(nn.Module):
         if self.config.norm != "pre" or not self.config.residual or self.training:
             return self.forward(torch.tensor([tokens], device=self.tok_emb.weight.device), cache=cache)[0][0]
         pos, T = cache.length, len(tokens)
-        if pos + T > self.config.block_size:
+        if not self.slides and pos + T > self.config.block_size:
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size {self.config.block_size}")
         C, H = self.config.n_embd, self.config.n_head
         blocks, tok_emb, pos_emb, ln_f, lm_head = self._decode_weights()
@@ -136,11 +139,14 @@ class GPT(nn.Module):
         if pos_emb is not None:
             x = x + pos_emb[pos:pos + T]
         x = x.unsqueeze(0)
-        hidden = causal_mask(T, pos + T, x.device, hidden=True) if T > 1 else None  # the same for every layer
-        rope = self._rope(pos, T)
+        window = self._window()
+        banded = window is not None and pos + T > window
+        # the mask is the same for every layer: make it once
+        hidden = causal_mask(T, pos + T, x.device, hidden=True, window=window) if T > 1 or banded else None
+        rope = self._rope(cache.start + pos, T)
         for layer, (ln1, qkv, proj, ln2, fc, fc_proj, qk_norm) in enumerate(blocks):
             x = x + self_attention(F.layer_norm(x, (C,), *ln1), qkv, proj, H, qk_norm, cache, layer, hidden=hidden,
-                                   rope=rope)
+                                   rope=rope, window=window)
             x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), *ln2), *fc)), *fc_proj)
         cache.advance(T)
         return F.linear(F.layer_norm(x[0], (C,), *ln_f), lm_head)
@@ -157,15 +163,29 @@ class GPT(nn.Module):
             self._decode_cache = (blocks, self.tok_emb.weight, pos_emb, norm(self.ln_f), self.lm_head.weight)
         return self._decode_cache
 
+    @property
+    def slides(self) -> bool:
+        """Attention that depends on relative positions only (rotary, or no position embeddings) can run
+        past the context as a sliding window, and its key-value cache can slide instead of being rebuilt;
+        a table of absolute positions cannot."""
+        return self.config.pos_emb != "learned"
+
+    def _window(self) -> int | None:
+        return self.config.block_size if self.slides else None
+
     def _rope(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(cos, sin) of positions start .. start + length - 1, or None without rotary positions."""
         if self.config.pos_emb != "rope":
             return None
-        return self.rope_cos[start:start + length], self.rope_sin[start:start + length]
+        if start + length <= self.config.block_size:
+            return self.rope_cos[start:start + length], self.rope_sin[start:start + length]
+        return rope_tables(start, length, self.config.n_embd // self.config.n_head, self.config.rope_base,
+                           self.rope_cos.device)
 
-    def new_cache(self, batch_size: int = 1) -> KVCache:
+    def new_cache(self, batch_size: int = 1, extra: int = 0) -> KVCache:
+        """A cache for the full context, plus ``extra`` slots (useful only to a model that ``slides``)."""
         weight = self.tok_emb.weight
-        return KVCache(self.config, batch_size, weight.dtype, weight.device)
+        return KVCache(self.config, batch_size, weight.dtype, weight.device, extra if self.slides else 0)
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
