@@ -37,6 +37,9 @@ class ModelConfig:
     qk_norm: bool = False  # RMS-normalise queries and keys per head before their dot product
     bias: bool = True  # biases in the linear layers and LayerNorms (nanoGPT's Shakespeare recipe has none)
     tie_embeddings: bool = False  # the LM head reuses the token embedding matrix (GPT-2, nanoGPT)
+    # keep only each block's input during the forward pass and recompute the block in the backward pass:
+    # less memory for activations, about one more forward pass of time
+    grad_checkpoint: bool = False
 
     def validate(self) -> "ModelConfig":
         _check_types(self)

@@ -248,3 +248,19 @@ def test_a_rope_model_has_no_position_table_and_sees_order():
         assert not torch.allclose(model(idx)[0][0, -1], model(swapped)[0][0, -1], atol=1e-5)
     with pytest.raises(ConfigError, match="must be even"):
         small_config(pos_emb="rope", n_embd=30, n_head=2).validate()
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_gradient_checkpointing_gives_the_same_gradients(dropout):
+    plain = GPT(small_config(dropout=dropout, pos_emb="rope")).train()
+    recomputing = GPT(small_config(dropout=dropout, pos_emb="rope", grad_checkpoint=True)).train()
+    recomputing.load_state_dict(plain.state_dict())
+    idx = torch.randint(0, 65, (3, 16))
+    grads = []
+    for model in (plain, recomputing):
+        torch.manual_seed(5)  # the same dropout masks
+        _, loss = model(idx, idx)
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        assert torch.allclose(grad, grads[1][name], atol=1e-6, rtol=1e-5), name

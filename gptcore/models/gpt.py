@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
 from .attention import CausalSelfAttention, causal_mask, rope_tables, self_attention
@@ -109,8 +110,12 @@ class GPT(nn.Module):
             x = x + self.pos_emb(torch.arange(past, past + T, device=idx.device))
         x = self.drop(x)
         rope, window = self._rope(start, T), self._window()
+        recompute = self.config.grad_checkpoint and torch.is_grad_enabled() and cache is None and attn_out is None
         for block in self.blocks:
-            x = block(x, cache, attn_out, rope, window)
+            if recompute:  # the backward pass reruns the block, with the same random dropout masks
+                x = checkpoint(block, x, None, None, rope, window, use_reentrant=False)
+            else:
+                x = block(x, cache, attn_out, rope, window)
         if cache is not None:
             cache.advance(T)
         logits = self.lm_head(self.ln_f(x))
