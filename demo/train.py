@@ -93,6 +93,7 @@ def start_run(manager: TrainingManager, settings: AppSettings, preset: str, n_la
     from gptcore.memory import check_fits
 
     config = build_config(settings.limits, preset, n_layer, n_head, n_embd, block_size, lr, stop_mode, stop_value)
+    config = config.with_overrides({"device": settings.device})  # the server's device, whatever the preset says
     check_fits(config, config.train.device)  # the same memory check as the CLI's, before a process starts
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}"
     label = (f"{preset}: {config.model.n_layer} layers × {config.model.n_head} heads, width {config.model.n_embd},"
