@@ -33,7 +33,7 @@ from .errors import CheckpointError
 from .inference.draft import NgramDraft
 from .memory import check_fits, parameter_count
 from .models import build_model
-from .storage import MANIFEST, commit_files, json_bytes, load_tensors, read_json, resolve_files, tensors_bytes
+from .storage import MANIFEST, commit_files, json_bytes, load_tensors, read_json, resolve_files, tensors_bytes  # noqa: F401 (MANIFEST: part of the layout)
 from .tokenizers import Tokenizer, load_tokenizer
 
 WEIGHTS, CONFIG, TOKENIZER, METRICS, DRAFT, TRAIN_STATE = (

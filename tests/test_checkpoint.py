@@ -11,7 +11,7 @@ from gptcore import checkpoint as ckpt
 from gptcore.config import RunConfig
 from gptcore.errors import CheckpointError
 from gptcore.models import GPT
-from gptcore.tokenizers import CharTokenizer, load_tokenizer
+from gptcore.tokenizers import CharTokenizer
 from tests.conftest import small_config
 
 

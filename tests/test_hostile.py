@@ -11,7 +11,7 @@ import torch
 
 from gptcore.checkpoint import load_checkpoint
 from gptcore.cli import main
-from gptcore.config import ModelConfig, RunConfig, TrainConfig
+from gptcore.config import ModelConfig
 from gptcore.data import Corpus
 from gptcore.errors import CheckpointError, ConfigError, GptcoreError
 from gptcore.memory import check_fits, estimate_bytes, parameter_count

@@ -7,7 +7,7 @@ from gptcore.inference.draft import NgramDraft
 from gptcore.inference.sampling import (
     SamplingParams, choose_tokens, generate, next_token_distribution, next_token_probs, stream_tokens,
 )
-from gptcore.tokenizers import CharTokenizer, load_tokenizer
+from gptcore.tokenizers import CharTokenizer
 from tests.conftest import small_config
 
 
