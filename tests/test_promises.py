@@ -128,3 +128,18 @@ def test_a_run_killed_between_evaluations_resumes_exactly(tmp_path, corpus):
     steps = {e.step: e.train_loss for e in resumed if e.kind == "step"}
     assert min(steps) == 6
     assert steps == {e.step: e.train_loss for e in full if e.kind == "step" and e.step >= 6}
+
+
+def test_every_step_is_reported_when_a_run_stops_between_evaluations(tmp_path, corpus):
+    """Losses are read one step late (so a GPU never waits): a stop must still report the last step."""
+    stop = threading.Event()
+    steps = []
+
+    def on_event(event):
+        if event.kind == "step":
+            steps.append(event.step)
+            if event.step == 7:
+                stop.set()
+
+    result = Trainer(_config(eval_interval=100), corpus, tmp_path / "r").run(on_event=on_event, stop=stop)
+    assert steps == list(range(1, result.steps + 1)) and result.steps == 8

@@ -185,6 +185,7 @@ class Trainer:
             nonlocal pending
             while st.step < tc.max_iters:
                 if (stop is not None and stop.is_set()) or (tc.time_budget and elapsed() >= tc.time_budget):
+                    report_pending()
                     return "stopped"
                 t0 = time.perf_counter()
                 lr = learning_rate(st.step, self._progress(st.step, elapsed()), tc)
