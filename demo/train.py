@@ -40,32 +40,29 @@ def app_presets() -> dict[str, tuple[str, RunConfig]]:
     return presets
 
 
-def _check(name: str, value, low, high, integer: bool = True):
-    return checked_number(name, value, low, high, integer)
-
-
 def build_config(limits: Limits, preset: str, n_layer, n_head, n_embd, block_size, lr, stop_mode: str,
                  stop_value) -> RunConfig:
     """A validated RunConfig from the form: the preset, the five fields, and a capped stop condition."""
     presets = app_presets()
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r:.80}; choose one of: {', '.join(presets)}")
-    n_layer = _check("n_layer", n_layer, 1, limits.max_n_layer)
-    n_head = _check("n_head", n_head, 1, limits.max_n_head)
-    n_embd = _check("n_embd", n_embd, 1, limits.max_n_embd)
-    block_size = _check("block_size", block_size, 2, limits.max_block_size)
-    lr = _check("learning rate", lr, 1e-6, limits.max_lr, integer=False)
+    n_layer = checked_number("n_layer", n_layer, 1, limits.max_n_layer, integer=True)
+    n_head = checked_number("n_head", n_head, 1, limits.max_n_head, integer=True)
+    n_embd = checked_number("n_embd", n_embd, 1, limits.max_n_embd, integer=True)
+    block_size = checked_number("block_size", block_size, 2, limits.max_block_size, integer=True)
+    lr = checked_number("learning rate", lr, 1e-6, limits.max_lr)
     if stop_mode == SECONDS:
-        seconds = _check("the time limit (seconds)", stop_value, limits.min_train_seconds,
-                         limits.max_train_seconds, integer=False)
-        stop = {"time_budget": float(seconds), "max_iters": limits.max_train_iters}
+        seconds = checked_number("the time limit (seconds)", stop_value, limits.min_train_seconds,
+                                 limits.max_train_seconds)
+        stop = {"time_budget": seconds, "max_iters": limits.max_train_iters}
     elif stop_mode == ITERATIONS:
-        iters = _check("the number of iterations", stop_value, limits.min_train_iters, limits.max_train_iters)
-        stop = {"max_iters": int(iters), "time_budget": float(limits.max_train_seconds)}
+        iters = checked_number("the number of iterations", stop_value, limits.min_train_iters,
+                               limits.max_train_iters, integer=True)
+        stop = {"max_iters": iters, "time_budget": limits.max_train_seconds}
     else:
         raise ValueError(f"stop condition must be {SECONDS!r} or {ITERATIONS!r}, got {stop_mode!r:.80}")
-    return presets[preset][1].with_overrides({"n_layer": int(n_layer), "n_head": int(n_head), "n_embd": int(n_embd),
-                                              "block_size": int(block_size), "lr": float(lr), **stop})
+    return presets[preset][1].with_overrides({"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd,
+                                              "block_size": block_size, "lr": lr, **stop})
 
 
 def read_upload(path: str | None, limits: Limits, block_size: int) -> str:

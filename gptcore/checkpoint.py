@@ -97,8 +97,6 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         config = RunConfig.from_dict(read_json(path(CONFIG)))
         config.model.validate()
         check_fits(config.model, device, training=False)
-    except CheckpointError:
-        raise
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / CONFIG} is not a valid run config ({e})") from None
     tokenizer = load_tokenizer(path(TOKENIZER))
@@ -109,9 +107,10 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
     tensors = load_tensors(path(WEIGHTS))
     stored = sum(t.numel() for name, t in tensors.items()
                  if not (config.model.tie_embeddings and name == "lm_head.weight"))
-    if stored != parameter_count(config.model):  # before allocating a model the file cannot fill
+    needed = parameter_count(config.model)
+    if stored != needed:  # checked before allocating a model the file cannot fill
         raise CheckpointError(f"weights do not match the config in {directory}: {path(WEIGHTS).name} holds "
-                              f"{stored:,} numbers, the config needs {parameter_count(config.model):,}")
+                              f"{stored:,} numbers, the config needs {needed:,}")
     model = build_model(config.model)
     try:
         model.load_state_dict(tensors)

@@ -142,12 +142,8 @@ class RunConfig:
         """A validated copy with fields of the model or the train config set to typed values."""
         model, train = {}, {}
         for key, value in values.items():
-            if key in _field_types(ModelConfig):
-                model[key] = check_value(ModelConfig, key, value)
-            elif key in _field_types(TrainConfig):
-                train[key] = check_value(TrainConfig, key, value)
-            else:
-                raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(setting_names())}")
+            owner = _owner(key)
+            (model if owner is ModelConfig else train)[key] = check_value(owner, key, value)
         return RunConfig(dataclasses.replace(self.model, **model).validate(),
                          dataclasses.replace(self.train, **train).validate())
 
@@ -165,10 +161,7 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        owner = ModelConfig if key in _field_types(ModelConfig) else TrainConfig if key in _field_types(TrainConfig) else None
-        if owner is None:
-            raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(setting_names())}")
-        out[key] = _parse_value(key, raw.strip(), _field_types(owner)[key])
+        out[key] = _parse_value(key, raw.strip(), _field_types(_owner(key))[key])
     return out
 
 
@@ -187,10 +180,7 @@ def config_from_dict(cls, data: dict):
 def check_value(cls, key: str, value: Any) -> Any:
     """``value`` if it has the declared type of field ``key`` of ``cls`` (an int is taken for a float, and
     made one); a ConfigError naming the setting otherwise. Floats must be finite."""
-    kind = _field_types(cls)[key]
-    args = typing.get_args(kind)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), kind) if args else kind
+    base, optional = _base_type(_field_types(cls)[key])
     if value is None and optional:
         return None
     if base is bool and isinstance(value, bool):
@@ -211,15 +201,27 @@ def _check_types(config) -> None:
         check_value(type(config), name, getattr(config, name))
 
 
+def _owner(key: str) -> type:
+    """The config class (model or train) that has a field named ``key``."""
+    for cls in (ModelConfig, TrainConfig):
+        if key in _field_types(cls):
+            return cls
+    raise ConfigError(f"unknown setting {key!r:.80}; known settings: {', '.join(setting_names())}")
+
+
+def _base_type(kind) -> tuple[Any, bool]:
+    """(the type, whether None is allowed) of a field annotation such as ``int | None``."""
+    args = typing.get_args(kind)
+    return (next((a for a in args if a is not type(None)), kind) if args else kind), type(None) in args
+
+
 @functools.lru_cache(maxsize=None)
 def _field_types(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
 def _parse_value(key: str, raw: str, kind) -> Any:
-    args = typing.get_args(kind)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), kind) if args else kind
+    base, optional = _base_type(kind)
     if optional and raw.lower() in ("none", "null", ""):
         return None
     try:

@@ -199,7 +199,7 @@ def commit_files(directory: str | os.PathLike, contents: dict[str, bytes]) -> No
             os.replace(path, directory / name)
     for leftover in directory.glob(_STAGED.format("*")):  # a change that never reached its manifest
         leftover.unlink()
-    manifest = {name: _sha256_file(directory / name) for name in current}
+    manifest = dict(_read_manifest(directory) or {})  # resolve_files checked every file against these digests
     for name, data in contents.items():
         atomic_write_bytes(directory / _STAGED.format(name), data)
         manifest[name] = hashlib.sha256(data).hexdigest()
