@@ -21,7 +21,7 @@ from .head_roles import describe_heads
 from .plots import heatmap_figure, heatmap_grid_figure
 from .registry import ModelRegistry
 from .settings import Limits
-from .ui import checked_text, user_errors
+from .ui import checked_text, token_unit, user_errors
 
 ALL, AVERAGE = "all", "average"
 DEFAULT_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
@@ -29,9 +29,11 @@ DEFAULT_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\
 
 @dataclass
 class AttentionMaps:
-    """The (cleaned, cropped) text and every layer's attention as a (n_head, T, T) array."""
+    """The (cleaned, cropped) text, its tokens' text pieces, and every layer's attention as a
+    (n_head, T, T) array over those T tokens."""
 
     text: str
+    pieces: list[str]
     maps: list[np.ndarray]
     notices: list[str]
 
@@ -78,14 +80,16 @@ def compute_maps(ck: "Checkpoint", text: str | None) -> AttentionMaps:
         text = ck.tokenizer.clean(text, "replace")
         if not text:
             raise ValueError("none of the characters of this text are known to the model")
-    block = ck.config.model.block_size
-    if len(text) > block:
-        notices.append(f"**Cropped:** showing the first {block} of {len(text)} characters "
-                       f"(the model's context window, block_size, is {block}).")
-        text = text[:block]
-    idx = torch.tensor([ck.tokenizer.encode(text)], device=ck.device)
+    block, ids = ck.config.model.block_size, ck.tokenizer.encode(text)
+    if len(ids) > block:
+        unit = token_unit(ck)
+        notices.append(f"**Cropped:** showing the first {block} of {len(ids)} {unit}s "
+                       f"(the model's context window, block_size, is {block} {unit}s).")
+        ids = ids[:block]
+        text = ck.tokenizer.decode(ids)
+    idx = torch.tensor([ids], device=ck.device)
     maps = [m[0].float().cpu().numpy() for m in ck.model.attention_maps(idx)]
-    return AttentionMaps(text, maps, notices)
+    return AttentionMaps(text, [ck.tokenizer.piece(i) for i in ids], maps, notices)
 
 
 def attention_figure(am: AttentionMaps, layer: int | str, head: int | str):
@@ -93,9 +97,9 @@ def attention_figure(am: AttentionMaps, layer: int | str, head: int | str):
     n_layer, n_head = len(am.maps), am.maps[0].shape[0]
     layers = range(n_layer) if layer == ALL else [layer]
     if layer != ALL and head not in (ALL, AVERAGE):
-        return heatmap_figure(am.maps[layer][head], am.text, f"layer {layer + 1}, head {head + 1}")
+        return heatmap_figure(am.maps[layer][head], am.pieces, f"layer {layer + 1}, head {head + 1}")
     if layer != ALL and head == AVERAGE:
-        return heatmap_figure(am.maps[layer].mean(0), am.text, f"layer {layer + 1}, average of {n_head} heads")
+        return heatmap_figure(am.maps[layer].mean(0), am.pieces, f"layer {layer + 1}, average of {n_head} heads")
     if head == AVERAGE:
         grid = [[am.maps[i].mean(0)] for i in layers]
         cols = ["average of heads"]
@@ -106,12 +110,12 @@ def attention_figure(am: AttentionMaps, layer: int | str, head: int | str):
         grid = [[am.maps[i][head]] for i in layers]
         cols = [f"head {head + 1}"]
     title = f"layer {layer + 1}" if layer != ALL else f"all {n_layer} layers"
-    return heatmap_grid_figure(grid, am.text, [f"layer {i + 1}" for i in layers], cols, title)
+    return heatmap_grid_figure(grid, am.pieces, [f"layer {i + 1}" for i in layers], cols, title)
 
 
 def roles_markdown(am: AttentionMaps, layer: int | str) -> str:
     """A table of every head's role (for the chosen layer, or all layers)."""
-    roles = describe_heads(am.maps, am.text)
+    roles = describe_heads(am.maps, am.pieces)
     rows = ["| layer | head | what it mostly does on this text |", "|---|---|---|"]
     for i, layer_roles in enumerate(roles):
         if layer != ALL and i != layer:

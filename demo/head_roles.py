@@ -1,15 +1,16 @@
 """One-line descriptions of what each attention head mostly does on a given text.
 
 For every head we measure how much attention, averaged over the query positions, lands on a few
-interpretable targets (the previous character, the first character, the last space, ...), and name the
-target that gets the most. A learner can then jump to the heads with a clear job instead of scanning
+interpretable targets (the previous token, the first token, the last space, ...), and name the target
+that gets the most. Positions are tokens, given as their text pieces: single characters for a
+character-level model, pieces of words for BPE. A learner can then jump to the heads with a clear job instead of scanning
 every heatmap. Scores are computed from the head's actual weights on the text, never assumed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -18,32 +19,33 @@ MIN_SHARE = 0.3  # below this, no single target explains the head
 MIN_COVERAGE = 0.3  # a target must exist for at least this share of the queries to be considered
 
 
-def _last_before(text: str, i: int, wanted: Callable[[str], bool]) -> int | None:
+def _last_before(pieces: Sequence[str], i: int, wanted: Callable[[str], bool]) -> int | None:
     for j in range(i - 1, -1, -1):
-        if wanted(text[j]):
+        if wanted(pieces[j]):
             return j
     return None
 
 
-def _word_start(text: str, i: int) -> int | None:
-    if not text[i].isalpha():
+def _word_start(pieces: Sequence[str], i: int) -> int | None:
+    """The first token of the word token i belongs to (a token starting with a space starts a word)."""
+    if not pieces[i].isalpha():
         return None
     j = i
-    while j > 0 and text[j - 1].isalpha():
+    while j > 0 and pieces[j].isalpha() and pieces[j - 1].lstrip(" ").isalpha():
         j -= 1
     return j if j < i else None
 
 
-TARGETS: list[tuple[str, Callable[[str, int], int | None]]] = [
-    ("the current character itself", lambda t, i: i),
-    ("the previous character", lambda t, i: i - 1),
-    ("the character two back", lambda t, i: i - 2 if i >= 2 else None),
-    ("the first character", lambda t, i: 0),
-    ("the last space", lambda t, i: _last_before(t, i, lambda c: c == " ")),
-    ("the last newline", lambda t, i: _last_before(t, i, lambda c: c == "\n")),
-    ("the last punctuation mark", lambda t, i: _last_before(t, i, lambda c: c in PUNCTUATION)),
+TARGETS: list[tuple[str, Callable[[Sequence[str], int], int | None]]] = [
+    ("the current {unit} itself", lambda t, i: i),
+    ("the previous {unit}", lambda t, i: i - 1),
+    ("the {unit} two back", lambda t, i: i - 2 if i >= 2 else None),
+    ("the first {unit}", lambda t, i: 0),
+    ("the last space", lambda t, i: _last_before(t, i, lambda c: " " in c)),
+    ("the last newline", lambda t, i: _last_before(t, i, lambda c: "\n" in c)),
+    ("the last punctuation mark", lambda t, i: _last_before(t, i, lambda c: not PUNCTUATION.isdisjoint(c))),
     ("the start of the current word", _word_start),
-    ("the previous occurrence of the same character", lambda t, i: _last_before(t, i, lambda c: c == t[i])),
+    ("the previous occurrence of the same {unit}", lambda t, i: _last_before(t, i, lambda c: c == t[i])),
 ]
 
 
@@ -59,34 +61,41 @@ class HeadRole:
         return f"{self.description} ({self.share:.0%} of its attention on average)"
 
 
-def target_shares(probs: np.ndarray, text: str) -> dict[str, float]:
+def unit_name(pieces: Sequence[str]) -> str:
+    """What a position is called in the descriptions: "character" when every token is one."""
+    return "character" if all(len(p) == 1 for p in pieces) else "token"
+
+
+def target_shares(probs: np.ndarray, pieces: Sequence[str]) -> dict[str, float]:
     """Mean attention each target receives over the queries where it exists (query 0 is skipped)."""
     T = probs.shape[-1]
-    if len(text) != T or probs.shape != (T, T):
-        raise ValueError(f"attention of shape {probs.shape} does not match a text of {len(text)} characters")
+    if len(pieces) != T or probs.shape != (T, T):
+        raise ValueError(f"attention of shape {probs.shape} does not match a text of {len(pieces)} tokens")
     shares = {}
     queries = range(1, T)
+    unit = unit_name(pieces)
     for name, target in TARGETS:
-        values = [probs[i, j] for i in queries if (j := target(text, i)) is not None and 0 <= j <= i]
+        values = [probs[i, j] for i in queries if (j := target(pieces, i)) is not None and 0 <= j <= i]
         if queries and len(values) >= MIN_COVERAGE * len(queries):
-            shares[name] = float(np.mean(values))
+            shares[name.format(unit=unit)] = float(np.mean(values))
     return shares
 
 
-def head_role(probs: np.ndarray, text: str) -> HeadRole:
+def head_role(probs: np.ndarray, pieces: Sequence[str]) -> HeadRole:
     """Name the target with the largest mean share, or call the head broad if none reaches MIN_SHARE."""
     probs = np.asarray(probs, dtype=np.float64)
-    if len(text) < 2:
-        return HeadRole("too little text to tell (needs at least 2 characters)", 1.0, broad=True)
-    shares = target_shares(probs, text)
+    unit = unit_name(pieces)
+    if len(pieces) < 2:
+        return HeadRole(f"too little text to tell (needs at least 2 {unit}s)", 1.0, broad=True)
+    shares = target_shares(probs, pieces)
     if shares:
         name, share = max(shares.items(), key=lambda kv: kv[1])
         if share >= MIN_SHARE:
             return HeadRole(f"attends to {name}", share)
     peak = float(probs[1:].max(axis=-1).mean())
-    return HeadRole("spreads its attention over many characters, with no single pattern", peak, broad=True)
+    return HeadRole(f"spreads its attention over many {unit}s, with no single pattern", peak, broad=True)
 
 
-def describe_heads(maps: list[np.ndarray], text: str) -> list[list[HeadRole]]:
+def describe_heads(maps: list[np.ndarray], pieces: Sequence[str]) -> list[list[HeadRole]]:
     """Roles for every layer and head; ``maps[layer]`` is (n_head, T, T)."""
-    return [[head_role(layer[h], text) for h in range(layer.shape[0])] for layer in maps]
+    return [[head_role(layer[h], pieces) for h in range(layer.shape[0])] for layer in maps]

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .ui import visible_char
+from .ui import visible_piece
 
 MASKED_COLOUR = "#d4d4d4"
 CMAP = "viridis"
@@ -61,13 +61,13 @@ def _label_axes(ax, labels: list[str], fontsize: float) -> None:
         ax.text(i, -0.005, label, transform=below, ha="center", va="top", fontsize=fontsize)
         ax.text(-0.005, i, label, transform=left, ha="right", va="center", fontsize=fontsize)
     pad = fontsize * 1.6 + 4
-    ax.set_xlabel("key: the character attended to", fontsize=9, labelpad=pad)
-    ax.set_ylabel("query: the character attending", fontsize=9, labelpad=pad)
+    ax.set_xlabel("key: the token attended to", fontsize=9, labelpad=pad)
+    ax.set_ylabel("query: the token attending", fontsize=9, labelpad=pad)
 
 
-def heatmap_figure(matrix: np.ndarray, text: str, title: str):
-    """One attention matrix (query rows, key columns) with the characters on both axes and a colour bar."""
-    T = len(text)
+def heatmap_figure(matrix: np.ndarray, pieces: Sequence[str], title: str):
+    """One attention matrix (query rows, key columns) with the tokens' text on both axes and a colour bar."""
+    T = len(pieces)
     size = min(4.5 + T * 0.045, 10.5)
     fig = _figure(size + 1.2, size)
     ax = fig.add_subplot()
@@ -75,26 +75,26 @@ def heatmap_figure(matrix: np.ndarray, text: str, title: str):
     image = ax.imshow(_masked(matrix), cmap=_cmap(), vmin=0, vmax=vmax, interpolation="nearest")
     note = ""
     if T <= MAX_LABELLED_CHARS:
-        _label_axes(ax, [visible_char(c) for c in text], _tick_fontsize(T))
-    else:  # too many to read at any font size that fits: positions instead, and say how to get characters
-        ax.set_xlabel("key: position of the character attended to", fontsize=9)
-        ax.set_ylabel("query: position of the character attending", fontsize=9)
-        note = f"; characters are labelled up to {MAX_LABELLED_CHARS}, shorten the text to read them"
-    ax.set_title(title + f"\n(grey: future characters, hidden by the causal mask{note})", fontsize=10, pad=8)
+        _label_axes(ax, [visible_piece(p) for p in pieces], _tick_fontsize(T))
+    else:  # too many to read at any font size that fits: positions instead, and say how to get their text
+        ax.set_xlabel("key: position of the token attended to", fontsize=9)
+        ax.set_ylabel("query: position of the token attending", fontsize=9)
+        note = f"; tokens are labelled up to {MAX_LABELLED_CHARS}, shorten the text to read them"
+    ax.set_title(title + f"\n(grey: future tokens, hidden by the causal mask{note})", fontsize=10, pad=8)
     fig.colorbar(image, ax=ax, shrink=0.8, label="attention weight")
     return fig
 
 
-def heatmap_grid_figure(matrices: Sequence[Sequence[np.ndarray]], text: str, row_titles: list[str],
+def heatmap_grid_figure(matrices: Sequence[Sequence[np.ndarray]], pieces: Sequence[str], row_titles: list[str],
                         col_titles: list[str], title: str):
     """A grid of attention matrices (rows x columns) on a shared colour scale, with one colour bar."""
     rows, cols = len(matrices), len(matrices[0])
-    T = len(text)
+    T = len(pieces)
     panel = 2.6 if cols <= 4 else 2.0
     fig = _figure(panel * cols + 1.4, panel * rows + 0.8)
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
     vmax = max(max(float(m.max()) for m in row) for row in matrices) or 1e-6
-    labels = [visible_char(c) for c in text] if T <= 40 else None
+    labels = [visible_piece(p) for p in pieces] if T <= 40 else None
     image = None
     for r in range(rows):
         for c in range(cols):
@@ -110,7 +110,7 @@ def heatmap_grid_figure(matrices: Sequence[Sequence[np.ndarray]], text: str, row
                 ax.set_title(col_titles[c], fontsize=10)
             if c == 0:
                 ax.set_ylabel(row_titles[r], fontsize=10)
-    note = "" if labels else "\n(characters are labelled up to 40; pick one head to read them)"
+    note = "" if labels else "\n(tokens are labelled up to 40; pick one head to read them)"
     fig.suptitle(f"{title} · rows: queries, columns: keys\ngrey: hidden by the causal mask{note}", fontsize=10)
     fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     return fig

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 from .registry import ModelRegistry
 from .settings import Limits
-from .ui import NamedNumber, NamedSlider, checked_number, checked_text, user_errors, visible_char
+from .ui import NamedNumber, NamedSlider, checked_number, checked_text, token_unit, user_errors, visible_piece
 
 POLICIES = [("replace them with a space", "replace"), ("drop them", "drop"), ("refuse (show an error)", "strict")]
 PROB_COLUMNS = ["next character", "probability"]
@@ -62,8 +62,9 @@ def describe_checkpoint(ck: "Checkpoint") -> str:
     loss_text = f" · validation loss {loss:.3f}" if isinstance(loss, (int, float)) else ""
     status = ck.metrics.get("status")
     status_text = " (still training)" if status == "training" else ""
-    return (f"**{ck.name}** · {arch} · context {m.block_size} characters · "
-            f"{_count(count_parameters(ck.model))} parameters · vocabulary {ck.tokenizer.vocab_size}"
+    return (f"**{ck.name}** · {arch} · context {m.block_size} {token_unit(ck)}s · "
+            f"{_count(count_parameters(ck.model))} parameters · vocabulary {ck.tokenizer.vocab_size} "
+            f"({ck.tokenizer.type_name})"
             f"{loss_text}{status_text}")
 
 
@@ -107,17 +108,19 @@ def generate(registry: ModelRegistry, limits: Limits, checkpoint: str, prompt: s
         if not shown:
             note += "Empty prompt: starting from a newline. "
         yield shown, note + "Generating…"
-        pieces: list[str] = []
+        pieces: list[str] = []  # whole characters only: a token's partial character waits in stream_text
+        chars = 0
         start = last = time.perf_counter()
-        for ch in stream_text(ck.model, ck.tokenizer, shown, params, policy=unknown, draft=ck.draft):
-            pieces.append(ch)
+        for piece in stream_text(ck.model, ck.tokenizer, shown, params, policy=unknown, draft=ck.draft):
+            pieces.append(piece)
+            chars += len(piece)
             now = time.perf_counter()
             if now - last >= limits.stream_interval_s:
                 last = now
-                yield shown + "".join(pieces), note + f"Generating… {len(pieces)} characters"
+                yield shown + "".join(pieces), note + f"Generating… {chars} characters"
         elapsed = time.perf_counter() - start
-        rate = len(pieces) / elapsed if elapsed > 0 else 0.0
-        yield shown + "".join(pieces), (note + f"{len(pieces)} characters in {elapsed:.2f} s ({rate:,.0f} chars/s)"
+        rate = chars / elapsed if elapsed > 0 else 0.0
+        yield shown + "".join(pieces), (note + f"{chars} characters in {elapsed:.2f} s ({rate:,.0f} chars/s)"
                                         f" · seed {params.seed} · {ck.name}")
 
 
@@ -132,7 +135,7 @@ def next_token_probs(registry: ModelRegistry, limits: Limits, checkpoint: str, t
         ck = registry.get(checkpoint)
         text = checked_text("text", text, limits.max_prompt_chars + limits.max_new_tokens)
         dist = next_token_distribution(ck.model, ck.tokenizer, text, params, policy=_check_policy(unknown))
-        rows = [(visible_char(c), round(p, 6)) for c, p in dist[:top] if p > 0]
+        rows = [(visible_piece(c), round(p, 6)) for c, p in dist[:top] if p > 0]
         return probs_frame(rows)
 
 

@@ -67,9 +67,9 @@ def _worker(spec: TrainJobSpec, events: "mp.Queue", stop: "mp.synchronize.Event"
         from gptcore.training import Trainer
 
         if spec.corpus_text is not None:
-            corpus = Corpus.from_text(spec.corpus_text, source=spec.corpus_label)
+            corpus = Corpus.from_text(spec.corpus_text, source=spec.corpus_label, recipe=spec.config.train)
         else:
-            corpus = Corpus.load(spec.corpus_path)
+            corpus = Corpus.load(spec.corpus_path, recipe=spec.config.train)
         events.put({"kind": "started"})
         Trainer(spec.config, corpus, spec.out_dir, command=f"gptcore app: {spec.label}").run(
             on_event=on_event, stop=stop)

@@ -101,7 +101,7 @@ def cmd_train(args) -> int:
         if value is not None:
             overrides[key] = value
     config = get_preset(args.preset).with_overrides(overrides)
-    corpus = Corpus.load(args.data)
+    corpus = Corpus.load(args.data, recipe=config.train)
     command = "python -m gptcore " + shlex.join(sys.argv[1:])
     trainer = Trainer(config, corpus, args.out, command=command, resume=args.resume)
     try:
@@ -110,7 +110,8 @@ def cmd_train(args) -> int:
         where = (f"the last evaluated checkpoint is in {args.out}; continue with --resume"
                  if trainer.state_path.exists() else "no checkpoint was saved yet")
         raise SystemExit(_fail(f"interrupted: {where}", code=130)) from None
-    print(json.dumps({"out": str(result.out_dir), "val_loss": round(result.val_loss, 4), "params": result.params,
+    print(json.dumps({"out": str(result.out_dir), "val_loss": round(result.val_loss, 4),
+                      "val_nats_per_char": round(result.val_nats_per_char, 4), "params": result.params,
                       "steps": result.steps, "best_step": result.best_step, "tokens_seen": result.tokens_seen,
                       "wall_time_s": round(result.wall_time, 1), "stopped": result.stopped}))
     return 0
@@ -119,15 +120,16 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .checkpoint import load_checkpoint
     from .data import Corpus
-    from .evaluate import split_loss
-    from .models import count_parameters
-
     from .device import describe
+    from .evaluate import nats_per_char, split_loss
+    from .models import count_parameters
 
     ck = load_checkpoint(args.checkpoint, args.device)
     corpus = Corpus.load(args.data, tokenizer=ck.tokenizer)
     val = split_loss(ck.model, corpus.val, ck.config.model.block_size)
-    print(json.dumps({"checkpoint": str(ck.path), "val_loss": round(val, 4), "params": count_parameters(ck.model),
+    print(json.dumps({"checkpoint": str(ck.path), "val_loss": round(val, 4),
+                      "val_nats_per_char": round(nats_per_char(val, corpus.val, ck.tokenizer), 4),
+                      "params": count_parameters(ck.model), "tokenizer": ck.tokenizer.type_name,
                       "val_tokens": len(corpus.val), "corpus": corpus.source, "device": describe(ck.device)}))
     return 0
 

@@ -90,6 +90,9 @@ class TrainConfig:
     save_dtype: str = "float32"  # dtype of stored weights; "float16" halves the file (Spaces cap files at 10 MB)
     device: str = "auto"  # "auto" (CUDA, then Apple MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"
     compile: bool = False  # torch.compile the training step's model (pays on a GPU for long runs)
+    # "char" (one id per distinct character of the corpus) or "bpe" (byte-level BPE trained on the training split)
+    tokenizer: str = "char"
+    bpe_vocab_size: int = 1024  # with tokenizer=bpe: 256 byte ids plus the merges learned
 
     def validate(self) -> "TrainConfig":
         _check_types(self)
@@ -97,6 +100,9 @@ class TrainConfig:
         _choice("dtype", self.dtype, ("float32", "bfloat16"))
         _choice("optimizer", self.optimizer, ("adamw", "muon"))
         _choice("save_dtype", self.save_dtype, ("float32", "float16"))
+        _choice("tokenizer", self.tokenizer, ("char", "bpe"))
+        if self.bpe_vocab_size < 256:
+            raise ConfigError(f"bpe_vocab_size must be at least 256 (one id per byte), got {self.bpe_vocab_size}")
         if self.device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if self.batch_size < 1 or self.max_iters < 1:

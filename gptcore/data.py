@@ -10,9 +10,10 @@ from pathlib import Path
 
 import torch
 
+from .config import TrainConfig
 from .errors import DataUnavailableError, GptcoreError
 from .storage import atomic_write_bytes
-from .tokenizers import CharTokenizer, Tokenizer
+from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SIZE = 1_115_394
@@ -83,9 +84,20 @@ def split_point(n: int) -> int:
     return int(n * TRAIN_FRACTION)
 
 
+def make_tokenizer(text: str, recipe: TrainConfig | None = None) -> Tokenizer:
+    """The tokenizer a run's config asks for: by default the characters of the whole ``text``; with
+    ``tokenizer=bpe``, byte-level BPE learned from the training part only, so the validation text stays unseen."""
+    if recipe is not None and recipe.tokenizer == "bpe":
+        return BPETokenizer.train(text[:split_point(len(text))], recipe.bpe_vocab_size)
+    return CharTokenizer.from_text(text)
+
+
 @dataclass
 class Corpus:
-    """A tokenized corpus split into train (first 90%) and validation (last 10%)."""
+    """A tokenized corpus split into train (the first 90% of its characters) and validation (the last 10%).
+
+    The split is made on the text, before tokenizing, so every tokenizer is evaluated on the same
+    validation text (compare them in nats per character: :func:`gptcore.evaluate.nats_per_char`)."""
 
     tokenizer: Tokenizer
     train: torch.Tensor
@@ -93,16 +105,19 @@ class Corpus:
     source: str
 
     @classmethod
-    def from_text(cls, text: str, source: str = "<text>", tokenizer: Tokenizer | None = None) -> "Corpus":
-        tokenizer = tokenizer or CharTokenizer.from_text(text)
-        ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-        n = split_point(len(ids))
-        return cls(tokenizer, ids[:n], ids[n:], source)
+    def from_text(cls, text: str, source: str = "<text>", tokenizer: Tokenizer | None = None,
+                  recipe: TrainConfig | None = None) -> "Corpus":
+        """``tokenizer``: the one to use (a checkpoint's); without it, one is made by ``recipe`` (:func:`make_tokenizer`)."""
+        tokenizer = tokenizer or make_tokenizer(text, recipe)
+        cut = split_point(len(text))
+        train, val = (torch.tensor(tokenizer.encode(part), dtype=torch.long) for part in (text[:cut], text[cut:]))
+        return cls(tokenizer, train, val, source)
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, tokenizer: Tokenizer | None = None) -> "Corpus":
+    def load(cls, path: str | os.PathLike | None = None, tokenizer: Tokenizer | None = None,
+             recipe: TrainConfig | None = None) -> "Corpus":
         p = resolve_corpus(path)
-        return cls.from_text(read_corpus(p), source=str(p), tokenizer=tokenizer)
+        return cls.from_text(read_corpus(p), source=str(p), tokenizer=tokenizer, recipe=recipe)
 
 
 class BatchSampler:

@@ -1,7 +1,8 @@
 """The validation loss: mean cross-entropy over every token of a split, in non-overlapping windows.
 
-This is the one number quoted across the project. Periodic estimates during training use a fixed,
-seeded subset of the same windows, so they are cheap and comparable between evaluations.
+This is the one number quoted across the project, with its equivalent per character to compare
+tokenizers. Periodic estimates during training use a fixed, seeded subset of the same windows, so they
+are cheap and comparable between evaluations.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 
 from .device import autocast
 from .errors import GptcoreError
+from .tokenizers import Tokenizer
 
 
 def window_starts(n_tokens: int, block_size: int) -> list[int]:
@@ -66,3 +68,13 @@ def sample_windows(n_tokens: int, block_size: int, n_windows: int, seed: int = 0
     g = torch.Generator().manual_seed(seed)
     picked = torch.randperm(len(starts), generator=g)[:n_windows].sort().values
     return [starts[i] for i in picked.tolist()]
+
+
+def nats_per_char(loss: float, data: torch.Tensor, tokenizer: Tokenizer) -> float:
+    """A whole-split loss per token (:func:`split_loss` of ``data``) as nats per character of the text it
+    predicted (tokens 1 .. n-1): total nats over characters. The only fair way to compare models whose
+    tokenizers differ; for a character-level model it equals the loss per token."""
+    chars = int(torch.tensor(tokenizer.char_counts())[data[1:]].sum())
+    if chars == 0:
+        raise GptcoreError("the evaluated tokens hold no characters: no loss per character exists")
+    return loss * (len(data) - 1) / chars

@@ -78,6 +78,12 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         RunConfig(dataclasses.replace(WRITEUP_MODEL, pos_emb="rope"),
                   TrainConfig(batch_size=32, max_iters=5000, lr=1e-3, warmup_iters=200)),
     ),
+    "bpe": (
+        "the write-up's model and recipe (as `seed`) on byte-level BPE tokens: a vocabulary of 1,024 learned "
+        "from the training split, so the context of 128 tokens covers about 300 characters",
+        RunConfig(WRITEUP_MODEL, TrainConfig(batch_size=32, max_iters=5000, lr=1e-3, warmup_iters=200,
+                                             tokenizer="bpe", bpe_vocab_size=1024)),
+    ),
     "nanogpt-baby": (
         "nanoGPT's Shakespeare-char recipe in our code (its config/train_shakespeare_char.py): the 10.65M "
         "baby GPT, batch 64x256, AdamW 1e-3 with a cosine decay to 1e-4 over 5000 steps; a GPU job",

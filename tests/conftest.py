@@ -35,6 +35,12 @@ def corpus() -> Corpus:
 
 
 @pytest.fixture(scope="session")
+def corpus_text() -> str:
+    from gptcore.data import read_corpus, resolve_corpus
+    return read_corpus(resolve_corpus())
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, corpus) -> Path:
     """The `tiny` preset trained for its 60 steps: a real, loadable checkpoint."""
     from gptcore.presets import get_preset

@@ -8,7 +8,7 @@ import pytest
 from demo.registry import ModelRegistry
 from demo.sample import POLICIES, checkpoint_info, generate, next_token_probs, sampling_params
 from demo.settings import Limits
-from demo.ui import NamedSlider, visible_char
+from demo.ui import NamedSlider, visible_piece
 from demo_support import make_checkpoints
 
 LIMITS = Limits()
@@ -104,7 +104,7 @@ def test_next_token_probs_follow_temperature_and_top_k(registry):
 def test_next_token_probs_show_whitespace_visibly(registry):
     frame = next_token_probs(registry, LIMITS, "tiny", "", 1.0, 0, 1.0, top=65)
     assert "␣" in frame["next character"].tolist() and " " not in frame["next character"].tolist()
-    assert visible_char("\n") == "↵" and visible_char("a") == "a"
+    assert visible_piece("\n") == "↵" and visible_piece("a") == "a"
 
 
 def test_the_bigram_samples_too(registry):

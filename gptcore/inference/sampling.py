@@ -187,9 +187,10 @@ def stream_text(
     policy: str = "strict",
     draft: NgramDraft | None = None,
 ) -> Iterator[str]:
-    """Yield the continuation of ``prompt`` one token's text piece at a time."""
-    for token in stream_tokens(model, encode_prompt(tokenizer, prompt, policy), params, use_cache, draft):
-        yield tokenizer.piece(token)
+    """Yield the continuation of ``prompt`` as it is generated, in pieces of whole characters (a byte-level
+    token may hold part of one: its bytes wait for the rest)."""
+    yield from tokenizer.decode_stream(stream_tokens(model, encode_prompt(tokenizer, prompt, policy), params,
+                                                     use_cache, draft))
 
 
 def generate(

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from .base import UNKNOWN_POLICIES, Tokenizer
+from .bpe import BPETokenizer
 from .char import CharTokenizer
 
-TOKENIZER_TYPES: dict[str, type[Tokenizer]] = {CharTokenizer.type_name: CharTokenizer}
+TOKENIZER_TYPES: dict[str, type[Tokenizer]] = {CharTokenizer.type_name: CharTokenizer,
+                                               BPETokenizer.type_name: BPETokenizer}
 
 
 def tokenizer_from_dict(data: dict) -> Tokenizer:
@@ -33,5 +35,5 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         raise CheckpointError(f"tokenizer file {path} is damaged: {e}") from None
 
 
-__all__ = ["Tokenizer", "CharTokenizer", "UNKNOWN_POLICIES", "TOKENIZER_TYPES", "load_tokenizer",
+__all__ = ["Tokenizer", "CharTokenizer", "BPETokenizer", "UNKNOWN_POLICIES", "TOKENIZER_TYPES", "load_tokenizer",
            "tokenizer_from_dict"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from typing import Iterable
+from typing import Iterable, Iterator
 
+from ..errors import UnknownCharactersError
 from ..storage import atomic_write_text
 
 UNKNOWN_POLICIES = ("strict", "replace", "drop")
@@ -43,14 +44,33 @@ class Tokenizer(ABC):
         """A JSON-ready description holding ``"type": self.type_name``."""
 
     def unknown_chars(self, text: str) -> list[str]:
-        """Distinct characters of ``text`` the vocabulary cannot express (none for a byte-level tokenizer)."""
+        """Distinct characters of ``text`` the vocabulary cannot express, in order of appearance."""
         return []
 
-    def clean(self, text: str, policy: str = "strict") -> str:
-        """``text`` after the unknown-character policy: what :meth:`encode` will actually encode."""
+    def clean(self, text: str, policy: str = "strict", replacement: str = " ") -> str:
+        """``text`` after the unknown-character policy, what :meth:`encode` will actually encode: ``strict``
+        raises :class:`UnknownCharactersError` naming them, ``replace`` puts ``replacement`` in their place
+        (when it is itself known), ``drop`` removes them."""
         if policy not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown-character policy must be one of {UNKNOWN_POLICIES}, got {policy!r}")
-        return text
+        found = self.unknown_chars(text)
+        if not found:
+            return text
+        if policy == "strict":
+            raise UnknownCharactersError(found)
+        unknown = set(found)
+        keep = replacement if policy == "replace" and not self.unknown_chars(replacement) else ""
+        return "".join(keep if c in unknown else c for c in text)
+
+    def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
+        """The text of ``ids`` as they arrive, in pieces that never split a character."""
+        for i in ids:
+            yield self.piece(i)
+
+    def char_counts(self) -> list[int]:
+        """How many characters of text each id stands for, by id: what turns a loss per token into a
+        loss per character (:func:`gptcore.evaluate.nats_per_char`)."""
+        return [len(self.piece(i)) for i in range(self.vocab_size)]
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), ensure_ascii=False))

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..errors import UnknownCharactersError
 from .base import Tokenizer
 
 
 class CharTokenizer(Tokenizer):
     """Maps characters to ids in sorted order, as in the tutorial, so ids are stable across runs.
 
-    Unknown characters: ``policy="strict"`` raises :class:`UnknownCharactersError` naming them;
-    ``"replace"`` substitutes ``replacement`` (a space by default, when the vocabulary has one);
-    ``"drop"`` removes them.
+    Characters outside the vocabulary follow the policy of :meth:`Tokenizer.clean`.
     """
 
     type_name = "char"
@@ -41,18 +38,6 @@ class CharTokenizer(Tokenizer):
     def unknown_chars(self, text: str) -> list[str]:
         """Distinct characters of ``text`` outside the vocabulary, in order of appearance."""
         return list(dict.fromkeys(c for c in text if c not in self.stoi))
-
-    def clean(self, text: str, policy: str = "strict", replacement: str = " ") -> str:
-        """Apply an unknown-character policy and return text that encodes without error."""
-        super().clean(text, policy)
-        unknown = self.unknown_chars(text)
-        if not unknown:
-            return text
-        if policy == "strict":
-            raise UnknownCharactersError(unknown)
-        if policy == "replace" and replacement in self.stoi:
-            return "".join(c if c in self.stoi else replacement for c in text)
-        return "".join(c for c in text if c in self.stoi)
 
     def encode(self, text: str, policy: str = "strict") -> list[int]:
         return [self.stoi[c] for c in self.clean(text, policy)]

@@ -30,7 +30,7 @@ from ..device import compute_dtype, describe, resolve_device, to_device
 from ..errors import CheckpointError, GptcoreError, TrainingDivergedError
 from ..memory import check_fits
 from ..storage import check_output_dir
-from ..evaluate import sample_windows, split_loss
+from ..evaluate import nats_per_char, sample_windows, split_loss
 from ..inference.draft import NgramDraft
 from ..inference.sampling import SamplingParams, generate
 from ..models import build_model, count_parameters
@@ -76,6 +76,7 @@ class TrainResult:
     stopped: bool
     params: int
     history: list[dict] = field(default_factory=list)
+    val_nats_per_char: float | None = None
 
 
 class _Speed:
@@ -105,7 +106,10 @@ class Trainer:
     def _check_inputs(self) -> None:
         """Everything that would otherwise fail after work has started: the splits' lengths, the output
         directory, and whether the run fits in memory."""
-        block = self.config.model.block_size
+        block, wanted = self.config.model.block_size, self.config.train.tokenizer
+        if self.corpus.tokenizer.type_name != wanted:
+            raise GptcoreError(f"the config asks for the {wanted} tokenizer but the corpus was tokenized with "
+                               f"{self.corpus.tokenizer.type_name}; build the corpus with recipe=config.train")
         if len(self.corpus.train) <= block:
             raise GptcoreError(f"the training split ({len(self.corpus.train)} tokens) must be longer than "
                                f"block_size ({block}); use a longer text or a smaller block_size")
@@ -274,11 +278,12 @@ class Trainer:
         ``status`` is "finished", "stopped" or "diverged"."""
         best = ckpt.load_checkpoint(self.out_dir, self.device)
         val_loss = split_loss(best.model, self.corpus.val, self.config.model.block_size)
-        metrics = self._metrics(best.model, val_loss, st, wall, status)
+        per_char = nats_per_char(val_loss, self.corpus.val, self.corpus.tokenizer)
+        metrics = self._metrics(best.model, val_loss, st, wall, status, per_char)
         ckpt.save_metrics(self.out_dir, metrics)
         emit(TrainEvent("done", st.step, self.config.train.max_iters, wall, val_loss=val_loss, progress=1.0))
         return TrainResult(self.out_dir, val_loss, st.best_step, st.step, st.tokens_seen, wall, status == "stopped",
-                           count_parameters(best.model), st.history)
+                           count_parameters(best.model), st.history, per_char)
 
     def _progress(self, step: int, elapsed: float) -> float:
         tc = self.config.train
@@ -287,7 +292,8 @@ class Trainer:
             progress = max(progress, elapsed / tc.time_budget)
         return min(progress, 1.0)
 
-    def _metrics(self, model: nn.Module, val_loss: float | None, st: TrainState, wall: float, status: str) -> dict:
+    def _metrics(self, model: nn.Module, val_loss: float | None, st: TrainState, wall: float, status: str,
+                 val_nats_per_char: float | None = None) -> dict:
         return run_metrics(model, self.config, val_loss=val_loss, best_step=st.best_step, tokens_seen=st.tokens_seen,
                            wall=wall, history=st.history, status=status, command=self.command,
-                           corpus=self.corpus.source, device=describe(self.device))
+                           corpus=self.corpus.source, device=describe(self.device), val_nats_per_char=val_nats_per_char)

@@ -13,12 +13,16 @@ VAL_LOSS_DEFINITION = ("mean cross-entropy over the whole validation split (last
 
 
 def run_metrics(model: nn.Module, config: RunConfig, *, val_loss: float | None, best_step: int, tokens_seen: int,
-                wall: float, history: list[dict], status: str, command: str, corpus: str, device: str) -> dict:
-    """``val_loss`` is the whole-split loss of the kept weights (None while the run is going on);
+                wall: float, history: list[dict], status: str, command: str, corpus: str, device: str,
+                val_nats_per_char: float | None = None) -> dict:
+    """``val_loss`` is the whole-split loss of the kept weights per token, and ``val_nats_per_char`` the same
+    total per character of the validation text (both None while the run is going on);
     ``status`` is "training", "finished" or "stopped"."""
     return {
         "val_loss": val_loss,
         "val_loss_definition": VAL_LOSS_DEFINITION,
+        "val_nats_per_char": val_nats_per_char,
+        "tokenizer": config.train.tokenizer,
         "params": count_parameters(model),
         "best_step": best_step,
         "steps": history[-1]["step"] if history else 0,

@@ -1,0 +1,190 @@
+"""Byte-level BPE, trained from scratch: any UTF-8 text round-trips exactly, so nothing is unknown.
+
+Training (:meth:`BPETokenizer.train`) cuts the text into chunks with a regular expression (words with
+their leading space, runs of digits, runs of punctuation, whitespace), so that no merge crosses a word
+boundary; then, starting from the 256 byte values, it repeatedly merges the most frequent adjacent pair
+of ids into a new id and records that merge, until the vocabulary has the size asked for. Encoding
+applies the recorded merges to each chunk's bytes, lowest rank first, which gives the same ids as
+replaying the merges in the order they were learned (a test checks it). Chunks repeat a lot in real
+text, so encoded chunks are cached.
+"""
+
+from __future__ import annotations
+
+import codecs
+import heapq
+import re
+from collections import Counter, defaultdict
+from itertools import chain, repeat
+from typing import Iterable, Iterator
+
+from ..errors import UnknownCharactersError
+from .base import Tokenizer
+
+# contractions; letters (\w without digits and "_"); digits in threes; other symbols ("_" among them);
+# whitespace, leaving the last space before a word to that word. Together they match every character.
+SPLIT_PATTERN = r"'(?:s|t|re|ve|m|ll|d)| ?[^\W\d_]+| ?\d{1,3}| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"
+N_BYTES = 256
+_CACHE_LIMIT = 1 << 20  # encoded chunks kept; past this the cache starts again
+_NOT_MERGED = 1 << 62  # the rank of a pair that no merge joins
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def merge_pair(ids: list[int], pair: tuple[int, int], new: int) -> list[int]:
+    """``ids`` with every occurrence of ``pair``, left to right, replaced by ``new``."""
+    out, i, n = [], 0, len(ids)
+    a, b = pair
+    while i < n:
+        if i + 1 < n and ids[i] == a and ids[i + 1] == b:
+            out.append(new)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+class BPETokenizer(Tokenizer):
+    """``merges[r]`` is the pair of ids that became id ``256 + r``; ids below 256 are single bytes."""
+
+    type_name = "bpe"
+
+    def __init__(self, merges: list[tuple[int, int]], pattern: str = SPLIT_PATTERN):
+        self.merges = [(int(a), int(b)) for a, b in merges]
+        for rank, (a, b) in enumerate(self.merges):
+            if not (0 <= a < N_BYTES + rank and 0 <= b < N_BYTES + rank):
+                raise ValueError(f"merge {rank} joins ids ({a}, {b}), but only ids below {N_BYTES + rank} exist then")
+        self.pattern = pattern
+        self._split = re.compile(pattern)
+        self._ranks = {pair: N_BYTES + rank for rank, pair in enumerate(self.merges)}
+        if len(self._ranks) != len(self.merges):
+            raise ValueError("a pair is merged twice")
+        self._bytes = [bytes([i]) for i in range(N_BYTES)]
+        for a, b in self.merges:
+            self._bytes.append(self._bytes[a] + self._bytes[b])
+        self._cache: dict[str, list[int]] = {}
+
+    # ---- training -------------------------------------------------------------------------------
+    @classmethod
+    def train(cls, text: str | Iterable[str], vocab_size: int, pattern: str = SPLIT_PATTERN) -> "BPETokenizer":
+        """Learn ``vocab_size - 256`` merges from ``text`` (a string, or pieces of one, e.g. lines of a
+        file). Ties between equally frequent pairs go to the smaller pair of ids, so training is
+        deterministic. Stops early when no pair occurs twice: the vocabulary may then be smaller."""
+        if vocab_size < N_BYTES:
+            raise ValueError(f"a byte-level BPE vocabulary has at least {N_BYTES} tokens, got {vocab_size}")
+        split = re.compile(pattern)
+        counts: Counter[str] = Counter()
+        for part in [text] if isinstance(text, str) else text:
+            counts.update(split.findall(_check_utf8(part)))
+        words = [list(chunk.encode("utf-8")) for chunk in counts]
+        freqs = list(counts.values())
+        pair_counts: dict[tuple[int, int], int] = defaultdict(int)
+        where: dict[tuple[int, int], set[int]] = defaultdict(set)
+        for w, (word, freq) in enumerate(zip(words, freqs)):
+            for pair in zip(word, word[1:]):
+                pair_counts[pair] += freq
+                where[pair].add(w)
+        heap = [(-count, pair) for pair, count in pair_counts.items()]
+        heapq.heapify(heap)
+        merges: list[tuple[int, int]] = []
+        while len(merges) < vocab_size - N_BYTES and heap:
+            negative, pair = heapq.heappop(heap)
+            if pair_counts.get(pair) != -negative:
+                continue  # a stale entry: the pair's count changed since it was pushed
+            if -negative < 2:
+                break
+            new = N_BYTES + len(merges)
+            merges.append(pair)
+            touched: set[tuple[int, int]] = set()
+            for w in where.pop(pair):
+                word, freq = words[w], freqs[w]
+                for old in zip(word, word[1:]):
+                    pair_counts[old] -= freq
+                    touched.add(old)
+                word = words[w] = merge_pair(word, pair, new)
+                for fresh in zip(word, word[1:]):
+                    pair_counts[fresh] += freq
+                    where[fresh].add(w)
+                    touched.add(fresh)
+            del pair_counts[pair]
+            touched.discard(pair)
+            for p in touched:
+                if pair_counts[p] > 0:
+                    heapq.heappush(heap, (-pair_counts[p], p))
+        return cls(merges, pattern)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BPETokenizer":
+        return cls([tuple(m) for m in data["merges"]], data["pattern"])
+
+    def to_dict(self) -> dict:
+        return {"type": self.type_name, "pattern": self.pattern, "merges": [list(m) for m in self.merges]}
+
+    # ---- the interface --------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return N_BYTES + len(self.merges)
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """Lone surrogates (e.g. ``"\\ud800"``): Python strings can hold them, UTF-8 cannot."""
+        return list(dict.fromkeys(_SURROGATES.findall(text)))
+
+    def clean(self, text: str, policy: str = "strict", replacement: str = "\ufffd") -> str:
+        return super().clean(text, policy, replacement)
+
+    def encode(self, text: str, policy: str = "strict") -> list[int]:
+        chunks = self._split.findall(self.clean(text, policy))
+        cache = self._cache
+        if len(cache) > _CACHE_LIMIT:  # a corpus of endless distinct chunks: start the cache afresh
+            cache.clear()
+        for chunk in set(chunks).difference(cache):
+            cache[chunk] = self._encode_chunk(chunk.encode("utf-8"))
+        return list(chain.from_iterable(map(cache.__getitem__, chunks)))
+
+    def _encode_chunk(self, data: bytes) -> list[int]:
+        """Merge the lowest-ranked pair present (the earliest learned), all its occurrences, until none applies."""
+        ids, get = list(data), self._ranks.get
+        while len(ids) > 1:
+            ranks = list(map(get, zip(ids, ids[1:]), repeat(_NOT_MERGED, len(ids) - 1)))
+            new = min(ranks)
+            if new == _NOT_MERGED:
+                break
+            i = ranks.index(new)
+            if ranks.count(new) == 1:
+                ids[i:i + 2] = [new]
+            else:
+                ids = merge_pair(ids, (ids[i], ids[i + 1]), new)
+        return ids
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._bytes[int(token)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``; bytes that are not valid UTF-8 (a model can emit any sequence) show as U+FFFD."""
+        return b"".join(self._bytes[int(i)] for i in ids).decode("utf-8", errors="replace")
+
+    def piece(self, token: int) -> str:
+        """The token's text; a token holding part of a multi-byte character shows its bytes, e.g. ``\\xe2``."""
+        return self._bytes[int(token)].decode("utf-8", errors="backslashreplace")
+
+    def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
+        """Text as ids arrive, never splitting a multi-byte character: bytes wait until their character is whole."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for i in ids:
+            text = decoder.decode(self._bytes[int(i)])
+            if text:
+                yield text
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+
+    def char_counts(self) -> list[int]:
+        """Characters each token holds: the bytes of its text that start a UTF-8 character."""
+        return [sum(1 for byte in b if byte & 0xC0 != 0x80) for b in self._bytes]
+
+
+def _check_utf8(text: str) -> str:
+    bad = _SURROGATES.search(text)
+    if bad:
+        raise UnknownCharactersError([bad.group()])
+    return text
