@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import torch
+
 from gptcore.experiments.ablate import Arm, Study, run_study
 from gptcore.config import ModelConfig, TrainConfig
 from gptcore.data import Corpus
@@ -29,10 +31,17 @@ TINY_STUDY = Study("heads", "heads of a tiny model", "more heads help",
                    comparisons=(("2", "1"),))
 
 
+BPE_ROPE = {"threads": 1, "tokenizer": "bpe", "bpe_vocab_size": 320, "pos_emb": "rope"}
+
+
 def make_checkpoints(root: Path, corpus: Corpus) -> Path:
-    """``root`` with a trained tiny GPT, a briefly trained bigram and a damaged copy of the GPT."""
+    """``root`` with a trained tiny GPT, the same on BPE tokens with rotary positions, a briefly trained bigram
+    and a damaged copy of the GPT."""
     root.mkdir(parents=True, exist_ok=True)
     Trainer(get_preset("tiny").with_overrides({"threads": 1}), corpus, root / "tiny", command="pytest").run()
+    bpe = get_preset("tiny").with_overrides(BPE_ROPE)
+    text = corpus.tokenizer.decode(torch.cat([corpus.train, corpus.val]).tolist())
+    Trainer(bpe, Corpus.from_text(text, recipe=bpe.train), root / "tiny-bpe-rope", command="pytest").run()
     Trainer(get_preset("bigram").with_overrides({"threads": 1, "max_iters": 20, "eval_interval": 10}), corpus,
             root / "bigram", command="pytest").run()
     shutil.copytree(root / "tiny", root / "damaged")

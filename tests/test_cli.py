@@ -109,3 +109,19 @@ def test_an_interrupted_training_run_says_where_its_checkpoint_is(tmp_path):
     from gptcore.checkpoint import load_checkpoint
 
     assert load_checkpoint(out).metrics["status"] == "training"  # loadable: nothing lost
+
+
+def test_a_bpe_model_trains_evaluates_and_samples(tmp_path, capsys):
+    out = tmp_path / "bpe"
+    trained = json.loads(in_process(capsys, "train", "--preset", "tiny", "--out", str(out), "--quiet",
+                                    "--set", "tokenizer=bpe", "--set", "bpe_vocab_size=300", "--max-iters", "20"))
+    assert trained["val_nats_per_char"] < trained["val_loss"]  # a token holds more than one character
+    evaluated = json.loads(in_process(capsys, "eval", "--checkpoint", str(out)))
+    assert evaluated["tokenizer"] == "bpe" and evaluated["val_nats_per_char"] == pytest.approx(
+        trained["val_nats_per_char"], abs=1e-4)
+    assert evaluated["val_tokens"] < 111_540  # the same validation text, in fewer tokens
+    assert json.loads((out / "tokenizer.json").read_text())["type"] == "bpe"
+    greedy = ["sample", "--checkpoint", str(out), "--prompt", "ROMEO: naïve 😀", "--max-new-tokens", "60",
+              "--temperature", "0"]
+    text = in_process(capsys, *greedy)
+    assert text.startswith("ROMEO: naïve 😀") and text == in_process(capsys, *greedy, "--no-draft")

@@ -119,7 +119,7 @@ def test_registry_lists_checkpoints_and_knows_the_file_names(registry):
 
     assert (registry_module.CONFIG, registry_module.WEIGHTS, registry_module.METRICS, registry_module.MANIFEST) == (
         checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.METRICS, checkpoint.MANIFEST)
-    assert registry.names() == ["tiny", "bigram", "damaged"]  # the default first
+    assert registry.names() == ["tiny", "bigram", "damaged", "tiny-bpe-rope"]  # the default first
     assert "bigram" not in registry.names(attention_only=True)
     assert registry.get("tiny") is registry.get("tiny")  # cached
 
@@ -133,3 +133,31 @@ def test_a_full_context_of_256_is_labelled_by_position():
         assert (len(ax.texts) == 2 * T) == labelled
         assert ("shorten the text" in ax.get_title()) != labelled
         assert bool(len(ax.get_xticks())) != labelled  # positions on the axes instead of characters
+
+
+def test_a_bpe_rope_model_is_labelled_by_token_pieces(registry):
+    ck = registry.get("tiny-bpe-rope")
+    text = "Wherefore art thou"
+    fig, notes = attention(registry, LIMITS, "tiny-bpe-rope", text, "1", "1")
+    labels = [t.get_text() for t in fig.axes[0].texts][::2]
+    pieces = [ck.tokenizer.piece(i) for i in ck.tokenizer.encode(text)]
+    assert len(labels) == len(pieces) < len(text)  # fewer tokens than characters
+    assert "".join(labels) == text.replace(" ", "␣") and any(len(p) > 1 for p in pieces)
+    assert " token" in notes and "character" not in notes
+
+
+def test_a_bpe_model_crops_in_tokens(registry):
+    ck = registry.get("tiny-bpe-rope")
+    am = compute_maps(ck, "the king and the queen " * 20)
+    assert len(am.pieces) == ck.config.model.block_size == am.maps[0].shape[-1]
+    assert "".join(am.pieces) == am.text
+    assert any("tokens" in n and "Cropped" in n for n in am.notices)
+
+
+def test_head_roles_on_token_pieces():
+    pieces = [" the", " king", "dom", " and", " the", " queen"]
+    role = head_role(_rows_attending(len(pieces), lambda i: max(i - 1, 0)), pieces)
+    assert role.description == "attends to the previous token"
+    words = [" the", " king", "dom", "s", " and", "ing"]  # "dom" and "s" continue " king", "ing" " and"
+    shares = target_shares(_rows_attending(6, lambda i: {2: 1, 3: 1, 5: 4}.get(i, 0)), words)
+    assert shares["the start of the current word"] == pytest.approx(1.0)

@@ -138,3 +138,12 @@ def test_checkpoint_info_describes_or_explains(registry):
     assert "30,656 parameters" in checkpoint_info(registry, "tiny")
     assert checkpoint_info(registry, "damaged").startswith("**Cannot use damaged:**")
     assert "train one" in checkpoint_info(registry, None)
+
+
+def test_a_bpe_rope_model_streams_whole_characters_and_charts_pieces(registry):
+    text, status = run(registry, checkpoint="tiny-bpe-rope", n=60, seed=5)[-1]
+    assert text.startswith("ROMEO:") and "\ufffd" not in text[:6]
+    assert f"{len(text) - len('ROMEO:')} characters" in status
+    frame = next_token_probs(registry, LIMITS, "tiny-bpe-rope", "To be or not to", 1.0, 0, 1.0)
+    assert len(frame) == 10 and any(len(p) > 1 for p in frame.iloc[:, 0])
+    assert "token" in checkpoint_info(registry, "tiny-bpe-rope") and "(bpe)" in checkpoint_info(registry, "tiny-bpe-rope")

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -25,3 +26,16 @@ def test_sample_windows_is_a_fixed_subset():
     a = sample_windows(10_000, 16, 20, seed=1)
     assert a == sample_windows(10_000, 16, 20, seed=1)
     assert len(a) == 20 and set(a) <= set(window_starts(10_000, 16))
+
+
+def test_nats_per_char_is_the_token_loss_for_characters_and_fair_for_bpe(corpus, corpus_text):
+    from gptcore.config import TrainConfig
+    from gptcore.data import Corpus
+    from gptcore.evaluate import nats_per_char
+
+    assert nats_per_char(2.5, corpus.val, corpus.tokenizer) == pytest.approx(2.5)
+    bpe = Corpus.from_text(corpus_text, recipe=TrainConfig(tokenizer="bpe", bpe_vocab_size=400))
+    # the split is made on the text: both tokenizers are evaluated on the same validation characters
+    assert bpe.tokenizer.decode(bpe.val.tolist()) == corpus.tokenizer.decode(corpus.val.tolist())
+    predicted_chars = len(bpe.tokenizer.decode(bpe.val[1:].tolist()))
+    assert nats_per_char(2.0, bpe.val, bpe.tokenizer) == pytest.approx(2.0 * (len(bpe.val) - 1) / predicted_chars)
