@@ -31,7 +31,8 @@ class ModelConfig:
     residual: bool = True
     pos_emb: str = "learned"  # "learned" (a table of absolute positions), "rope" (rotary) or "none"
     rope_base: float = 10000.0  # with rope: the wavelengths of the rotations grow geometrically up to this
-    # "fused" (scaled_dot_product_attention), "explicit" (matmul, mask, softmax, matmul), or "auto":
+    # "fused" (scaled_dot_product_attention), "explicit" (matmul, mask, softmax, matmul), "tiled"
+    # (FlashAttention's algorithm in PyTorch: memory linear in the context, slow), or "auto":
     # explicit for training on a CPU (its bfloat16 training step is faster there), fused everywhere else
     attention: str = "auto"
     qk_norm: bool = False  # RMS-normalise queries and keys per head before their dot product
@@ -46,7 +47,7 @@ class ModelConfig:
         _choice("arch", self.arch, ("gpt", "bigram"))
         _choice("norm", self.norm, ("pre", "post"))
         _choice("pos_emb", self.pos_emb, ("learned", "rope", "none"))
-        _choice("attention", self.attention, ("auto", "fused", "explicit"))
+        _choice("attention", self.attention, ("auto", "fused", "explicit", "tiled"))
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

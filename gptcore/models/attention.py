@@ -2,11 +2,12 @@
 all run :func:`self_attention`, rotary positions included.
 
 It takes its weights as plain tensors so that ``GPT.decode`` can call it without module dispatch; the
-module :class:`CausalSelfAttention` only owns the parameters and passes them in. Two ways to compute the
+module :class:`CausalSelfAttention` only owns the parameters and passes them in. Three ways to compute the
 same attention: an explicit one (scores, causal mask, softmax, weighted values), which can hand back its
-probabilities and trains faster on a CPU in bfloat16, and a fused one (``scaled_dot_product_attention``),
-which picks flash kernels on a GPU and generates faster on a CPU. Where the two differ is chosen in
-:meth:`CausalSelfAttention.use_fused`.
+probabilities and trains faster on a CPU in bfloat16; a fused one (``scaled_dot_product_attention``),
+which picks flash kernels on a GPU and generates faster on a CPU; and a tiled one (FlashAttention's
+algorithm written out in PyTorch, :mod:`gptcore.models.flash`), whose memory grows linearly with the
+context. Which one runs is chosen in :meth:`CausalSelfAttention.path`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from .dropout import Dropout
+from .flash import tiled_attention
 from .kv_cache import KVCache
+
+PATHS = ("explicit", "fused", "tiled")
 
 
 def causal_mask(queries: int, keys: int, device: torch.device | str = "cpu", hidden: bool = False,
@@ -56,19 +60,21 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool, dropout_p: float = 0.0,
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, path: str = "explicit", dropout_p: float = 0.0,
            dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
            attn_out: list | None = None, hidden: torch.Tensor | None = None,
            window: int | None = None) -> torch.Tensor:
     """Causal attention of queries (B, H, T, D) over keys and values (B, H, S, D), S >= T; the queries
-    are the last T positions. ``dropout_p`` drops attention weights on the fused path, ``dropout`` on
-    the explicit one; ``attn_out`` (a list) receives the probabilities and forces the explicit path.
-    ``window``: each query sees only the last ``window`` keys up to itself (see :func:`causal_mask`).
-    ``hidden`` is ``causal_mask(T, S, hidden=True, window=window)`` made once by a caller that runs
-    several layers."""
+    are the last T positions. ``path`` is one of :data:`PATHS`. ``dropout_p`` drops attention weights on
+    the fused and tiled paths, ``dropout`` on the explicit one; ``attn_out`` (a list) receives the
+    probabilities and forces the explicit path. ``window``: each query sees only the last ``window`` keys
+    up to itself (see :func:`causal_mask`). ``hidden`` is ``causal_mask(T, S, hidden=True, window=window)``
+    made once by a caller that runs several layers."""
     T, S = q.size(-2), k.size(-2)
     banded = window is not None and S > window
-    if fused and attn_out is None:
+    if path == "tiled" and attn_out is None:
+        return tiled_attention(q, k, v, window, dropout_p)
+    if path == "fused" and attn_out is None:
         mask = causal_mask(T, S, q.device, window=window) if (1 < T < S or banded) else None
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=1 < T == S and not banded,
                                               dropout_p=dropout_p)
@@ -86,7 +92,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool, dropo
 
 
 def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_norm: bool,
-                   cache: KVCache | None = None, layer: int = 0, fused: bool = False, dropout_p: float = 0.0,
+                   cache: KVCache | None = None, layer: int = 0, path: str = "explicit", dropout_p: float = 0.0,
                    dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
                    attn_out: list | None = None, hidden: torch.Tensor | None = None,
                    rope: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None) -> torch.Tensor:
@@ -104,7 +110,7 @@ def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_nor
         q, k = (rotate(qk, *rope) if rope is not None else qk).unbind(0)
     if cache is not None:
         k, v = cache.update(layer, k, v)
-    y = attend(q, k, v, fused, dropout_p, dropout, attn_out, hidden, window)
+    y = attend(q, k, v, path, dropout_p, dropout, attn_out, hidden, window)
     return F.linear(y.transpose(1, 2).reshape(B, T, C), *proj)
 
 
@@ -121,17 +127,17 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
 
-    def use_fused(self, x: torch.Tensor) -> bool:
+    def path(self, x: torch.Tensor) -> str:
         """``auto``: explicit only for training on a CPU, where it is faster in bfloat16 (docs/LOG.md);
-        fused everywhere else, which on a GPU means flash kernels."""
+        fused everywhere else, which on a GPU means flash kernels. Otherwise the configured path."""
         if self.attention != "auto":
-            return self.attention == "fused"
-        return not (torch.is_grad_enabled() and x.device.type == "cpu")
+            return self.attention
+        return "explicit" if torch.is_grad_enabled() and x.device.type == "cpu" else "fused"
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, attn_out: list | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None) -> torch.Tensor:
         y = self_attention(x, (self.qkv.weight, self.qkv.bias), (self.proj.weight, self.proj.bias), self.n_head,
-                           self.qk_norm, cache, self.layer, self.use_fused(x),
+                           self.qk_norm, cache, self.layer, self.path(x),
                            self.dropout if self.training else 0.0, self.attn_dropout, attn_out, rope=rope,
                            window=window)
         return self.resid_dropout(y)
