@@ -24,6 +24,10 @@ def test_quick_benchmark_writes_table_and_json(tmp_path, tiny_checkpoint, capsys
     assert sampling["median_one_thread_cached"] == statistics.median(sampling["cached_by_threads"]["1"])
     assert 0 < result["shipped"]["val_loss"] < 10 and result["shipped"]["largest_file_mb"] > 0
     assert "`train --preset speedrun`" in printed and "not run (add it to `--runs`)" in printed
+    tok = result["tokenizer"]
+    assert tok["vocab_size"] == 300 and len(tok["encode_cold_mb_s"]) == 2
+    assert tok["median_cold"] == statistics.median(tok["encode_cold_mb_s"]) > 0 and tok["median_char"] > 0
+    assert "BPE: learn a 300-token vocabulary" in printed and "BPE: encode the corpus" in printed
 
 
 def test_repeated_runs_are_summarized_by_their_worst_case():

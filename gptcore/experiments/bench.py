@@ -7,6 +7,9 @@
   every token (as nanoGPT's ``generate`` does), ours uses the key-value cache and checks the n-gram
   draft's guesses (``gptcore.inference.draft``); the cache alone and sampling at the app's temperature are
   reported beside it; and time to first token;
+- the byte-level BPE tokenizer: training a 1,024-token vocabulary on the whole corpus, and encoding it
+  with a freshly loaded tokenizer (its chunk cache empty) and again (cache full), beside the character
+  tokenizer's encoding as the reference; pure Python, so one core;
 - optionally, whole training commands timed from process start to exit (``--runs``), for time-to-loss;
 - on a GPU, a section of its own (``gpu``): training tokens/s at nanoGPT's Shakespeare-char "baby GPT"
   config against nanoGPT's approach on a GPU (bfloat16, flash attention, torch dropout, fused AdamW), both
@@ -30,7 +33,7 @@ import torch.nn as nn
 
 from ..checkpoint import SHIPPED_FILES, load_checkpoint
 from ..config import ModelConfig, TrainConfig
-from ..data import BatchSampler, Corpus
+from ..data import BatchSampler, Corpus, read_corpus, resolve_corpus
 from ..device import available_devices, describe, resolve_device, synchronize, to_device
 from ..errors import GptcoreError
 from ..evaluate import split_loss
@@ -40,6 +43,7 @@ from ..models import build_model, count_parameters
 from ..models.dropout import Dropout
 from ..presets import NANOGPT_BABY_MODEL, WRITEUP_MODEL, get_preset
 from ..storage import write_json
+from ..tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from ..training import make_optimizer, train_step
 
 
@@ -179,6 +183,28 @@ def sampling_rates(checkpoint: str, text: str, n_tokens: int, repeats: int) -> d
     return out
 
 
+def tokenizer_speed(text: str, vocab_size: int, repeats: int) -> dict:
+    """Seconds to train BPE on ``text``; MB/s to encode it cold (a tokenizer just loaded from its JSON)
+    and warm (the same object again); the character tokenizer's MB/s as the reference."""
+    megabytes = len(text.encode("utf-8")) / 1e6
+    train_s, cold, warm, char = [], [], [], []
+    char_tokenizer = CharTokenizer.from_text(text)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        trained = BPETokenizer.train(text, vocab_size)
+        train_s.append(time.perf_counter() - start)
+        fresh = tokenizer_from_dict(trained.to_dict())
+        for rates, tokenizer in ((cold, fresh), (warm, fresh), (char, char_tokenizer)):
+            start = time.perf_counter()
+            tokenizer.encode(text)
+            rates.append(megabytes / (time.perf_counter() - start))
+    return {"vocab_size": trained.vocab_size, "megabytes": round(megabytes, 3), "train_s": train_s,
+            "encode_cold_mb_s": cold, "encode_warm_mb_s": warm, "char_encode_mb_s": char,
+            "median_train_s": statistics.median(train_s), "median_cold": statistics.median(cold),
+            "median_warm": statistics.median(warm), "median_char": statistics.median(char),
+            "chars_per_token": round(len(text) / len(trained.encode(text)), 3)}
+
+
 def timed_command(args: list[str]) -> dict:
     """Run ``python -m gptcore ...`` from process start to exit; parse its JSON summary."""
     t0 = time.perf_counter()
@@ -289,6 +315,8 @@ def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, 
     # the prompt comes from the validation split: text the model has not trained on
     val_text = corpus.tokenizer.decode(corpus.val.tolist())
     result["sampling"] = sampling_rates(checkpoint, val_text, 64 if quick else 500, repeats)
+    text = read_corpus(resolve_corpus(data))
+    result["tokenizer"] = tokenizer_speed(text[:50_000] if quick else text, 300 if quick else 1024, repeats)
     result["shipped"] = shipped_model(checkpoint, corpus)
     if device is not None and device.type != "cpu":
         result["gpu"] = gpu_section(device, corpus, checkpoint, repeats, quick)
@@ -379,6 +407,16 @@ def format_table(r: dict) -> str:
         f"{_mark(s['median_sampled'] >= 500 and s['sampled_ratio'] >= 10)} |",
         f"| time to first token | | {s['median_first'] * 1000:.1f} ms | | |",
     ]
+    if "tokenizer" in r:
+        k = r["tokenizer"]
+        rows += [
+            f"| BPE: learn a {k['vocab_size']:,}-token vocabulary from the corpus ({k['megabytes']:.1f} MB) | | "
+            f"{k['median_train_s']:.2f} s | ≤ 10 s | {_mark(k['median_train_s'] <= 10)} |",
+            f"| BPE: encode the corpus, one core, a tokenizer just loaded (cache empty) | {k['median_char']:.1f} MB/s "
+            f"(the character tokenizer) | **{k['median_cold']:.1f} MB/s** ({k['median_warm']:.1f} MB/s again, "
+            f"chunks cached); {k['chars_per_token']:.2f} characters per token | ≥ 5 MB/s | "
+            f"{_mark(k['median_cold'] >= 5)} |",
+        ]
     if "gpu" in r:
         rows += gpu_rows(r["gpu"], runs)
     return "\n".join(rows)
