@@ -75,3 +75,18 @@ def test_a_time_to_loss_goal_is_judged_by_the_worst_run_and_says_when_it_was_not
     assert run_verdict(runs, 1.81, 21) == "not met"  # worst loss 1.82
     assert run_verdict(None, 1.886, 20) == "not run"
     assert run_verdict({"error": "boom"}, 1.886, 20) == "not met"
+
+
+def test_the_shipped_model_row_evaluates_a_bpe_checkpoint_in_its_own_tokens(tmp_path, corpus_text):
+    from gptcore.data import Corpus
+    from gptcore.evaluate import split_loss
+    from gptcore.experiments.bench import shipped_model
+    from gptcore.presets import get_preset
+    from gptcore.training import Trainer
+
+    config = get_preset("tiny").with_overrides({"tokenizer": "bpe", "bpe_vocab_size": 300, "max_iters": 4})
+    corpus = Corpus.from_text(corpus_text, recipe=config.train)
+    result = Trainer(config, corpus, tmp_path / "bpe").run()
+    row = shipped_model(str(tmp_path / "bpe"), corpus_text)
+    assert row["val_loss"] == result.val_loss and row["val_nats_per_char"] == result.val_nats_per_char
+    assert row["val_nats_per_char"] < row["val_loss"]
