@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list presets")
 
+    p = sub.add_parser("import-nanogpt", help="turn a nanoGPT ckpt.pt (and its meta.pkl) into a gptcore checkpoint")
+    p.add_argument("ckpt", help="nanoGPT's ckpt.pt")
+    p.add_argument("--meta", help="nanoGPT's meta.pkl (the character vocabulary; default: beside ckpt.pt)")
+    p.add_argument("--out", required=True, help="the gptcore checkpoint directory to write")
+
     p = sub.add_parser("ablate", help="run an ablation study (all arms x seeds) into a results JSON")
     p.add_argument("--study", required=True, help="study name, or 'all'")
     p.add_argument("--seeds", type=int, default=3)
@@ -165,6 +170,23 @@ def cmd_draft(args) -> int:
     return 0
 
 
+def cmd_import_nanogpt(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .interop.nanogpt import import_nanogpt
+    from .models import count_parameters
+    from .storage import check_output_dir
+
+    check_output_dir(args.out)
+    out = import_nanogpt(args.ckpt, args.out, args.meta)
+    ck = load_checkpoint(out)
+    source = ck.metrics["imported_from"]["nanogpt"]
+    print(json.dumps({"out": str(out), "params": count_parameters(ck.model),
+                      "vocab_size": ck.tokenizer.vocab_size, "iter_num": source["iter_num"],
+                      "nanogpt_best_val_loss": source["best_val_loss"],
+                      "next": f"gptcore eval --checkpoint {out}; gptcore draft --checkpoint {out} (faster sampling)"}))
+    return 0
+
+
 def cmd_presets(args) -> int:
     from .presets import PRESETS
 
@@ -186,6 +208,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "draft": cmd_draft, "presets": cmd_presets,
+            "import-nanogpt": cmd_import_nanogpt,
             "ablate": cmd_ablate, "bench": cmd_bench}
 
 

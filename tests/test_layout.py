@@ -18,7 +18,7 @@ LAYERS = [
     {"gptcore.tokenizers", "gptcore.models"},
     {"gptcore.data", "gptcore.evaluate", "gptcore.inference"},
     {"gptcore.checkpoint"},
-    {"gptcore.training"},
+    {"gptcore.training", "gptcore.interop"},
     {"gptcore.experiments"},
     {"gptcore.cli", "gptcore.__main__"},
 ]

@@ -1,0 +1,1 @@
+"""Reading models trained elsewhere into gptcore checkpoints."""
