@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 # gptcore.checkpoint's file names; repeated here (and checked by a test) because importing that module
 # imports torch, which would add two seconds to the app's start-up before the first page is served
-CONFIG, WEIGHTS, METRICS, MANIFEST = "config.json", "model.pt", "metrics.json", "manifest.json"
+CONFIG, WEIGHTS, LEGACY_WEIGHTS, METRICS, MANIFEST = (
+    "config.json", "model.safetensors", "model.pt", "metrics.json", "manifest.json")
 
 TRAINED_PREFIX = "trained/"
 _SKIP_DIRS = {"ablations"}
@@ -45,7 +46,7 @@ class Entry:
 
 def _looks_like_checkpoint(path: Path) -> bool:
     # a directory holding any checkpoint file is listed, so a damaged one gets a clear error, not silence
-    return path.is_dir() and path.name not in _SKIP_DIRS and any((path / f).exists() for f in (CONFIG, WEIGHTS))
+    return path.is_dir() and path.name not in _SKIP_DIRS and any((path / f).exists() for f in (CONFIG, WEIGHTS, LEGACY_WEIGHTS))
 
 
 def _finished(path: Path) -> bool:
@@ -146,7 +147,7 @@ def _children(directory: Path) -> list[Path]:
 
 def _stamp(path: Path) -> tuple:
     out = []
-    for f in (WEIGHTS, CONFIG, MANIFEST):
+    for f in (WEIGHTS, LEGACY_WEIGHTS, CONFIG, MANIFEST):
         try:
             st = (path / f).stat()
             out.append((st.st_mtime_ns, st.st_size))

@@ -1,7 +1,8 @@
 """The checkpoint directory: what files a model is saved as, and loading them back onto any device.
 
 Layout of a checkpoint directory:
-  model.pt        tensors only, plus a sha256 of them, loaded with ``weights_only=True``
+  model.safetensors  the weights, with a sha256 of them in its metadata (checkpoints written before
+                  safetensors have model.pt instead: torch's format, loaded with ``weights_only=True``)
   config.json     the run config (model and training)
   tokenizer.json  the tokenizer, with its "type"
   metrics.json    validation loss, parameter count, tokens seen, wall time, the command, the curve
@@ -33,12 +34,14 @@ from .errors import CheckpointError
 from .inference.draft import NgramDraft
 from .memory import check_fits, parameter_count
 from .models import build_model
-from .storage import MANIFEST, commit_files, json_bytes, load_tensors, read_json, resolve_files, tensors_bytes  # noqa: F401 (MANIFEST: part of the layout)
+from .storage import (MANIFEST, commit_files, json_bytes, load_tensors, read_json, resolve_files,  # noqa: F401
+                      safetensors_bytes, tensors_bytes)  # (MANIFEST: part of the layout)
 from .tokenizers import Tokenizer, load_tokenizer
 
 WEIGHTS, CONFIG, TOKENIZER, METRICS, DRAFT, TRAIN_STATE = (
-    "model.pt", "config.json", "tokenizer.json", "metrics.json", "draft.pt", "train_state.pt",
+    "model.safetensors", "config.json", "tokenizer.json", "metrics.json", "draft.pt", "train_state.pt",
 )
+LEGACY_WEIGHTS = "model.pt"  # the weights of checkpoints written before safetensors
 # what a checkpoint ships with; TRAIN_STATE only serves --resume and is git-ignored
 SHIPPED_FILES = (WEIGHTS, CONFIG, TOKENIZER, METRICS, DRAFT)
 
@@ -68,11 +71,11 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: RunC
     Weights are stored in ``config.train.save_dtype`` and loaded back as float32.
     """
     commit_files(directory, {
-        WEIGHTS: tensors_bytes(model.state_dict(), getattr(torch, config.train.save_dtype)),
+        WEIGHTS: safetensors_bytes(model.state_dict(), getattr(torch, config.train.save_dtype)),
         CONFIG: json_bytes(config.to_dict()),
         TOKENIZER: json_bytes(tokenizer.to_dict()),
         METRICS: json_bytes(metrics),
-    })
+    }, remove=(LEGACY_WEIGHTS,))  # an older checkpoint's weights in the same directory are superseded
 
 
 def save_metrics(directory: str | os.PathLike, metrics: dict) -> None:
@@ -83,6 +86,24 @@ def save_metrics(directory: str | os.PathLike, metrics: dict) -> None:
 def save_draft(directory: str | os.PathLike, draft: NgramDraft) -> None:
     """Store (or replace) a checkpoint's n-gram draft."""
     commit_files(directory, {DRAFT: tensors_bytes(draft.tensors())})
+
+
+def weights_file(directory: str | os.PathLike, files: dict[str, Path] | None = None) -> Path:
+    """The weights file a checkpoint directory holds: model.safetensors, or an older checkpoint's model.pt.
+    ``files``: the directory's :func:`resolve_files`, when the caller has it already."""
+    directory = Path(directory)
+    files = resolve_files(directory) if files is None else files
+    for name in (WEIGHTS, LEGACY_WEIGHTS):
+        if name in files:
+            return files[name]
+    legacy = directory / LEGACY_WEIGHTS
+    return legacy if legacy.exists() and not (directory / WEIGHTS).exists() else directory / WEIGHTS
+
+
+def checkpoint_files(directory: str | os.PathLike) -> list[Path]:
+    """The files a checkpoint ships with (weights, config, tokenizer, metrics, draft), those that exist."""
+    directory = Path(directory)
+    return [weights_file(directory)] + [directory / n for n in SHIPPED_FILES[1:] if (directory / n).exists()]
 
 
 def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
@@ -104,12 +125,13 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         raise CheckpointError(
             f"tokenizer has {tokenizer.vocab_size} tokens but the model expects {config.model.vocab_size}"
         )
-    tensors = load_tensors(path(WEIGHTS))
+    weights = weights_file(directory, files)
+    tensors = load_tensors(weights)
     stored = sum(t.numel() for name, t in tensors.items()
                  if not (config.model.tie_embeddings and name == "lm_head.weight"))
     needed = parameter_count(config.model)
     if stored != needed:  # checked before allocating a model the file cannot fill
-        raise CheckpointError(f"weights do not match the config in {directory}: {path(WEIGHTS).name} holds "
+        raise CheckpointError(f"weights do not match the config in {directory}: {weights.name} holds "
                               f"{stored:,} numbers, the config needs {needed:,}")
     model = build_model(config.model)
     try:

@@ -1,5 +1,9 @@
 """File I/O every other module shares: atomic writes, JSON objects, and checksummed tensor files.
 
+Tensor files come in two formats, both checked against a sha256 of their tensors: ``.safetensors``
+(model weights: the format the Hugging Face ecosystem reads, which holds raw tensors and no code at all)
+and torch's own (``.pt``, for the n-gram draft, training state and weights saved before safetensors).
+
 Kept apart from the checkpoint format (``gptcore.checkpoint``) so that the tokenizer, the n-gram draft,
 the ablation results and the benchmark can write files without depending on models or checkpoints.
 Every write goes to a temporary file in the target's directory and is renamed over it, so a crash
@@ -16,6 +20,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import safetensors
+import safetensors.torch
 import torch
 
 from .errors import CheckpointError, GptcoreError
@@ -119,13 +125,24 @@ def safe_torch_load(path: str | os.PathLike) -> dict:
     return obj
 
 
+def _stored(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """The tensors as they are stored: floating ones cast to ``dtype`` if given, on the CPU, each its own
+    contiguous copy (tied weights become two equal tensors). Moving to the CPU first makes the file the same
+    whatever device the tensors lived on."""
+    return {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous().clone()
+            for k, v in state.items()}
+
+
 def tensors_bytes(state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> bytes:
-    """A tensor file's bytes: the tensors (floating ones cast to ``dtype`` if given) on the CPU, with a
-    checksum of what is stored. Moving to the CPU first makes the file the same whatever device the
-    tensors lived on."""
-    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().clone()
-             for k, v in state.items()}
+    """A torch tensor file's bytes, with a checksum of what is stored."""
+    state = _stored(state, dtype)
     return torch_bytes({"format": TENSORS_FORMAT, "sha256": tensors_digest(state), "tensors": state})
+
+
+def safetensors_bytes(state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> bytes:
+    """A ``.safetensors`` file's bytes, with the same checksum in its metadata."""
+    state = _stored(state, dtype)
+    return safetensors.torch.save(state, metadata={"format": "gptcore", "sha256": tensors_digest(state)})
 
 
 def save_tensors(path: str | os.PathLike, state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
@@ -133,13 +150,42 @@ def save_tensors(path: str | os.PathLike, state: dict[str, torch.Tensor], dtype:
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors saved by :func:`save_tensors`, on the CPU, after checking their checksum."""
-    obj = safe_torch_load(path)
-    if obj.get("format") != TENSORS_FORMAT or not isinstance(obj.get("tensors"), dict):
-        raise CheckpointError(f"{path} is not a gptcore tensor file (format {obj.get('format')!r})")
-    if tensors_digest(obj["tensors"]) != obj.get("sha256"):
+    """Tensors saved by :func:`save_tensors` or as :func:`safetensors_bytes`, on the CPU, after checking
+    their checksum. The format is told by the content (torch's files are zip archives), not the name."""
+    if not _is_zip(Path(path)):
+        tensors, digest = _read_safetensors(Path(path))
+    else:
+        obj = safe_torch_load(path)
+        if obj.get("format") != TENSORS_FORMAT or not isinstance(obj.get("tensors"), dict):
+            raise CheckpointError(f"{path} is not a gptcore tensor file (format {obj.get('format')!r})")
+        tensors, digest = obj["tensors"], obj.get("sha256")
+    if tensors_digest(tensors) != digest:
         raise CheckpointError(f"{path} failed its checksum: the file was modified or damaged")
-    return obj["tensors"]
+    return tensors
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    if not path.is_file():
+        raise CheckpointError(f"missing file: {path}")
+    try:
+        with safetensors.safe_open(path, framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as e:  # noqa: BLE001 - a damaged header can surface as several exception types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is truncated or damaged ({first[:200]})") from None
+    if metadata.get("format") != "gptcore":
+        raise CheckpointError(f"{path} is a safetensors file without gptcore's checksum (format "
+                              f"{metadata.get('format')!r})")
+    return tensors, metadata.get("sha256")
 
 
 # A set of files replaced as one change -------------------------------------------------------------
@@ -184,9 +230,10 @@ def resolve_files(directory: str | os.PathLike) -> dict[str, Path]:
     return out
 
 
-def commit_files(directory: str | os.PathLike, contents: dict[str, bytes]) -> None:
+def commit_files(directory: str | os.PathLike, contents: dict[str, bytes], remove: tuple[str, ...] = ()) -> None:
     """Replace several files of ``directory`` as one change: a reader going through
     :func:`resolve_files` sees the whole old set or the whole new set, whenever a crash happens.
+    ``remove`` names files that leave the set (deleted once the new set is in place).
 
     Each new file is first written under a staged name; then the manifest (every file of the set with its
     sha256) is replaced by one rename, which is the moment the change happens; then each staged file is
@@ -200,9 +247,13 @@ def commit_files(directory: str | os.PathLike, contents: dict[str, bytes]) -> No
     for leftover in directory.glob(_STAGED.format("*")):  # a change that never reached its manifest
         leftover.unlink()
     manifest = dict(_read_manifest(directory) or {})  # resolve_files checked every file against these digests
+    for name in remove:
+        manifest.pop(name, None)
     for name, data in contents.items():
         atomic_write_bytes(directory / _STAGED.format(name), data)
         manifest[name] = hashlib.sha256(data).hexdigest()
     write_json(directory / MANIFEST, {"format": 1, "files": dict(sorted(manifest.items()))})
     for name in contents:
         os.replace(directory / _STAGED.format(name), directory / name)
+    for name in remove:
+        (directory / name).unlink(missing_ok=True)

@@ -45,7 +45,7 @@ def make_checkpoints(root: Path, corpus: Corpus) -> Path:
     Trainer(get_preset("bigram").with_overrides({"threads": 1, "max_iters": 20, "eval_interval": 10}), corpus,
             root / "bigram", command="pytest").run()
     shutil.copytree(root / "tiny", root / "damaged")
-    weights = root / "damaged" / "model.pt"
+    weights = root / "damaged" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     return root
 

@@ -30,8 +30,8 @@ def test_round_trip(tmp_path):
     assert loaded.metrics["seed"] == 0 and not loaded.model.training
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
         assert torch.equal(a, b), k
-    assert sorted(os.listdir(tmp_path / "c")) == ["config.json", "manifest.json", "metrics.json", "model.pt",
-                                                  "tokenizer.json"]
+    assert sorted(os.listdir(tmp_path / "c")) == ["config.json", "manifest.json", "metrics.json",
+                                                  "model.safetensors", "tokenizer.json"]
 
 
 def test_float16_storage_halves_the_file(tmp_path):
@@ -39,7 +39,7 @@ def test_float16_storage_halves_the_file(tmp_path):
     config = RunConfig(small_config())
     config.train.save_dtype = "float16"
     ckpt.save_checkpoint(tmp_path / "b", model, config, CharTokenizer([chr(c) for c in range(32, 97)]), {})
-    assert os.path.getsize(tmp_path / "b" / "model.pt") < 0.6 * os.path.getsize(tmp_path / "a" / "model.pt")
+    assert os.path.getsize(tmp_path / "b" / ckpt.WEIGHTS) < 0.6 * os.path.getsize(tmp_path / "a" / ckpt.WEIGHTS)
     loaded = ckpt.load_checkpoint(tmp_path / "b").model
     w = loaded.state_dict()["lm_head.weight"]
     assert w.dtype == torch.float32
@@ -54,21 +54,40 @@ def _without_manifest(path):
 
 def test_truncated_and_tampered_weights_are_refused(tmp_path):
     _save(tmp_path / "c")
-    weights = tmp_path / "c" / "model.pt"
+    weights = tmp_path / "c" / ckpt.WEIGHTS
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="model.pt does not match .*manifest.json"):
+    with pytest.raises(CheckpointError, match="model.safetensors does not match .*manifest.json"):
         ckpt.load_checkpoint(tmp_path / "c")
     _without_manifest(tmp_path / "c")
     with pytest.raises(CheckpointError, match="truncated or damaged"):
         ckpt.load_checkpoint(tmp_path / "c")
     tampered = bytearray(data)
-    # flip a byte inside the tensor payload (the zip stores it uncompressed), not in the header
-    at = data.index(b"data/0") + 200
-    tampered[at] ^= 0xFF
+    tampered[-100] ^= 0xFF  # a byte of the last tensor's values (safetensors puts the header first)
     weights.write_bytes(bytes(tampered))
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="failed its checksum"):
         ckpt.load_checkpoint(tmp_path / "c")
+    import safetensors.torch
+    weights.write_bytes(safetensors.torch.save({"tok_emb.weight": torch.zeros(2)}))  # safetensors, not ours
+    with pytest.raises(CheckpointError, match="without gptcore's checksum"):
+        ckpt.load_checkpoint(tmp_path / "c")
+
+
+def test_checkpoints_with_torch_weights_still_load_and_a_new_save_replaces_them(tmp_path):
+    """Checkpoints written before safetensors (model.pt, the shipped ones among them) load as they are."""
+    from gptcore.storage import load_tensors, tensors_bytes
+
+    model = _save(tmp_path / "c")
+    legacy = tmp_path / "c" / ckpt.LEGACY_WEIGHTS
+    legacy.write_bytes(tensors_bytes(load_tensors(tmp_path / "c" / ckpt.WEIGHTS)))
+    (tmp_path / "c" / ckpt.WEIGHTS).unlink()
+    _without_manifest(tmp_path / "c")
+    assert ckpt.weights_file(tmp_path / "c") == legacy
+    loaded = ckpt.load_checkpoint(tmp_path / "c").model
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    _save(tmp_path / "c", seed=5)  # training on into the same directory
+    assert not legacy.exists() and ckpt.weights_file(tmp_path / "c").name == ckpt.WEIGHTS
+    ckpt.load_checkpoint(tmp_path / "c")
 
 
 def test_arbitrary_pickles_are_not_loaded(tmp_path):
@@ -78,7 +97,8 @@ def test_arbitrary_pickles_are_not_loaded(tmp_path):
         def __reduce__(self):
             return (os.system, ("echo pwned",))
 
-    torch.save({"format": 1, "tensors": Evil()}, _without_manifest(tmp_path / "c") / "model.pt")
+    (tmp_path / "c" / ckpt.WEIGHTS).unlink()
+    torch.save({"format": 1, "tensors": Evil()}, _without_manifest(tmp_path / "c") / ckpt.LEGACY_WEIGHTS)
     with pytest.raises(CheckpointError):
         ckpt.load_checkpoint(tmp_path / "c")
 
@@ -96,7 +116,7 @@ def test_missing_and_damaged_files_have_clear_errors(tmp_path):
         ckpt.load_checkpoint(tmp_path / "d")
     _save(tmp_path / "e")
     _save(tmp_path / "f", n_embd=64)
-    os.replace(tmp_path / "f" / "model.pt", _without_manifest(tmp_path / "e") / "model.pt")
+    os.replace(tmp_path / "f" / ckpt.WEIGHTS, _without_manifest(tmp_path / "e") / ckpt.WEIGHTS)
     with pytest.raises(CheckpointError, match="do not match"):
         ckpt.load_checkpoint(tmp_path / "e")
 
@@ -136,7 +156,8 @@ def test_shipped_checkpoints_load_fit_a_space_and_match_their_metrics(name, corp
     from gptcore.evaluate import split_loss
 
     directory = Path(__file__).resolve().parent.parent / "checkpoints" / name
-    shipped = [directory / name for name in ckpt.SHIPPED_FILES]
+    shipped = ckpt.checkpoint_files(directory)
+    assert len(shipped) == len(ckpt.SHIPPED_FILES)
     assert all(f.stat().st_size < 10_000_000 for f in shipped)
     ck = ckpt.load_checkpoint(directory)
     assert ck.metrics["val_loss"] == pytest.approx(split_loss(ck.model, corpus.val, ck.config.model.block_size),

@@ -117,8 +117,9 @@ def test_selector_choices_match_the_model():
 def test_registry_lists_checkpoints_and_knows_the_file_names(registry):
     from gptcore import checkpoint
 
-    assert (registry_module.CONFIG, registry_module.WEIGHTS, registry_module.METRICS, registry_module.MANIFEST) == (
-        checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.METRICS, checkpoint.MANIFEST)
+    assert (registry_module.CONFIG, registry_module.WEIGHTS, registry_module.LEGACY_WEIGHTS, registry_module.METRICS,
+            registry_module.MANIFEST) == (checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.LEGACY_WEIGHTS,
+                                          checkpoint.METRICS, checkpoint.MANIFEST)
     assert registry.names() == ["tiny", "bigram", "damaged", "tiny-bpe-rope"]  # the default first
     assert "bigram" not in registry.names(attention_only=True)
     assert registry.get("tiny") is registry.get("tiny")  # cached

@@ -7,6 +7,7 @@ import types
 import pytest
 import torch
 
+from gptcore.checkpoint import WEIGHTS
 from gptcore.checkpoint import load_checkpoint
 from gptcore.config import ModelConfig, RunConfig, TrainConfig
 from gptcore.storage import load_tensors, read_json
@@ -46,7 +47,7 @@ def test_the_checkpoint_keeps_the_best_weights_not_the_latest(tmp_path, corpus, 
     monkeypatch.setattr(loop, "split_loss", estimates)
     result = Trainer(_config(), corpus, tmp_path / "r").run()
     assert result.best_step == 10
-    stored = load_tensors(tmp_path / "r" / "model.pt")
+    stored = load_tensors(tmp_path / "r" / WEIGHTS)
     assert _same_weights(stored, estimates.seen[1]) and not _same_weights(stored, estimates.seen[3])
 
 
@@ -61,7 +62,7 @@ def test_stopping_from_another_thread_keeps_the_best_weights(tmp_path, corpus, m
 
     result = Trainer(_config(max_iters=100_000), corpus, tmp_path / "r").run(on_event=on_event, stop=stop)
     assert result.stopped and result.best_step == 5
-    assert _same_weights(load_tensors(tmp_path / "r" / "model.pt"), estimates.seen[0])
+    assert _same_weights(load_tensors(tmp_path / "r" / WEIGHTS), estimates.seen[0])
     assert load_checkpoint(tmp_path / "r").metrics["status"] == "stopped"
 
 
@@ -99,7 +100,7 @@ def test_resume_keeps_the_best_loss_the_history_and_the_elapsed_time(tmp_path, c
     result = Trainer(_config(), corpus, tmp_path / "r", resume=True).run()
     metrics = read_json(tmp_path / "r" / "metrics.json")
     assert result.best_step == 10 and metrics["best_step"] == 10  # a reset best loss would take step 15
-    assert _same_weights(load_tensors(tmp_path / "r" / "model.pt"), estimates.seen[1])
+    assert _same_weights(load_tensors(tmp_path / "r" / WEIGHTS), estimates.seen[1])
     assert [h["step"] for h in metrics["history"]] == [5, 10, 15, 20]
     elapsed = [h["elapsed"] for h in metrics["history"]]
     assert elapsed == sorted(elapsed) and elapsed[2] > before["history"][-1]["elapsed"]

@@ -31,7 +31,7 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from ..checkpoint import SHIPPED_FILES, load_checkpoint
+from ..checkpoint import checkpoint_files, load_checkpoint
 from ..config import ModelConfig, TrainConfig
 from ..data import BatchSampler, Corpus, read_corpus, resolve_corpus
 from ..device import available_devices, describe, resolve_device, synchronize, to_device
@@ -222,7 +222,7 @@ def shipped_model(checkpoint: str, text: str) -> dict:
     ck = load_checkpoint(checkpoint)
     val = Corpus.from_text(text, tokenizer=ck.tokenizer).val
     loss = split_loss(ck.model, val, ck.config.model.block_size)
-    files = [Path(checkpoint) / name for name in SHIPPED_FILES]
+    files = checkpoint_files(checkpoint)
     return {"checkpoint": checkpoint, "val_loss": loss, "val_nats_per_char": nats_per_char(loss, val, ck.tokenizer),
             "params": count_parameters(ck.model), "largest_file_mb": max(f.stat().st_size for f in files) / 1e6}
 
