@@ -1,4 +1,4 @@
-"""Assemble the four tabs into one Gradio app that shares a model registry and a training manager.
+"""Assemble the tabs into one Gradio app that shares a model registry and a training manager.
 
 Nothing here touches the network or trains at start-up: models load on first use (the default one while
 the first page is drawn), so ``python app.py`` serves its first page in a few seconds.
@@ -10,12 +10,13 @@ import threading
 
 import gradio as gr
 
-from . import ablations, attention, sample, train
+from . import ablations, attention, models, sample, train
 from .registry import ModelRegistry
 from .settings import AppSettings
 from .training_job import TrainingManager
+from .ui import per_session
 
-TITLE = "gptcore: a character-level GPT from scratch"
+TITLE = "gptcore: a small GPT from scratch"
 INTRO = (f"# {TITLE}\n"
          "Sample Shakespeare from a small GPT, look inside its attention heads, train your own model live, "
          "and read the ablation studies. Everything runs on this machine.")
@@ -72,26 +73,33 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                 t = train.build_tab(manager, settings)
             with gr.Tab("Ablations", id="ablations"):
                 ab = ablations.build_tab(settings.ablations_dir)
+            with gr.Tab("Models", id="models"):
+                mo = models.build_tab(registry, settings.limits)
         known = gr.State(None)
 
-        def refresh_pickers(seen, sample_value, attention_value):
-            """New checkpoints (a finished run) appear in both pickers; nothing is sent if nothing changed."""
-            names, att_names = registry.names(), registry.names(attention_only=True)
+        def refresh_pickers(seen, sample_value, attention_value, models_value, request: gr.Request):
+            """New checkpoints (a finished run, this session's uploads) appear in every picker; nothing is sent
+            if nothing changed."""
+            view = registry.for_session(getattr(request, "session_hash", None))
+            names, att_names = view.names(), view.names(attention_only=True)
             if (names, att_names) == seen:
-                return gr.skip(), gr.skip(), seen
-            return (gr.update(choices=names, value=sample_value if sample_value in names else registry.default()),
-                    gr.update(choices=att_names, value=attention_value if attention_value in att_names
-                              else registry.default(attention_only=True)),
+                return gr.skip(), gr.skip(), gr.skip(), seen
+            pick = lambda value, choices, default: value if value in choices else default  # noqa: E731
+            return (gr.update(choices=names, value=pick(sample_value, names, view.default())),
+                    gr.update(choices=att_names, value=pick(attention_value, att_names,
+                                                            view.default(attention_only=True))),
+                    gr.update(choices=names, value=pick(models_value, names, view.default())),
                     (names, att_names))
 
-        picker_io = dict(inputs=[known, s["checkpoint"], a["checkpoint"]],
-                         outputs=[s["checkpoint"], a["checkpoint"], known])
+        picker_io = dict(inputs=[known, s["checkpoint"], a["checkpoint"], mo["checkpoint"]],
+                         outputs=[s["checkpoint"], a["checkpoint"], mo["checkpoint"], known])
         t["timer"].tick(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden",
                         queue=False)
+        mo["uploaded"].then(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden")
         demo.load(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden")
         demo.load(lambda: device_markdown(registry), None, device_note, api_visibility="private",
                   show_progress="hidden")
-        demo.load(lambda c: sample.checkpoint_info(registry, c), s["checkpoint"], s["info"],
+        demo.load(per_session(sample.checkpoint_info, registry), s["checkpoint"], s["info"],
                   api_visibility="private", show_progress="hidden")
         fn, inputs, outputs = a["selectors"]
         demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
@@ -105,4 +113,4 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
 
 def launch_options() -> dict:
     """Arguments for ``demo.launch`` other than host and port, which Spaces set through the environment."""
-    return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": "20mb"}
+    return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": "60mb"}

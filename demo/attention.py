@@ -6,7 +6,6 @@ a layer's heads, every head of a layer, or every layer by every head (the model-
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from .head_roles import describe_heads
 from .plots import heatmap_figure, heatmap_grid_figure
 from .registry import ModelRegistry
 from .settings import Limits
-from .ui import checked_text, token_unit, user_errors
+from .ui import checked_text, per_session, token_unit, user_errors
 
 ALL, AVERAGE = "all", "average"
 DEFAULT_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
@@ -174,14 +173,14 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
             plot = gr.Plot(label="attention", show_label=False, elem_id="attention-plot", format="png")
             roles = gr.Markdown(elem_id="attention-roles")
 
-    _attention = functools.partial(attention, registry, limits)  # keeps the parameter names for the API
+    _attention = per_session(attention, registry, limits)  # keeps the parameter names for the API
 
     go.click(_attention, [checkpoint, text, layer, head], [plot, roles], api_name="attention",
              concurrency_limit=2)
     # choosing another layer or head redraws at once (only when a person changes it, not on updates)
     gr.on([layer.input, head.input], _attention, [checkpoint, text, layer, head], [plot, roles],
           api_visibility="private", concurrency_limit=2, trigger_mode="always_last")
-    checkpoint.change(lambda c: selectors_for(registry, c), checkpoint, [layer, head], api_visibility="private",
-                      show_progress="hidden")
-    return {"checkpoint": checkpoint, "selectors": (lambda c: selectors_for(registry, c, quiet=True), checkpoint,
+    checkpoint.change(per_session(selectors_for, registry, quiet=False), checkpoint, [layer, head],
+                      api_visibility="private", show_progress="hidden")
+    return {"checkpoint": checkpoint, "selectors": (per_session(selectors_for, registry, quiet=True), checkpoint,
                                                     [layer, head])}

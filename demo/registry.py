@@ -1,14 +1,18 @@
-"""The checkpoints the app can use: shipped ones and those trained in the app, loaded once and cached.
+"""The checkpoints the app can use: shipped ones, those trained in the app, and those a session uploaded.
 
 Directories are rescanned on every call (a listdir is cheap) so a run that finishes in the Train tab, or a
 shipped checkpoint that a background run rewrites, shows up without a restart. Loaded models are cached by
-the modification time of their files, so a rewritten checkpoint is reloaded instead of served stale.
+the modification time of their files, so a rewritten checkpoint is reloaded instead of served stale, and
+only the most recently used few stay in memory.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +28,9 @@ if TYPE_CHECKING:
 CONFIG, WEIGHTS, LEGACY_WEIGHTS, METRICS, MANIFEST = (
     "config.json", "model.safetensors", "model.pt", "metrics.json", "manifest.json")
 
-TRAINED_PREFIX = "trained/"
-_SKIP_DIRS = {"ablations"}
+TRAINED_PREFIX, UPLOADED_PREFIX = "trained/", "uploaded/"
+_SKIP_DIRS = {"ablations", "uploads", "downloads"}
+MAX_LOADED = 8  # models kept in memory; uploads from many sessions must not fill the server's RAM
 
 
 @dataclass(frozen=True)
@@ -66,16 +71,27 @@ class ModelRegistry:
         self.device_setting = device
         self._device = None
         self._configured = False
-        self._cache: dict[str, tuple[tuple, "Checkpoint"]] = {}
+        self._cache: OrderedDict[str, tuple[tuple, "Checkpoint"]] = OrderedDict()  # by folder; views share it
+        self.uploads_dir: Path | None = None
         self._lock = threading.Lock()
 
+    def for_session(self, session: str | None) -> "ModelRegistry":
+        """This registry as one browser session sees it: with the models that session uploaded (stored under
+        ``runs_dir/uploads/<a hash of the session>``). It shares the loaded models and the device."""
+        view = copy.copy(self)
+        view.uploads_dir = uploads_dir(self.runs_dir, session) if session else None
+        return view
+
     def entries(self) -> list[Entry]:
-        """Shipped checkpoints (the default first), then app-trained ones, newest first."""
+        """Shipped checkpoints (the default first), then app-trained ones, newest first, then this session's
+        uploads."""
         shipped = sorted((p for p in _children(self.checkpoints_dir) if _looks_like_checkpoint(p)),
                          key=lambda p: (p.name != self.default_name, p.name))
         trained = sorted((p for p in _children(self.runs_dir) if _looks_like_checkpoint(p) and _finished(p)),
                          key=lambda p: p.name, reverse=True)
-        return [Entry(p.name, p, False) for p in shipped] + [Entry(TRAINED_PREFIX + p.name, p, True) for p in trained]
+        uploaded = sorted(p for p in _children(self.uploads_dir) if _looks_like_checkpoint(p)) if self.uploads_dir else []
+        return ([Entry(p.name, p, False) for p in shipped] + [Entry(TRAINED_PREFIX + p.name, p, True) for p in trained]
+                + [Entry(UPLOADED_PREFIX + p.name, p, False) for p in uploaded])
 
     def names(self, attention_only: bool = False) -> list[str]:
         """Picker choices; ``attention_only`` leaves out models without attention (the bigram)."""
@@ -100,14 +116,17 @@ class ModelRegistry:
         entry = self.entry(name)
         stamp = _stamp(entry.path)
         with self._lock:
-            cached = self._cache.get(entry.name)
+            cached = self._cache.get(str(entry.path))
             if cached and cached[0] == stamp:
+                self._cache.move_to_end(str(entry.path))
                 return cached[1]
             from gptcore.checkpoint import load_checkpoint
 
             self._configure_torch()
             checkpoint = load_checkpoint(entry.path, self.device())
-            self._cache[entry.name] = (stamp, checkpoint)
+            self._cache[str(entry.path)] = (stamp, checkpoint)
+            while len(self._cache) > MAX_LOADED:
+                self._cache.popitem(last=False)
             return checkpoint
 
 
@@ -136,6 +155,11 @@ class ModelRegistry:
 
             torch.set_num_threads(self.torch_threads)
         self._configured = True
+
+
+def uploads_dir(runs_dir: Path, session: str) -> Path:
+    """Where one session's uploads live: named by a hash, so a session id never becomes a path."""
+    return runs_dir / "uploads" / hashlib.sha256(session.encode()).hexdigest()[:24]
 
 
 def _children(directory: Path) -> list[Path]:

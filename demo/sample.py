@@ -6,7 +6,6 @@ directly; ``build_tab`` only wires them to components with stable ``api_name``s.
 
 from __future__ import annotations
 
-import functools
 import random
 import time
 from typing import TYPE_CHECKING, Iterator
@@ -25,7 +24,8 @@ if TYPE_CHECKING:
 
 from .registry import ModelRegistry
 from .settings import Limits
-from .ui import NamedNumber, NamedSlider, checked_number, checked_text, token_unit, user_errors, visible_piece
+from .ui import (NamedNumber, NamedSlider, checked_number, checked_text, per_session, token_unit, user_errors,
+                 visible_piece)
 
 POLICIES = [("replace them with a space", "replace"), ("drop them", "drop"), ("refuse (show an error)", "strict")]
 PROB_COLUMNS = ["next character", "probability"]
@@ -121,7 +121,7 @@ def generate(registry: ModelRegistry, limits: Limits, checkpoint: str, prompt: s
         elapsed = time.perf_counter() - start
         rate = chars / elapsed if elapsed > 0 else 0.0
         yield shown + "".join(pieces), (note + f"{chars} characters in {elapsed:.2f} s ({rate:,.0f} chars/s)"
-                                        f" · seed {params.seed} · {ck.name}")
+                                        f" · seed {params.seed} · {checkpoint}")
 
 
 def next_token_probs(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None,
@@ -186,9 +186,9 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
                                label="next character after the text (top 10, after temperature / top-k / top-p)")
     gr.Examples(EXAMPLES, inputs=[prompt, temperature], cache_examples=False, label="example prompts")
 
-    # partials keep the real parameter names, which are what API callers see
-    _generate = functools.partial(generate, registry, limits)
-    _probs = functools.partial(next_token_probs, registry, limits)
+    # the wrappers keep the real parameter names, which are what API callers see
+    _generate = per_session(generate, registry, limits)
+    _probs = per_session(next_token_probs, registry, limits)
 
     gen_event = go.click(_generate, [checkpoint, prompt, temperature, top_k, top_p, max_new, seed, unknown],
                          [output, status], api_name="generate", concurrency_limit=limits.generate_concurrency,
@@ -199,6 +199,6 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     stop.click(None, None, None, cancels=[gen_event]).then(
         _probs, probs_inputs, probs, api_visibility="private", concurrency_limit=limits.generate_concurrency,
         show_progress="hidden")
-    checkpoint.change(lambda c: checkpoint_info(registry, c), checkpoint, info, api_visibility="private",
+    checkpoint.change(per_session(checkpoint_info, registry), checkpoint, info, api_visibility="private",
                       show_progress="hidden")
     return {"checkpoint": checkpoint, "info": info}

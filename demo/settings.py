@@ -32,6 +32,7 @@ class Limits:
     max_train_iters: int = 100_000
     min_train_iters: int = 10
     max_upload_bytes: int = 5 * 1024 * 1024
+    max_model_upload_bytes: int = 50 * 1024 * 1024
     max_n_layer: int = 8
     max_n_head: int = 16
     max_n_embd: int = 512

@@ -6,9 +6,10 @@ that hangs: every event function runs its work inside :func:`user_errors`.
 
 from __future__ import annotations
 
+import inspect
 import math
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import gradio as gr
 
@@ -24,6 +25,31 @@ def user_errors(prefix: str = "") -> Iterator[None]:
         raise
     except (GptcoreError, ValueError) as e:
         raise gr.Error(f"{prefix}{e}", print_exception=False) from None
+
+
+def per_session(fn: Callable, registry, *bound, **fixed) -> Callable:
+    """``fn(registry, *bound, ...)`` as an event function that sees the caller's session: Gradio hands it the
+    request, and ``fn`` gets the registry as that session sees it (with its uploads). The parameters left
+    after ``bound`` and ``fixed`` keep their names and order: they are what API callers see."""
+    params = [p for p in list(inspect.signature(fn).parameters.values())[1 + len(bound):] if p.name not in fixed]
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                annotation=gr.Request)
+
+    def call(args: tuple):
+        *values, req = args if len(args) == len(params) + 1 else (*args, None)
+        return fn(registry.for_session(getattr(req, "session_hash", None)), *bound, *values, **fixed)
+
+    if inspect.isgeneratorfunction(fn):  # Gradio streams a generator's updates: the wrapper must be one too
+        def wrapper(*args):
+            yield from call(args)
+    else:
+        def wrapper(*args):
+            return call(args)
+    wrapper.__signature__ = inspect.Signature(params + [request])
+    wrapper.__annotations__ = {"request": gr.Request}
+    wrapper.__name__ = wrapper.__qualname__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
 
 
 def checked_number(name: str, value, low: float, high: float, integer: bool = False) -> float | int:

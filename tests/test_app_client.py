@@ -152,3 +152,27 @@ def test_train_start_names_the_setting_of_a_value_of_the_wrong_kind(client, lr, 
     with pytest.raises(Exception, match=message):
         client.predict("quick", 2, 4, 64, 64, lr, "seconds", stop_value, "Tiny Shakespeare", None,
                        api_name="/train_start")
+
+
+def test_a_model_is_downloaded_uploaded_and_used_in_its_own_session(app_url, tmp_path):
+    import zipfile
+
+    from gradio_client import handle_file
+
+    from gptcore.checkpoint import load_checkpoint
+
+    mine, theirs = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    zipped = mine.predict("tiny-bpe-rope", api_name="/download_model")
+    with zipfile.ZipFile(zipped) as z:
+        z.extractall(tmp_path)
+    assert load_checkpoint(tmp_path / "tiny-bpe-rope").tokenizer.type_name == "bpe"
+    status = mine.predict([handle_file(zipped)], "mine", api_name="/upload_model")
+    assert "uploaded/mine" in status
+    text, _ = mine.predict("uploaded/mine", "ROMEO:", 0.0, 0, 1.0, 20, 1, "replace", api_name="/generate")
+    assert text.startswith("ROMEO:")
+    with pytest.raises(Exception, match="unknown checkpoint"):
+        theirs.predict("uploaded/mine", "ROMEO:", 0.0, 0, 1.0, 20, 1, "replace", api_name="/generate")
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(Exception, match="not a readable zip"):
+        mine.predict([handle_file(str(bad))], "bad", api_name="/upload_model")

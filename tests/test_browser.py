@@ -133,13 +133,41 @@ def test_ablations_tab_shows_the_study(page):
     _shot(page, "ablations-laptop")
 
 
+def test_models_tab_downloads_a_model_and_uploads_it_for_sampling_and_attention(page, tmp_path):
+    _open_tab(page, "Models")
+    _choose(page, "checkpoint", "tiny-bpe-rope")
+    page.locator("#download-btn").click()
+    link = page.locator("#download-file a").first
+    expect(link).to_be_visible(timeout=30_000)
+    with page.expect_download() as download:
+        link.click()
+    zipped = tmp_path / "model.zip"
+    download.value.save_as(zipped)
+    page.locator("#upload-files input[type=file]").set_input_files(str(zipped))
+    page.get_by_role("tabpanel").get_by_label("name (optional)").fill("from-browser")
+    page.locator("#upload-btn").click()
+    expect(page.locator("#upload-status")).to_contain_text("uploaded/from-browser", timeout=60_000)
+    _shot(page, "models-laptop")
+    _open_tab(page, "Sample")
+    _choose(page, "checkpoint", "uploaded/from-browser")
+    expect(page.get_by_role("tabpanel")).to_contain_text("(bpe)", timeout=30_000)
+    page.get_by_label("prompt").fill("ROMEO:")
+    page.locator("#generate-btn").click()
+    expect(page.locator("#sample-status")).to_contain_text("uploaded/from-browser", timeout=30_000)
+    _open_tab(page, "Attention")
+    _choose(page, "checkpoint", "uploaded/from-browser")
+    page.locator("#attention-btn").click()
+    expect(page.locator("#attention-plot img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#attention-roles")).to_contain_text("what it mostly does", timeout=30_000)
+
+
 def test_every_tab_at_phone_width(browser, app_url):
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
     page = context.new_page()
     page.goto(app_url)
     expect(page.get_by_role("tabpanel")).to_contain_text("parameters", timeout=30_000)  # page-load events done
     for name, ready in [("Sample", "#generate-btn"), ("Attention", "#attention-btn"), ("Train", "#train-start-btn"),
-                        ("Ablations", "#ablations-reload-btn")]:
+                        ("Ablations", "#ablations-reload-btn"), ("Models", "#upload-btn")]:
         tab = page.get_by_role("tab", name=name)
         expect(tab).to_be_visible()  # no tab is hidden in an overflow menu
         tab.click()

@@ -1,0 +1,191 @@
+"""Models tab event functions: download any model, upload it (or a nanoGPT checkpoint) into one session, and
+hostile uploads refused without anything in them running or landing outside the app's folder."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import torch
+
+from demo.attention import attention
+from demo.models import download_model, prune_uploads, upload_model
+from demo.registry import ModelRegistry
+from demo.sample import generate
+from demo.settings import Limits
+from demo.ui import per_session
+from demo.uploads import MAX_UNPACKED_BYTES
+from demo_support import make_checkpoints
+from gptcore.checkpoint import load_checkpoint
+
+LIMITS = Limits()
+NANOGPT = Path(__file__).resolve().parents[2] / "shared" / "nanogpt" / "char-tiny"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, corpus) -> Path:
+    return make_checkpoints(tmp_path_factory.mktemp("ckpts"), corpus)
+
+
+@pytest.fixture
+def registry(root, tmp_path) -> ModelRegistry:
+    return ModelRegistry(root, tmp_path / "runs", default="tiny")
+
+
+def sample_text(view: ModelRegistry, checkpoint: str) -> str:
+    return list(generate(view, LIMITS, checkpoint, "ROMEO:", 0.0, 0, 1.0, 20, 1))[-1][0]
+
+
+def test_a_downloaded_model_uploads_into_one_session_only(registry, tmp_path):
+    zipped = Path(download_model(registry.for_session("a"), "tiny-bpe-rope"))
+    assert zipped.suffix == ".zip" and zipped.is_relative_to(registry.runs_dir)
+    with zipfile.ZipFile(zipped) as z:
+        assert sorted(z.namelist()) == sorted(f"tiny-bpe-rope/{n}" for n in (
+            "model.safetensors", "config.json", "tokenizer.json", "metrics.json", "draft.pt"))
+        z.extractall(tmp_path / "unzipped")
+    load_checkpoint(tmp_path / "unzipped" / "tiny-bpe-rope")  # gptcore loads the download as it is
+
+    mine, theirs = registry.for_session("session-1"), registry.for_session("session-2")
+    status = upload_model(mine, LIMITS, [str(zipped)], "")
+    assert "uploaded/tiny-bpe-rope" in status and "gptcore checkpoint" in status
+    assert "uploaded/tiny-bpe-rope" in mine.names() and "uploaded/tiny-bpe-rope" in mine.names(attention_only=True)
+    assert "uploaded/tiny-bpe-rope" not in theirs.names() and "uploaded/tiny-bpe-rope" not in registry.names()
+    assert sample_text(mine, "uploaded/tiny-bpe-rope") == sample_text(registry, "tiny-bpe-rope")
+    fig, notes = attention(mine, LIMITS, "uploaded/tiny-bpe-rope", "to be or not", "1", "1")
+    assert "token" in fig.axes[0].get_xlabel() and "| 1 | 1 |" in notes
+    with pytest.raises(gr.Error, match="unknown checkpoint"):
+        sample_text(theirs, "uploaded/tiny-bpe-rope")
+    with pytest.raises(gr.Error, match="already uploaded"):
+        upload_model(mine, LIMITS, [str(zipped)], "")
+    assert "uploaded/copy" in upload_model(mine, LIMITS, [str(zipped)], "copy")
+    assert not list(mine.uploads_dir.glob(".upload-*"))  # no scratch folder left behind
+
+
+@pytest.mark.skipif(not (NANOGPT / "ckpt.pt").is_file(), reason=f"nanoGPT's reference checkpoint is not at {NANOGPT}")
+def test_a_nanogpt_checkpoint_uploads_with_its_vocabulary(registry):
+    view = registry.for_session("s")
+    with pytest.raises(gr.Error, match="needs its meta.pkl"):
+        upload_model(view, LIMITS, [str(NANOGPT / "ckpt.pt")], "ng")
+    status = upload_model(view, LIMITS, [str(NANOGPT / "ckpt.pt"), str(NANOGPT / "meta.pkl")], "ng")
+    assert "nanoGPT checkpoint" in status and "uploaded/ng" in view.names()
+    assert sample_text(view, "uploaded/ng").startswith("ROMEO:")
+    reference = torch.load(NANOGPT / "reference_logits.pt", weights_only=True)
+    with torch.no_grad():
+        logits = view.get("uploaded/ng").model(reference["input_ids"])[0]
+    assert (logits - reference["logits"]).abs().max().item() < 1e-5
+
+
+def _zip(path: Path, members: dict[str, bytes], link: str | None = None) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+        if link:
+            info = zipfile.ZipInfo(link)
+            info.external_attr = 0o120777 << 16
+            z.writestr(info, "/etc/passwd")
+    return path
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def hostile_uploads(tmp_path: Path, root: Path) -> list[tuple[list[Path], str]]:
+    good = {p.name: p.read_bytes() for p in (root / "tiny").iterdir() if p.name not in ("manifest.json", "train_state.pt")}
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", good["config.json"])
+        with z.open("model.safetensors", "w", force_zip64=True) as f:  # inflates past the limit
+            for _ in range(MAX_UNPACKED_BYTES // 2**20 + 2):
+                f.write(bytes(2**20))
+    code = tmp_path / "code.pt"
+    torch.save({"model": _RunsCode(tmp_path / "ran-ckpt"), "model_args": {}}, code)
+    meta = tmp_path / "meta.pkl"
+    meta.write_bytes(pickle.dumps({"itos": {0: "a"}, "x": _RunsCode(tmp_path / "ran-meta")}))
+    text = tmp_path / "notes.zip"
+    text.write_text("not a zip at all")
+    return [
+        ([_zip(tmp_path / "up.zip", {"../../escape/config.json": good["config.json"]})], "holds '../../escape"),
+        ([_zip(tmp_path / "abs.zip", {"/etc/config.json": good["config.json"]})], "holds '/etc"),
+        ([_zip(tmp_path / "other.zip", {"config.json": good["config.json"], "run.sh": b"rm -rf /"})], "holds 'run.sh'"),
+        ([_zip(tmp_path / "link.zip", {"config.json": good["config.json"]}, link="model.safetensors")], "link"),
+        ([_zip(tmp_path / "two.zip", {"a/config.json": b"{}", "b/config.json": b"{}"})], "several folders"),
+        ([_zip(tmp_path / "none.zip", {"tokenizer.json": good["tokenizer.json"]})], "no config.json"),
+        ([_zip(tmp_path / "broken.zip", {**good, "model.safetensors": good["model.safetensors"][:100]})],
+         "not a usable model"),
+        ([bomb], "more than"),
+        ([text], "one checkpoint zip"),
+        ([code, meta], "not a usable model"),
+        ([_zip(tmp_path / "ok.zip", good), meta], "not needed"),
+        ([], "choose a file"),
+    ]
+
+
+def test_hostile_uploads_are_refused_clearly_and_nothing_runs(registry, root, tmp_path):
+    view = registry.for_session("s")
+    for files, message in hostile_uploads(tmp_path, root):
+        with pytest.raises(gr.Error, match=message):
+            upload_model(view, LIMITS, [str(f) for f in files], "")
+    assert not (tmp_path / "ran-ckpt").exists() and not (tmp_path / "ran-meta").exists()
+    assert not (tmp_path / "escape").exists() and not (registry.runs_dir.parent / "escape").exists()
+    assert [p.name for p in view.uploads_dir.iterdir()] == []  # nothing kept, no scratch folder left
+    with pytest.raises(gr.Error, match="limit"):
+        upload_model(view, Limits(max_model_upload_bytes=1000), [str(root / "tiny" / "model.safetensors")], "")
+    with pytest.raises(gr.Error, match="session"):
+        upload_model(registry, LIMITS, [str(tmp_path / "ok.zip")], "")
+
+
+def test_a_zipped_run_folder_uploads_as_it_is(registry, root, tmp_path):
+    """A run folder zipped by hand also holds its manifest and training state: accepted, and left out."""
+    files = {f"tiny/{p.name}": p.read_bytes() for p in (root / "tiny").iterdir() if p.is_file()}
+    assert "tiny/train_state.pt" in files and "tiny/manifest.json" in files
+    view = registry.for_session("s")
+    assert "uploaded/tiny" in upload_model(view, LIMITS, [str(_zip(tmp_path / "run.zip", files))], "")
+    assert sorted(p.name for p in (view.uploads_dir / "tiny").iterdir()) == [
+        "config.json", "draft.pt", "metrics.json", "model.safetensors", "tokenizer.json"]
+
+
+def test_a_nanogpt_pickle_with_code_is_refused_without_running(registry, tmp_path):
+    if not (NANOGPT / "ckpt.pt").is_file():
+        pytest.skip(f"nanoGPT's reference checkpoint is not at {NANOGPT}")
+    meta = tmp_path / "meta.pkl"
+    meta.write_bytes(pickle.dumps({"itos": {0: "a"}, "x": _RunsCode(tmp_path / "ran")}))
+    with pytest.raises(gr.Error, match="only plain data"):
+        upload_model(registry.for_session("s"), LIMITS, [str(NANOGPT / "ckpt.pt"), str(meta)], "")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_old_uploads_are_pruned(registry):
+    view = registry.for_session("old")
+    folder = view.uploads_dir / "m"
+    folder.mkdir(parents=True)
+    prune_uploads(registry.runs_dir, max_age_s=3600)
+    assert folder.exists()
+    prune_uploads(registry.runs_dir, max_age_s=-1)
+    assert not view.uploads_dir.exists()
+
+
+def test_per_session_wrappers_keep_the_api_parameters_and_take_the_request(registry):
+    wrapped = per_session(generate, registry, LIMITS)
+    names = list(inspect.signature(wrapped).parameters)
+    assert names == ["checkpoint", "prompt", "temperature", "top_k", "top_p", "max_new_tokens", "seed", "unknown",
+                     "request"]
+    assert inspect.isgeneratorfunction(wrapped)
+
+    class Request:  # what Gradio hands in: only the session id matters here
+        session_hash = "abc"
+
+    assert list(wrapped("tiny", "ROMEO:", 0.0, 0, 1.0, 5, 1, "replace", Request()))[-1][0].startswith("ROMEO:")
+    seen = []
+    probe = per_session(lambda reg, checkpoint: seen.append(reg.uploads_dir), registry)
+    probe("tiny", Request())
+    assert seen[0].parent == registry.runs_dir / "uploads" and "abc" not in str(seen[0])
