@@ -173,7 +173,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
             plot = gr.Plot(label="attention", show_label=False, elem_id="attention-plot", format="png")
             roles = gr.Markdown(elem_id="attention-roles")
 
-    _attention = per_session(attention, registry, limits)  # keeps the parameter names for the API
+    _attention = per_session(attention, registry, limits, gpu_seconds=20)  # keeps the parameter names for the API
 
     go.click(_attention, [checkpoint, text, layer, head], [plot, roles], api_name="attention",
              concurrency_limit=2)

@@ -187,8 +187,8 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     gr.Examples(EXAMPLES, inputs=[prompt, temperature], cache_examples=False, label="example prompts")
 
     # the wrappers keep the real parameter names, which are what API callers see
-    _generate = per_session(generate, registry, limits)
-    _probs = per_session(next_token_probs, registry, limits)
+    _generate = per_session(generate, registry, limits, gpu_seconds=60)
+    _probs = per_session(next_token_probs, registry, limits, gpu_seconds=10)
 
     gen_event = go.click(_generate, [checkpoint, prompt, temperature, top_k, top_p, max_new, seed, unknown],
                          [output, status], api_name="generate", concurrency_limit=limits.generate_concurrency,

@@ -16,6 +16,7 @@ import pandas as pd
 from gptcore.config import RunConfig
 from gptcore.presets import PRESETS, get_preset
 
+from .gpu import on_zero_gpu, training_device
 from .settings import AppSettings, Limits
 from .training_job import RunStatus, TrainingManager, TrainJobSpec
 from .ui import NamedNumber, NamedSlider, checked_number, user_errors
@@ -90,7 +91,8 @@ def start_run(manager: TrainingManager, settings: AppSettings, preset: str, n_la
     from gptcore.memory import check_fits
 
     config = build_config(settings.limits, preset, n_layer, n_head, n_embd, block_size, lr, stop_mode, stop_value)
-    config = config.with_overrides({"device": settings.device})  # the server's device, whatever the preset says
+    # the server's device (the CPU on ZeroGPU, which lends its GPU to requests only), whatever the preset says
+    config = config.with_overrides({"device": training_device(settings.device)})
     check_fits(config, config.train.device)  # the same memory check as the CLI's, before a process starts
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}"
     label = (f"{preset}: {config.model.n_layer} layers × {config.model.n_head} heads, width {config.model.n_embd},"
@@ -153,6 +155,10 @@ def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
     q = presets[QUICK][1]
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
+            if on_zero_gpu():
+                gr.Markdown("On this Space's ZeroGPU hardware a GPU is lent to each request for seconds, not to a "
+                            "training run: live training runs on the **CPU** (sampling and attention use the GPU).",
+                            elem_id="zero-gpu-note")
             preset = gr.Dropdown(list(presets), value=QUICK, label="preset")
             preset_note = gr.Markdown(presets[QUICK][0], elem_id="preset-note")
             with gr.Row():

@@ -27,24 +27,38 @@ def user_errors(prefix: str = "") -> Iterator[None]:
         raise gr.Error(f"{prefix}{e}", print_exception=False) from None
 
 
-def per_session(fn: Callable, registry, *bound, **fixed) -> Callable:
+def per_session(fn: Callable, registry, *bound, gpu_seconds: int | None = None, **fixed) -> Callable:
     """``fn(registry, *bound, ...)`` as an event function that sees the caller's session: Gradio hands it the
     request, and ``fn`` gets the registry as that session sees it (with its uploads). The parameters left
-    after ``bound`` and ``fixed`` keep their names and order: they are what API callers see."""
+    after ``bound`` and ``fixed`` keep their names and order: they are what API callers see.
+    ``gpu_seconds``: the call runs models, so on ZeroGPU it asks for a GPU that long (:func:`demo.gpu.on_gpu`);
+    what crosses to the GPU worker is the session id and the inputs, plain values."""
+    from .gpu import on_gpu
+
     params = [p for p in list(inspect.signature(fn).parameters.values())[1 + len(bound):] if p.name not in fixed]
     request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
                                 annotation=gr.Request)
+    streams = inspect.isgeneratorfunction(fn)  # Gradio streams a generator's updates: the wrappers must be ones
 
-    def call(args: tuple):
+    if streams:
+        def run(session: str | None, *values):
+            yield from fn(registry.for_session(session), *bound, *values, **fixed)
+    else:
+        def run(session: str | None, *values):
+            return fn(registry.for_session(session), *bound, *values, **fixed)
+    if gpu_seconds:
+        run = on_gpu(run, gpu_seconds)
+
+    def split(args: tuple) -> tuple:
         *values, req = args if len(args) == len(params) + 1 else (*args, None)
-        return fn(registry.for_session(getattr(req, "session_hash", None)), *bound, *values, **fixed)
+        return (getattr(req, "session_hash", None), *values)
 
-    if inspect.isgeneratorfunction(fn):  # Gradio streams a generator's updates: the wrapper must be one too
+    if streams:
         def wrapper(*args):
-            yield from call(args)
+            yield from run(*split(args))
     else:
         def wrapper(*args):
-            return call(args)
+            return run(*split(args))
     wrapper.__signature__ = inspect.Signature(params + [request])
     wrapper.__annotations__ = {"request": gr.Request}
     wrapper.__name__ = wrapper.__qualname__ = fn.__name__

@@ -189,3 +189,36 @@ def test_per_session_wrappers_keep_the_api_parameters_and_take_the_request(regis
     probe = per_session(lambda reg, checkpoint: seen.append(reg.uploads_dir), registry)
     probe("tiny", Request())
     assert seen[0].parent == registry.runs_dir / "uploads" and "abc" not in str(seen[0])
+
+
+def test_gpu_work_runs_as_is_outside_zero_gpu_and_live_training_moves_to_the_cpu_on_it(registry, monkeypatch):
+    import spaces  # installed with the app's requirements: its decorator is a no-op off ZeroGPU
+
+    from demo.gpu import on_gpu, training_device
+
+    def task(x):
+        return x + 1
+
+    assert on_gpu(task, 10) is task and spaces.GPU(duration=10)(task) is task
+    wrapped = per_session(generate, registry, LIMITS, gpu_seconds=60)
+    assert list(inspect.signature(wrapped).parameters)[0] == "checkpoint" and inspect.isgeneratorfunction(wrapped)
+    assert list(wrapped("tiny", "ROMEO:", 0.0, 0, 1.0, 5, 1, "replace", None))[-1][0].startswith("ROMEO:")
+    assert training_device("auto") == "auto"
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert training_device("auto") == "cpu"
+
+
+def test_what_crosses_to_a_zero_gpu_worker_pickles(registry):
+    """ZeroGPU sends a GPU function's arguments and results through a pickling queue to its worker."""
+    from demo.sample import next_token_probs
+
+    args = ("session-id", "tiny", "ROMEO:", 0.8, 0, 1.0, 20, 1, "replace")
+    assert pickle.loads(pickle.dumps(args)) == args
+    results = [list(generate(registry, LIMITS, *args[1:]))[-1], next_token_probs(registry, LIMITS, "tiny", "ROMEO:",
+                                                                                  1.0, 0, 1.0),
+               attention(registry, LIMITS, "tiny", "to be or not", "1", "1")]
+    for result in results:
+        pickle.loads(pickle.dumps(result))
+    with pytest.raises(gr.Error) as error:
+        list(generate(registry, LIMITS, "nope", "x", 0.8, 0, 1.0, 5, 1, "replace"))
+    assert "unknown checkpoint" in str(pickle.loads(pickle.dumps(error.value)))
