@@ -146,7 +146,14 @@ def test_summary_table_and_noise_rule(study_dir):
         {"name": "d", "runs": [{"val_loss": 1.0}]}]}
     ab = compare_arms(fake, "a", "b")
     assert ab.diff == pytest.approx(-0.2) and ab.beyond_noise and "a is better" in ab.verdict
-    assert compare_arms(fake, "c", "a").beyond_noise is False
+    assert ab.df == pytest.approx(4.0) and ab.p_value < 1e-4 and "Welch's t-test, p = " in ab.verdict
+    ca = compare_arms(fake, "c", "a")
+    assert ca.beyond_noise is False and ca.p_value > 0.05 and "not distinguishable" in ca.verdict
+    # 2.3 standard errors with 3 seeds each passed the old rule of 2 SE; Welch's test does not call it
+    close = {"study": "x", "arms": [{"name": "a", "runs": [{"val_loss": v} for v in (1.00, 1.01, 1.02)]},
+                                    {"name": "b", "runs": [{"val_loss": v} for v in (1.0188, 1.0288, 1.0388)]}]}
+    c = compare_arms(close, "b", "a")
+    assert c.diff / c.stderr == pytest.approx(2.3, abs=0.01) and c.beyond_noise is False and 0.05 < c.p_value < 0.1
     assert compare_arms(fake, "d", "a").beyond_noise is None
     with pytest.raises(GptcoreError, match="no arm 'z'"):
         compare_arms(fake, "a", "z")

@@ -34,7 +34,7 @@ from ..models import build_model, count_parameters
 from ..presets import WRITEUP_MODEL
 from ..storage import write_json
 from ..training import Trainer, TrainEvent
-from .ablation_results import (SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
+from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
                                load_results, summarize, validate_results)
 
 # The one budget knob: optimisation steps per run (of batch_size x block_size tokens). 150 steps makes all
@@ -380,8 +380,7 @@ def build_results(study: Study, budget: dict, base_model: ModelConfig, runs: dic
         "base_config": dataclasses.asdict(base_model),
         "arms": arms,
         "comparisons": [list(c) for c in study.comparisons],
-        "noise_rule": "two arms differ beyond seed noise when |mean_a - mean_b| > 2 x sqrt(s_a^2/n_a + s_b^2/n_b) "
-                      "(s: sample standard deviation over seeds)",
+        "noise_rule": NOISE_RULE,
         "measurements": {
             "val_loss": "whole-split validation loss of the run's best checkpoint (float32)",
             "std_val_loss": "sample standard deviation (n-1) over seeds; null with one seed",

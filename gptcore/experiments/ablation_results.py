@@ -16,9 +16,11 @@ from pathlib import Path
 from ..config import is_int
 from ..errors import GptcoreError
 from ..storage import read_json
+from .stats import ALPHA, welch
 
 SCHEMA_VERSION = 1
-NOISE_K = 2.0  # "beyond seed noise" means |difference of means| > NOISE_K x combined standard error
+NOISE_RULE = ("two arms differ beyond seed noise when Welch's t-test (two-sided, unequal variances, "
+              f"Welch-Satterthwaite degrees of freedom) gives p < {ALPHA}")
 
 
 def _is_number(value) -> bool:
@@ -104,43 +106,40 @@ def arm_stats(runs: list[dict]) -> tuple[float | None, float | None]:
 
 @dataclass
 class Comparison:
-    """Arm ``a`` minus arm ``b`` in final validation loss, against seed noise."""
+    """Arm ``a`` minus arm ``b`` in final validation loss, against seed noise (Welch's t-test)."""
 
     a: str
     b: str
     diff: float | None
     stderr: float | None
     beyond_noise: bool | None  # None: not enough seeds to tell
+    p_value: float | None = None
+    df: float | None = None
 
     @property
     def verdict(self) -> str:
         if self.beyond_noise is None:
             return "not enough seeds to tell"
+        p = f"Welch's t-test, p = {self.p_value:.2g}"
         if not self.beyond_noise:
-            return "not distinguishable from seed noise"
-        return f"{self.a} is {'better' if self.diff < 0 else 'worse'} (beyond seed noise)"
+            return f"not distinguishable from seed noise ({p})"
+        return f"{self.a} is {'better' if self.diff < 0 else 'worse'} (beyond seed noise: {p})"
 
 
-def compare_arms(results: dict, a: str, b: str, k: float = NOISE_K) -> Comparison:
-    """Whether arms ``a`` and ``b`` differ beyond seed noise.
-
-    The rule is deliberately simple: the difference of the means must exceed ``k`` times the combined
-    standard error sqrt(s_a^2/n_a + s_b^2/n_b). With k = 2 this is roughly a 95% two-sided test for many
-    seeds; with 3 seeds per arm it is lenient (a t-test would need about 2.8), so a "beyond noise" that
-    only just passes deserves more seeds before it is believed.
-    """
+def compare_arms(results: dict, a: str, b: str, alpha: float = ALPHA) -> Comparison:
+    """Whether arms ``a`` and ``b`` differ beyond seed noise: Welch's t-test of their final validation losses
+    over seeds (:func:`gptcore.experiments.stats.welch`), significant at ``alpha``, two-sided."""
     arms = {arm["name"]: arm for arm in results["arms"]}
     for name in (a, b):
         if name not in arms:
             raise GptcoreError(f"study {results['study']!r} has no arm {name!r}; arms: {', '.join(arms)}")
     la = [r["val_loss"] for r in arms[a]["runs"] if _is_number(r.get("val_loss"))]
     lb = [r["val_loss"] for r in arms[b]["runs"] if _is_number(r.get("val_loss"))]
-    if len(la) < 2 or len(lb) < 2:
+    test = welch(la, lb)
+    if test is None:
         diff = statistics.fmean(la) - statistics.fmean(lb) if la and lb else None
         return Comparison(a, b, diff, None, None)
-    diff = statistics.fmean(la) - statistics.fmean(lb)
-    stderr = math.sqrt(statistics.variance(la) / len(la) + statistics.variance(lb) / len(lb))
-    return Comparison(a, b, diff, stderr, abs(diff) > k * stderr)
+    return Comparison(a, b, test.diff, test.stderr, test.p_value < alpha, test.p_value, test.df)
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -187,7 +186,7 @@ def summarize(results: dict) -> str:
         for a, b in comparisons:
             c = compare_arms(results, a, b)
             detail = "" if c.diff is None else f"Δ = {c.diff:+.4f}"
-            detail += "" if c.stderr is None else f", SE {c.stderr:.4f}"
+            detail += "" if c.stderr is None else f", SE {c.stderr:.4f}, df {c.df:.1f}"
             lines.append(f"- {a} vs {b}: {detail} → {c.verdict}")
     lines += ["", f"Budget: {budget.get('max_iters')} steps of {budget.get('batch_size')}×{budget.get('block_size')} "
                   f"({budget.get('tokens_per_run', 0):,} tokens), {budget.get('schedule')} lr {budget.get('lr')} "
