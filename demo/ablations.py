@@ -47,6 +47,11 @@ def _x_label(arms: list[dict]) -> str:
     return keys.pop()[0] if len(keys) == 1 and len(next(iter(keys), ())) == 1 else "arm"
 
 
+def is_ordered(arms: list[dict]) -> bool:
+    """Arms whose values are numbers on a scale (heads, layers), not categories (norm, positions, on/off)."""
+    return all(isinstance(a["value"], (int, float)) and not isinstance(a["value"], bool) for a in arms)
+
+
 def study_figures(results: dict):
     """(summary figure, loss-curves figure, per-run table) for one validated results dict."""
     arms = results["arms"]
@@ -54,7 +59,8 @@ def study_figures(results: dict):
     finals = [[r["val_loss"] for r in arm["runs"] if r["val_loss"] is not None] for arm in arms]
     xlabel = _x_label(arms)
     summary = ablation_summary_figure(labels, finals, [arm["writeup_val_loss"] for arm in arms], xlabel,
-                                      f"{results['study']}: final validation loss against {xlabel}")
+                                      f"{results['study']}: final validation loss against {xlabel}",
+                                      ordered=is_ordered(arms))
     series = [(arm["label"], [[(p["step"], p["val_loss"]) for p in r["curve"] if p["val_loss"] is not None]
                               for r in arm["runs"]]) for arm in arms]
     curves = loss_curves_figure(series, f"{results['study']}: validation loss during training, per arm")
@@ -64,12 +70,30 @@ def study_figures(results: dict):
     return summary, curves, pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
+MAX_NOTES_BYTES = 20_000
+
+
+def study_notes(directory: Path, results: dict) -> str:
+    """The study's budget, then its caveats and conclusion as a person wrote them after reading the results
+    (``<study>.md`` beside ``<study>.json``), so the chart is never read without them."""
+    b = results["budget"]
+    budget = (f"**Budget:** {b.get('max_iters')} steps of {b.get('batch_size')}×{b.get('block_size')} tokens "
+              f"({b.get('tokens_per_run', 0):,} tokens a run), the same for every arm; final loss on the whole "
+              f"validation split. Verdicts: Welch's t-test over seeds, p < 0.05.")
+    path = Path(directory) / f"{results['study']}.md"
+    try:
+        written = path.read_bytes()[:MAX_NOTES_BYTES].decode("utf-8", errors="replace").strip()
+    except OSError:
+        written = "*No conclusion has been written for these results yet.*"
+    return budget + "\n\n" + written
+
+
 def ablations(directory: Path, study: str | None):
-    """(intro markdown, summary figure, summary table markdown, curves figure, runs table) for a study."""
+    """(intro markdown, summary figure, notes markdown, summary table markdown, curves figure, runs table)."""
     with user_errors():
         studies = list_studies(directory)
         if not studies:
-            return missing_message(directory), None, "", None, pd.DataFrame(columns=RUN_COLUMNS)
+            return missing_message(directory), None, "", "", None, pd.DataFrame(columns=RUN_COLUMNS)
         study = study or studies[0]
         if study not in studies:
             raise ValueError(f"no results for study {study!r:.80}; available: {', '.join(studies)}")
@@ -78,7 +102,7 @@ def ablations(directory: Path, study: str | None):
         summary, curves, runs = study_figures(results)
         intro = (f"**{results['study']}** — {results['description']}. The write-up claimed: "
                  f"*{results['claim']}*")
-        return intro, summary, summarize(results), curves, runs
+        return intro, summary, study_notes(directory, results), summarize(results), curves, runs
 
 
 def build_tab(directory: Path) -> dict:
@@ -88,14 +112,16 @@ def build_tab(directory: Path) -> dict:
                             allow_custom_value=True)
         reload = gr.Button("Reload", scale=1, elem_id="ablations-reload-btn")
     intro = gr.Markdown(elem_id="ablations-intro")
-    summary_plot = gr.Plot(label="final validation loss per arm", show_label=False, format="png",
-                           elem_id="ablations-summary")
+    with gr.Row(equal_height=False):  # the chart and what to make of it side by side; stacked on a phone
+        summary_plot = gr.Plot(label="final validation loss per arm", show_label=False, format="png",
+                               elem_id="ablations-summary", min_width=320, scale=3)
+        notes = gr.Markdown(elem_id="ablations-notes", container=True, min_width=280, scale=2)
     summary_table = gr.Markdown(elem_id="ablations-summary-table")
     curves_plot = gr.Plot(label="validation loss curves", show_label=False, format="png",
                           elem_id="ablations-curves")
     runs_table = gr.Dataframe(pd.DataFrame(columns=RUN_COLUMNS), label="every run", interactive=False,
                               elem_id="ablations-runs")
-    outputs = [intro, summary_plot, summary_table, curves_plot, runs_table]
+    outputs = [intro, summary_plot, notes, summary_table, curves_plot, runs_table]
 
     _show = functools.partial(ablations, directory)
 

@@ -117,9 +117,14 @@ def heatmap_grid_figure(matrices: Sequence[Sequence[np.ndarray]], pieces: Sequen
 
 
 def ablation_summary_figure(labels: list[str], runs: list[list[float]], writeup: list[float | None],
-                            xlabel: str, title: str):
-    """Final validation loss per arm: our mean ± std over seeds, each seed, and the write-up's number."""
-    fig = _figure(7, 4.2)
+                            xlabel: str, title: str, ordered: bool = True):
+    """Final validation loss per arm: our mean ± std over seeds, each seed, and the write-up's number.
+
+    ``ordered``: the arms are values on a scale (1, 2, 4, 8 heads), so their means are joined by a line;
+    categorical arms (pre- or post-norm, positions) are separate points, since a line would suggest a trend."""
+    import textwrap
+
+    fig = _figure(7, 4.4)
     ax = fig.add_subplot()
     x = np.arange(len(labels))
     means = np.array([np.mean(r) if r else np.nan for r in runs])
@@ -128,12 +133,16 @@ def ablation_summary_figure(labels: list[str], runs: list[list[float]], writeup:
         ax.scatter([xi] * len(values), values, s=14, color="#1f77b4", alpha=0.35, zorder=2)
     n_seeds = sorted({len(r) for r in runs})
     seeds_text = "/".join(map(str, n_seeds))
-    ax.errorbar(x, means, yerr=stds, fmt="o-", color="#1f77b4", capsize=4, zorder=3,
+    ax.errorbar(x, means, yerr=stds, fmt="o-" if ordered else "o", color="#1f77b4", capsize=4, zorder=3,
                 label=f"ours: mean ± std over {seeds_text} seed(s); dots are single seeds")
     if any(w is not None for w in writeup):
         w = np.array([np.nan if v is None else v for v in writeup], dtype=float)
-        ax.plot(x, w, "D--", color="#d62728", mfc="none", label="write-up")
-    ax.set_xticks(x, labels)
+        ax.plot(x, w, "D--" if ordered else "D", color="#d62728", mfc="none", label="write-up")
+    # long labels wrap onto several lines, and many arms tilt theirs, so neighbours never overlap
+    width = 14 if len(labels) <= 4 else 10
+    ax.set_xticks(x, ["\n".join(textwrap.wrap(label, width)) for label in labels],
+                  rotation=0 if len(labels) <= 4 else 30, ha="center" if len(labels) <= 4 else "right",
+                  fontsize=9)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("final validation loss")
     ax.set_title(title, fontsize=11)

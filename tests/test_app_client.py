@@ -115,7 +115,7 @@ def test_train_start_refuses_out_of_range_values(client):
 
 
 def test_ablations_endpoint(client):
-    intro, summary, table, curves, runs = client.predict("heads", api_name="/ablations")
+    intro, summary, notes, table, curves, runs = client.predict("heads", api_name="/ablations")
     assert "heads of a tiny model" in intro and summary["type"] == "matplotlib" and "| 2 heads |" in table
     assert len(runs["data"]) == 4
 

@@ -18,14 +18,16 @@ def results_dir(tmp_path_factory, corpus):
 
 
 def test_without_results_the_tab_says_so(tmp_path):
-    intro, summary, table, curves, runs = ablations(tmp_path / "nothing-here", None)
+    intro, summary, notes, table, curves, runs = ablations(tmp_path / "nothing-here", None)
     assert "No ablation results yet" in intro and "python -m gptcore ablate" in intro
     assert summary is None and curves is None and runs.empty
 
 
 def test_a_study_gives_charts_with_the_writeup_and_tables(results_dir):
-    intro, summary, table, curves, runs = ablations(results_dir, None)
+    intro, summary, notes, table, curves, runs = ablations(results_dir, None)
     assert "heads of a tiny model" in intro and "more heads help" in intro
+    assert "**Budget:** 6 steps of 8×32 tokens" in notes and "Welch" in notes
+    assert "No conclusion has been written" in notes
     ax = summary.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1 head", "2 heads"]
     assert ax.get_xlabel() == "n_head"
@@ -53,3 +55,26 @@ def test_unknown_and_damaged_studies_are_clear_errors(results_dir, tmp_path):
     (tmp_path / "heads.json").write_text("{not json")
     with pytest.raises(gr.Error, match="not valid JSON"):
         ablations(tmp_path, "heads")
+
+
+def test_the_notes_beside_the_chart_are_the_written_conclusion(results_dir, tmp_path):
+    shutil.copy(results_dir / "heads.json", tmp_path / "heads.json")
+    (tmp_path / "heads.md").write_text("**Budget caveat.** tiny.\n\nConclusion: **More heads help a little.**")
+    _, _, notes, _, _, _ = ablations(tmp_path, "heads")
+    assert notes.startswith("**Budget:**") and "Conclusion: **More heads help a little.**" in notes
+
+
+def test_categorical_arms_are_points_and_ordered_arms_a_line(results_dir):
+    from demo.ablations import is_ordered
+    from demo.plots import ablation_summary_figure
+
+    assert is_ordered([{"value": 1}, {"value": 2}]) and not is_ordered([{"value": True}, {"value": False}])
+    assert not is_ordered([{"value": "pre"}, {"value": "post"}])
+    labels = [f"{n}-norm, lr {lr}" for lr in ("0.001", "0.003", "0.01") for n in ("pre", "post")]
+    fig = ablation_summary_figure(labels, [[2.4, 2.41]] * 6, [None] * 6, "arm", "norm", ordered=False)
+    ours = fig.axes[0].lines[0]
+    assert ours.get_linestyle() == "None"  # no line joins categories
+    ticks = fig.axes[0].get_xticklabels()
+    assert ticks[0].get_rotation() == 30 and all(len(line) <= 10 for t in ticks for line in t.get_text().split("\n"))
+    fig = ablation_summary_figure(["1", "2"], [[2.4, 2.41]] * 2, [None] * 2, "n_head", "heads", ordered=True)
+    assert fig.axes[0].lines[0].get_linestyle() == "-"
