@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", default="checkpoints/ablations", help="directory of <study>.json results")
     p.add_argument("--data")
-    p.add_argument("--max-iters", type=int, help="override the study's step budget (for quick checks)")
+    p.add_argument("--max-iters", type=int, help="the step budget of every run (default 150)")
+    p.add_argument("--threads", type=int, help="torch threads per run (1 for background studies)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--device", default="auto", help=device_help)
 

@@ -226,3 +226,26 @@ def test_cli_runs_a_study(tmp_path, capsys, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["tiny-heads.json"]  # no weights left behind
     assert cli.main(argv + ["--quiet"]) == 0
     assert "0 trained, 2 kept" in capsys.readouterr().out
+
+
+def test_an_interrupted_run_continues_from_its_work_dir(tmp_path, corpus):
+    import threading
+
+    from gptcore.experiments.ablate import train_run
+    from gptcore.training import Trainer
+
+    config = arm_config(TINY, TINY_ARMS[0], tiny_budget(9), BASE_SEED, corpus.tokenizer.vocab_size)
+    whole = train_run(config, corpus)
+    stop = threading.Event()
+    work = tmp_path / "work"
+    Trainer(config, corpus, work).run(on_event=lambda e: stop.set() if e.kind == "eval" else None, stop=stop)
+    assert json.loads((work / "metrics.json").read_text())["status"] == "stopped"
+    resumed = train_run(config, corpus, work_dir=work)
+    assert resumed["val_loss"] == whole["val_loss"] and resumed["steps"] == 9 - 3
+    assert [p["step"] for p in resumed["curve"]] == [p["step"] for p in whole["curve"]] == [3, 6, 9]
+
+
+def test_posemb_compares_rope_with_learned_positions():
+    study = resolve_studies("posemb")[0]
+    assert [a.name for a in study.arms] == ["learned", "none", "rope"]
+    assert ("rope", "learned") in study.comparisons

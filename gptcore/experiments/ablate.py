@@ -15,8 +15,10 @@ The schema of the results file lives in ``gptcore.experiments.ablation_results``
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ BASE_TOKENS_PER_SEC = 8000.0  # measured training speed of the write-up model on
 SPIKE_NATS = 0.5  # a step's loss this far above the best loss so far counts as a spike
 DIVERGE_NATS = 1.0  # a run whose final loss ends this far above its best loss has diverged
 DEFAULT_OUT = Path("checkpoints/ablations")
+WORK_DIR = ".work"  # inside a results directory: runs in progress, so an interrupted one resumes
 
 
 def default_budget(max_iters: int = DEFAULT_MAX_ITERS) -> TrainConfig:
@@ -125,11 +128,12 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           _norm_arms(),
           comparisons=(("post-lr0.001", "pre-lr0.001"), ("post-lr0.003", "pre-lr0.003"),
                        ("post-lr0.01", "pre-lr0.01"))),
-    Study("posemb", "learned position embeddings or none",
+    Study("posemb", "learned position embeddings, rotary positions (RoPE) or none",
           "Positional embeddings are necessary: transformers have no inherent sense of sequence order.",
           (Arm("learned", "learned positions", "learned", {"pos_emb": "learned"}),
-           Arm("none", "no positions", "none", {"pos_emb": "none"})),
-          comparisons=(("none", "learned"),)),
+           Arm("none", "no positions", "none", {"pos_emb": "none"}),
+           Arm("rope", "rotary positions", "rope", {"pos_emb": "rope"})),
+          comparisons=(("none", "learned"), ("rope", "learned"))),
     Study("baseline", "the bigram baseline against the base GPT",
           "The GPT gets validation loss down to 1.55 vs 3.62 for the bigram baseline (57% improvement).",
           (Arm("gpt", "GPT (write-up model)", "gpt", {"arch": "gpt"}, 1.55),
@@ -268,12 +272,15 @@ class RunMonitor:
 
 
 def train_run(config: RunConfig, corpus: Corpus, command: str = "",
-              on_eval: Callable[[TrainEvent], None] | None = None) -> dict:
-    """Train one run in a temporary directory (deleted afterwards) and return its results record."""
+              on_eval: Callable[[TrainEvent], None] | None = None, work_dir: Path | None = None) -> dict:
+    """Train one run and return its results record. In ``work_dir`` (kept until the run is recorded), a run
+    that was interrupted continues from its last evaluation, as ``train --resume`` does; without one, in a
+    temporary directory. The monitor's measurements (spikes, gradient norms) cover the steps trained in
+    this call."""
     monitor = RunMonitor(config, on_eval)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gptcore-ablate-") as tmp:
-        trainer = Trainer(config, corpus, tmp, command=command)
+        trainer = Trainer(config, corpus, work_dir or tmp, command=command, resume=work_dir is not None)
         try:
             result = trainer.run(
                 on_event=monitor.on_event, on_backward=monitor.on_backward)
@@ -323,7 +330,8 @@ def _normalized(config: dict) -> dict | None:
         out = RunConfig.from_dict(config).to_dict()
     except (ConfigError, TypeError, ValueError):
         return None
-    out["train"]["device"] = "auto"  # where a run ran does not change what it is
+    out["train"]["device"] = "auto"  # where a run ran, and on how many threads, does not change what it is
+    out["train"]["threads"] = None
     return out
 
 
@@ -459,13 +467,21 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
                     bar.set_postfix_str(f"{arm.name} seed {config.train.seed} step {event.step}/{event.max_iters} "
                                         f"val {event.val_loss:.3f}")
 
-                run = train_run(config, corpus, command, on_eval)
+                key = hashlib.sha256(_config_key(config.to_dict()).encode()).hexdigest()[:16]
+                work_dir = out_dir / WORK_DIR / f"{arm.name}-seed{config.train.seed}-{key}"
+                run = train_run(config, corpus, command, on_eval, work_dir)
                 report.trained += 1
             runs[arm.name].append(run)
             report.results = save()
+            if hit is None:
+                shutil.rmtree(work_dir, ignore_errors=True)  # recorded: its checkpoint is no longer needed
             bar.update(1)
     finally:
         bar.close()
+        try:
+            (out_dir / WORK_DIR).rmdir()  # only when no run is left in progress
+        except OSError:
+            pass
     if not report.results:
         report.results = save()
     return report
@@ -484,7 +500,8 @@ def run_from_args(args) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     budget = default_budget(args.max_iters if args.max_iters is not None else DEFAULT_MAX_ITERS)
-    budget = dataclasses.replace(budget, device=str(resolve_device(args.device)))
+    budget = dataclasses.replace(budget, device=str(resolve_device(args.device)), threads=args.threads)
+    budget.validate()
     corpus = Corpus.load(args.data)
     for study in studies:
         report = run_study(study, corpus, args.out, seeds=args.seeds, budget=budget,
