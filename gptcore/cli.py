@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list presets")
 
+    p = sub.add_parser("prepare", help="tokenize a corpus of any size once, into token shards that train --data reads")
+    p.add_argument("--input", required=True, nargs="+", help="text files, globs or directories (searched recursively)")
+    p.add_argument("--tokenizer", default="bpe", help="char, bpe (learned from the corpus), or a tokenizer.json")
+    p.add_argument("--vocab-size", type=int, default=4096, help="with --tokenizer bpe: the vocabulary to learn")
+    p.add_argument("--bpe-sample-mb", type=float, default=20.0, help="with --tokenizer bpe: MB of text it learns from")
+    p.add_argument("--shard-tokens", type=int, default=1 << 24, help="tokens per training shard")
+    p.add_argument("--out", required=True, help="the directory of shards (rerun the same command to continue it)")
+    p.add_argument("--quiet", action="store_true")
+
     p = sub.add_parser("import-nanogpt", help="turn a nanoGPT ckpt.pt (and its meta.pkl) into a gptcore checkpoint")
     p.add_argument("ckpt", help="nanoGPT's ckpt.pt")
     p.add_argument("--meta", help="nanoGPT's meta.pkl (the character vocabulary; default: beside ckpt.pt)")
@@ -116,6 +125,8 @@ def cmd_train(args) -> int:
         where = (f"the last evaluated checkpoint is in {args.out}; continue with --resume"
                  if trainer.state_path.exists() else "no checkpoint was saved yet")
         raise SystemExit(_fail(f"interrupted: {where}", code=130)) from None
+    if not trainer.group.is_main:  # under torchrun, rank 0 speaks for the run
+        return 0
     print(json.dumps({"out": str(result.out_dir), "val_loss": round(result.val_loss, 4),
                       "val_nats_per_char": round(result.val_nats_per_char, 4), "params": result.params,
                       "steps": result.steps, "best_step": result.best_step, "tokens_seen": result.tokens_seen,
@@ -171,6 +182,17 @@ def cmd_draft(args) -> int:
     return 0
 
 
+def cmd_prepare(args) -> int:
+    from .prepare import PrepareConfig, prepare
+
+    config = PrepareConfig(tuple(args.input), args.tokenizer, args.vocab_size, args.bpe_sample_mb, args.shard_tokens)
+    manifest = prepare(config, args.out, progress=not args.quiet)
+    print(json.dumps({"out": args.out, "tokenizer": manifest["tokenizer_type"], "vocab_size": manifest["vocab_size"],
+                      "train_tokens": manifest["tokens"]["train"], "val_tokens": manifest["tokens"]["val"],
+                      "shards": len(manifest["shards"]), "bytes": manifest["bytes_done"]}))
+    return 0
+
+
 def cmd_import_nanogpt(args) -> int:
     from .checkpoint import load_checkpoint
     from .interop.nanogpt import import_nanogpt
@@ -209,7 +231,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "draft": cmd_draft, "presets": cmd_presets,
-            "import-nanogpt": cmd_import_nanogpt,
+            "import-nanogpt": cmd_import_nanogpt, "prepare": cmd_prepare,
             "ablate": cmd_ablate, "bench": cmd_bench}
 
 

@@ -67,7 +67,8 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and bookkeeping. ``time_budget`` (seconds) stops a run early and paces its schedule."""
 
-    batch_size: int = 32
+    batch_size: int = 32  # sequences per micro-batch: a step sees batch_size x grad_accum x processes of them
+    grad_accum: int = 1  # micro-batches whose gradients are summed into one step (keep the global batch with fewer processes)
     max_iters: int = 5000
     time_budget: float | None = None
     lr: float = 1e-3
@@ -94,6 +95,9 @@ class TrainConfig:
     # "char" (one id per distinct character of the corpus) or "bpe" (byte-level BPE trained on the training split)
     tokenizer: str = "char"
     bpe_vocab_size: int = 1024  # with tokenizer=bpe: 256 byte ids plus the merges learned
+    # the final validation loss covers the whole validation split; a number here limits it to the split's
+    # first N tokens (for prepared corpora of gigabytes), and metrics.json says how many were evaluated
+    final_eval_tokens: int | None = None
 
     def validate(self) -> "TrainConfig":
         _check_types(self)
@@ -106,8 +110,8 @@ class TrainConfig:
             raise ConfigError(f"bpe_vocab_size must be at least 256 (one id per byte), got {self.bpe_vocab_size}")
         if self.device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
-        if self.batch_size < 1 or self.max_iters < 1:
-            raise ConfigError("batch_size and max_iters must be at least 1")
+        if self.batch_size < 1 or self.max_iters < 1 or self.grad_accum < 1:
+            raise ConfigError("batch_size, grad_accum and max_iters must be at least 1")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ConfigError(f"time_budget must be positive, got {self.time_budget}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
@@ -116,6 +120,9 @@ class TrainConfig:
             raise ConfigError("eval_interval must be at least 1")
         if self.eval_windows is not None and self.eval_windows < 1:
             raise ConfigError("eval_windows must be at least 1 (or None for the whole split)")
+        if self.final_eval_tokens is not None and self.final_eval_tokens < 2:
+            raise ConfigError(f"final_eval_tokens must be at least 2 (or None for the whole split), got "
+                              f"{self.final_eval_tokens}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1 (or None for torch's default), got {self.threads}")
         for name in ("warmup_iters", "sample_interval", "sample_chars", "weight_decay", "grad_clip", "muon_lr"):

@@ -12,8 +12,9 @@ import torch
 
 from .config import TrainConfig
 from .errors import DataUnavailableError, GptcoreError
+from .shards import ShardSet, TOKENIZER_FILE, open_splits, take_windows
 from .storage import atomic_write_bytes
-from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer
+from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SIZE = 1_115_394
@@ -100,8 +101,8 @@ class Corpus:
     validation text (compare them in nats per character: :func:`gptcore.evaluate.nats_per_char`)."""
 
     tokenizer: Tokenizer
-    train: torch.Tensor
-    val: torch.Tensor
+    train: torch.Tensor | ShardSet  # a tensor of ids in memory, or the shards of a prepared corpus
+    val: torch.Tensor | ShardSet
     source: str
 
     @classmethod
@@ -116,8 +117,21 @@ class Corpus:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, tokenizer: Tokenizer | None = None,
              recipe: TrainConfig | None = None) -> "Corpus":
+        """A text file (tokenized here), or a directory prepared by ``gptcore prepare`` (its own tokenizer and
+        split; a ``tokenizer`` given must be the same one)."""
+        if path is not None and Path(path).expanduser().is_dir():
+            return cls.from_prepared(Path(path).expanduser(), tokenizer)
         p = resolve_corpus(path)
         return cls.from_text(read_corpus(p), source=str(p), tokenizer=tokenizer, recipe=recipe)
+
+    @classmethod
+    def from_prepared(cls, directory: Path, tokenizer: Tokenizer | None = None) -> "Corpus":
+        """A prepared corpus, read from its shards on demand (its shards' checksums are checked first)."""
+        train, val, _ = open_splits(directory)
+        own = load_tokenizer(directory / TOKENIZER_FILE)
+        if tokenizer is not None and tokenizer.to_dict() != own.to_dict():
+            raise GptcoreError(f"{directory} was prepared with another tokenizer than this checkpoint's")
+        return cls(own, train, val, str(directory))
 
 
 class BatchSampler:
@@ -133,11 +147,14 @@ class BatchSampler:
             )
         self.data, self.block_size, self.batch_size = data, block_size, batch_size
         self.generator = torch.Generator().manual_seed(seed)
-        self._offsets = torch.arange(block_size + 1)
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_batch(self, keep: bool = True) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The next (inputs, targets); with ``keep=False`` the batch is drawn (the generator moves on exactly
+        as for a kept one) but not read: another process of a distributed run trains on it."""
         starts = torch.randint(len(self.data) - self.block_size, (self.batch_size,), generator=self.generator)
-        windows = self.data[starts[:, None] + self._offsets]
+        if not keep:
+            return None
+        windows = take_windows(self.data, starts, self.block_size + 1)
         return windows[:, :-1], windows[:, 1:]
 
     def state(self) -> torch.Tensor:

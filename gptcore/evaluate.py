@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from .device import autocast
 from .errors import GptcoreError
+from .shards import ShardSet, take_windows
 from .tokenizers import Tokenizer
 
 
@@ -24,7 +25,7 @@ def window_starts(n_tokens: int, block_size: int) -> list[int]:
 @torch.no_grad()
 def split_loss(
     model: nn.Module,
-    data: torch.Tensor,
+    data: torch.Tensor | ShardSet,
     block_size: int,
     batch_size: int = 64,
     starts: list[int] | None = None,
@@ -47,8 +48,7 @@ def split_loss(
     try:
         for group in batches:
             length = min(block_size, len(data) - 1 - group[0])
-            offsets = torch.arange(length + 1)
-            windows = data[torch.tensor(group)[:, None] + offsets].to(device)
+            windows = take_windows(data, torch.tensor(group), length + 1).to(device)
             with autocast(device, dtype):
                 logits, _ = model(windows[:, :-1])
             targets = windows[:, 1:]
@@ -74,7 +74,11 @@ def nats_per_char(loss: float, data: torch.Tensor, tokenizer: Tokenizer) -> floa
     """A whole-split loss per token (:func:`split_loss` of ``data``) as nats per character of the text it
     predicted (tokens 1 .. n-1): total nats over characters. The only fair way to compare models whose
     tokenizers differ; for a character-level model it equals the loss per token."""
-    chars = int(torch.tensor(tokenizer.char_counts())[data[1:]].sum())
+    per_token = torch.tensor(tokenizer.char_counts())
+    if isinstance(data, ShardSet):  # counted shard by shard, the first token (not predicted) left out
+        chars = int((torch.from_numpy(data.bincount(len(per_token))) * per_token).sum() - per_token[data.head(1)].sum())
+    else:
+        chars = int(per_token[data[1:]].sum())
     if chars == 0:
         raise GptcoreError("the evaluated tokens hold no characters: no loss per character exists")
     return loss * (len(data) - 1) / chars

@@ -4,6 +4,6 @@ the learning-rate schedule (``schedule``), the resumable state (``state``) and t
 from .loop import Trainer, TrainEvent, TrainResult
 from .optimizers import OptimizerPair, make_optimizer
 from .schedule import learning_rate
-from .step import train_step
+from .step import accumulated_step, train_step
 
-__all__ = ["Trainer", "TrainEvent", "TrainResult", "OptimizerPair", "make_optimizer", "learning_rate", "train_step"]
+__all__ = ["Trainer", "TrainEvent", "TrainResult", "OptimizerPair", "make_optimizer", "learning_rate", "train_step", "accumulated_step"]

@@ -22,10 +22,12 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import checkpoint as ckpt
 from ..config import RunConfig
 from ..data import BatchSampler, Corpus
+from ..shards import ShardSet
 from ..device import compute_dtype, describe, resolve_device, to_device
 from ..errors import CheckpointError, GptcoreError, TrainingDivergedError
 from ..memory import check_fits
@@ -39,9 +41,11 @@ from .optimizers import make_optimizer
 from .progress import ProgressBar
 from .schedule import learning_rate
 from .state import TrainState
-from .step import train_step
+from .distributed import join, leave
+from .step import accumulated_step
 
 PREVIEW_TEMPERATURE = 0.8
+DRAFT_TOKENS = 4_000_000  # tokens of a prepared corpus the n-gram draft is fit on
 
 
 class _NonFiniteLoss(Exception):
@@ -96,20 +100,20 @@ class _Speed:
 
 class Trainer:
     def __init__(self, config: RunConfig, corpus: Corpus, out_dir: str | Path, command: str = "", resume: bool = False):
-        # a copy with the corpus's vocabulary: the caller's config is left as it was
-        self.config = config.with_overrides({"vocab_size": corpus.tokenizer.vocab_size})
+        # a copy with the corpus's tokenizer and vocabulary: the caller's config is left as it was
+        self.config = config.with_overrides({"vocab_size": corpus.tokenizer.vocab_size,
+                                             "tokenizer": corpus.tokenizer.type_name})
         self.corpus, self.out_dir, self.command, self.resume = corpus, Path(out_dir), command, resume
-        self.device = resolve_device(self.config.train.device)
+        # under torchrun this process is one of several (each with its own GPU, if any); else a group of one
+        self.group, device = join(self.config.train.device)
+        self.device = resolve_device(device)
         self.autocast_dtype = compute_dtype(self.device, self.config.train.dtype)
         self._check_inputs()
 
     def _check_inputs(self) -> None:
         """Everything that would otherwise fail after work has started: the splits' lengths, the output
         directory, and whether the run fits in memory."""
-        block, wanted = self.config.model.block_size, self.config.train.tokenizer
-        if self.corpus.tokenizer.type_name != wanted:
-            raise GptcoreError(f"the config asks for the {wanted} tokenizer but the corpus was tokenized with "
-                               f"{self.corpus.tokenizer.type_name}; build the corpus with recipe=config.train")
+        block = self.config.model.block_size
         if len(self.corpus.train) <= block:
             raise GptcoreError(f"the training split ({len(self.corpus.train)} tokens) must be longer than "
                                f"block_size ({block}); use a longer text or a smaller block_size")
@@ -130,24 +134,36 @@ class Trainer:
         progress_bar: bool = False,
         on_backward: Callable[[nn.Module, int], None] | None = None,
     ) -> TrainResult:
-        mc, tc = self.config.model, self.config.train
+        try:
+            return self._run(on_event, stop, progress_bar, on_backward)
+        finally:
+            leave(self.group)
+
+    def _run(self, on_event, stop, progress_bar, on_backward) -> TrainResult:
+        mc, tc, g = self.config.model, self.config.train, self.group
         if tc.threads:
             torch.set_num_threads(tc.threads)
         torch.manual_seed(tc.seed)
         model = build_model(mc).to(self.device)
+        step_model = model
+        if g.enabled:  # gradients averaged across the processes; each draws its own dropout masks
+            step_model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                                 else None)
+            torch.manual_seed(tc.seed + 1_000_003 * g.rank)
         # the compiled module shares its parameters with ``model``, which is what gets saved and evaluated
-        step_model = torch.compile(model) if tc.compile else model
+        step_model = torch.compile(step_model) if tc.compile else step_model
         optimizer = make_optimizer(model, tc)
         sampler = BatchSampler(self.corpus.train, mc.block_size, tc.batch_size, tc.seed)
         eval_starts = None
         if tc.eval_windows is not None:
             eval_starts = sample_windows(len(self.corpus.val), mc.block_size, tc.eval_windows, tc.seed)
         emit = on_event or (lambda event: None)
-        draft = self._fit_draft()
+        draft = self._fit_draft() if g.is_main else None
         st = self._restore(model, optimizer, sampler) if self.resume and self.state_path.exists() else None
         st = st or TrainState(model={}, optimizer={}, sampler_rng=sampler.state(), torch_rng=torch.get_rng_state())
+        share = range(g.rank * tc.grad_accum, (g.rank + 1) * tc.grad_accum)  # this process's micro-batches
 
-        bar = ProgressBar(tc.max_iters, tc.time_budget, st.step, st.elapsed) if progress_bar else None
+        bar = ProgressBar(tc.max_iters, tc.time_budget, st.step, st.elapsed) if progress_bar and g.is_main else None
         start = time.perf_counter()
         elapsed_before = st.elapsed
         elapsed = lambda: elapsed_before + time.perf_counter() - start  # noqa: E731
@@ -161,7 +177,7 @@ class Trainer:
                 return
             step, loss, lr, tokens, seconds = pending
             pending = None
-            value = loss.item()
+            value = g.mean(loss).item()  # every process sees the same value, so all stop on a NaN together
             tps = speed.add(tokens, seconds)
             emit(TrainEvent("step", step, tc.max_iters, elapsed(), train_loss=value, lr=lr, tokens_per_sec=tps,
                             progress=self._progress(step, elapsed())))
@@ -179,8 +195,9 @@ class Trainer:
                                "elapsed": round(elapsed(), 3), "tokens_seen": st.tokens_seen})
             if val < st.best_val:
                 st.best_val, st.best_step = val, st.step
-                ckpt.save_checkpoint(self.out_dir, model, self.config, self.corpus.tokenizer,
-                                     self._metrics(model, None, st, elapsed(), "training"))
+                if g.is_main:
+                    ckpt.save_checkpoint(self.out_dir, model, self.config, self.corpus.tokenizer,
+                                         self._metrics(model, None, st, elapsed(), "training"))
             self._save_state(st, model, optimizer, sampler, elapsed())
             emit(TrainEvent("eval", st.step, tc.max_iters, elapsed(), train_loss=train, val_loss=val,
                             progress=self._progress(st.step, elapsed())))
@@ -188,27 +205,34 @@ class Trainer:
         def train_until_done() -> str:
             nonlocal pending
             while st.step < tc.max_iters:
-                if (stop is not None and stop.is_set()) or (tc.time_budget and elapsed() >= tc.time_budget):
+                asked = (stop is not None and stop.is_set()) or bool(tc.time_budget and elapsed() >= tc.time_budget)
+                if g.any(asked, self.device):  # every process stops at the same step
                     report_pending()
                     return "stopped"
                 t0 = time.perf_counter()
                 lr = learning_rate(st.step, self._progress(st.step, elapsed()), tc)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]
-                x, y = (to_device(t, self.device) for t in sampler.next_batch())
-                hook = None if on_backward is None else (lambda m, s=st.step + 1: on_backward(m, s))
-                loss = train_step(step_model, optimizer, x, y, self.autocast_dtype, tc.grad_clip, hook)
+                # the step's global batch is world_size x grad_accum micro-batches of one shared stream
+                batches = []
+                for k in range(g.world_size * tc.grad_accum):
+                    batch = sampler.next_batch(keep=k in share)
+                    if batch is not None:
+                        batches.append(tuple(to_device(t, self.device) for t in batch))
+                hook = None if on_backward is None else (lambda m, s=st.step + 1: on_backward(model, s))
+                loss = accumulated_step(step_model, optimizer, batches, self.autocast_dtype, tc.grad_clip, hook)
                 report_pending()  # the previous step's loss: reading it now does not stall the GPU
+                tokens = sum(x.numel() for x, _ in batches) * g.world_size
                 st.step += 1
-                st.tokens_seen += x.numel()
-                pending = (st.step, loss, lr, x.numel(), time.perf_counter() - t0)
+                st.tokens_seen += tokens
+                pending = (st.step, loss, lr, tokens, time.perf_counter() - t0)
                 at_eval = st.step % tc.eval_interval == 0 or st.step == tc.max_iters
                 at_sample = bool(tc.sample_interval) and st.step % tc.sample_interval == 0
                 if at_eval or at_sample:
                     report_pending()
                 if at_eval:
                     evaluate_and_save()
-                if at_sample:
+                if at_sample and g.is_main:
                     emit(TrainEvent("sample", st.step, tc.max_iters, elapsed(),
                                     text=self._preview(model, draft, st.step)))
             report_pending()
@@ -240,7 +264,10 @@ class Trainer:
 
     def _fit_draft(self) -> NgramDraft:
         """The n-gram draft of the training split, written once: it depends on the corpus, not the weights."""
-        draft = NgramDraft.fit(self.corpus.train, self.corpus.tokenizer.vocab_size)
+        train = self.corpus.train
+        if isinstance(train, ShardSet):  # a prepared corpus can be any size: its first tokens are plenty
+            train = train.head(DRAFT_TOKENS)
+        draft = NgramDraft.fit(train, self.corpus.tokenizer.vocab_size)
         ckpt.save_draft(self.out_dir, draft)
         return draft
 
@@ -253,10 +280,18 @@ class Trainer:
 
     def _restore(self, model: nn.Module, optimizer, sampler: BatchSampler) -> TrainState:
         st = TrainState.load(self.state_path)
+        g = self.group
         try:
             model.load_state_dict(st.model)
             optimizer.load_state_dict(st.optimizer)
             sampler.set_state(st.sampler_rng)
+            if st.rank_rngs is not None and len(st.rank_rngs) == g.world_size:  # each process's own generators
+                cpu, cuda = st.rank_rngs[g.rank]
+                st.torch_rng, st.cuda_rng = cpu, cuda
+            elif g.enabled:  # another number of processes: the same batches, freshly seeded dropout masks
+                st.torch_rng = torch.Generator().manual_seed(self.config.train.seed + 1_000_003 * g.rank
+                                                             + st.step).get_state()
+                st.cuda_rng = None
             torch.set_rng_state(st.torch_rng)
         except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(
@@ -267,19 +302,33 @@ class Trainer:
         return st
 
     def _save_state(self, st: TrainState, model: nn.Module, optimizer, sampler: BatchSampler, elapsed: float) -> None:
-        st.model, st.optimizer = model.state_dict(), optimizer.state_dict()
+        """Rank 0 writes the state; with several processes it holds every process's generators."""
         st.sampler_rng, st.torch_rng, st.elapsed = sampler.state(), torch.get_rng_state(), elapsed
         st.cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        st.rank_rngs = self.group.gather((st.torch_rng, st.cuda_rng)) if self.group.enabled else None
+        if not self.group.is_main:
+            return
+        st.model, st.optimizer = model.state_dict(), optimizer.state_dict()
         st.save(self.state_path)
         st.model, st.optimizer = {}, {}  # the live objects hold them; don't keep a second reference
 
     def _finish(self, st: TrainState, wall: float, status: str, emit) -> TrainResult:
-        """The quoted number: the best weights, evaluated on the whole validation split in float32.
-        ``status`` is "finished", "stopped" or "diverged"."""
+        """The quoted number: the best weights, evaluated on the whole validation split in float32, by rank 0
+        (the other processes wait for its result). ``status`` is "finished", "stopped" or "diverged"."""
+        g = self.group
+        result = self._final_result(st, wall, status, emit) if g.is_main else None
+        return g.broadcast(result)
+
+    def _final_result(self, st: TrainState, wall: float, status: str, emit) -> TrainResult:
         best = ckpt.load_checkpoint(self.out_dir, self.device)
-        val_loss = split_loss(best.model, self.corpus.val, self.config.model.block_size)
-        per_char = nats_per_char(val_loss, self.corpus.val, self.corpus.tokenizer)
+        val = self.corpus.val
+        limit = self.config.train.final_eval_tokens
+        if limit is not None and len(val) > limit:  # a huge validation split: its first tokens, as metrics say
+            val = val.head(limit) if isinstance(val, ShardSet) else val[:limit]
+        val_loss = split_loss(best.model, val, self.config.model.block_size)
+        per_char = nats_per_char(val_loss, val, self.corpus.tokenizer)
         metrics = self._metrics(best.model, val_loss, st, wall, status, per_char)
+        metrics["val_tokens_evaluated"] = len(val)
         ckpt.save_metrics(self.out_dir, metrics)
         emit(TrainEvent("done", st.step, self.config.train.max_iters, wall, val_loss=val_loss, progress=1.0))
         return TrainResult(self.out_dir, val_loss, st.best_step, st.step, st.tokens_seen, wall, status == "stopped",

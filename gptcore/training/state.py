@@ -29,6 +29,9 @@ class TrainState:
     elapsed: float = 0.0
     history: list[dict] = field(default_factory=list)
     cuda_rng: torch.Tensor | None = None  # the GPU's generator (dropout there), when training on CUDA
+    # with several processes (torchrun): every process's CPU and GPU generators, by rank, so that resuming
+    # with the same number of processes continues each one's dropout masks exactly
+    rank_rngs: list | None = None
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_torch_save(path, {name: getattr(self, name) for name in self.__dataclass_fields__})
@@ -46,4 +49,6 @@ class TrainState:
             if not isinstance(raw[key], kind) or isinstance(raw[key], bool):
                 raise CheckpointError(f"{path}: {key!r} has the wrong type ({type(raw[key]).__name__})")
         cuda_rng = raw.get("cuda_rng")
-        return cls(**{key: raw[key] for key in kinds}, cuda_rng=cuda_rng if isinstance(cuda_rng, torch.Tensor) else None)
+        rank_rngs = raw.get("rank_rngs")
+        return cls(**{key: raw[key] for key in kinds}, cuda_rng=cuda_rng if isinstance(cuda_rng, torch.Tensor) else None,
+                   rank_rngs=rank_rngs if isinstance(rank_rngs, list) else None)

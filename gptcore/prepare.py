@@ -1,0 +1,196 @@
+"""``gptcore prepare``: stream a corpus of any size into token shards (:mod:`gptcore.shards`), once.
+
+The text is read in pieces of about ``total / 400`` bytes (between 1 KiB and 4 MiB), cut at line ends; every
+twentieth piece goes to the validation split, so the split is spread over the whole corpus and the same
+inputs always give the same split. The corpus is never in memory at once: only the current piece and the
+shards being filled are.
+
+The tokenizer is trained or loaded first and saved beside the shards: ``char`` (every character of the
+corpus, found by a first pass), ``bpe`` (byte-level BPE learned from the first ``bpe_sample_mb`` of
+training text), or a tokenizer file. Shards are written whole (to a temporary name, then renamed) and the
+manifest is rewritten after each, with the number of pieces done, so running the same command again
+after an interruption continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import GptcoreError
+from .shards import DTYPES, FORMAT, MANIFEST, TOKENIZER_FILE, dtype_for, file_sha256
+from .storage import atomic_write_bytes, check_output_dir, read_json, write_json
+from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
+
+VAL_EVERY = 20  # every 20th piece is validation text: 5%
+MIN_PIECE, MAX_PIECE = 1 << 10, 4 << 20
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """What a prepared directory was made from; a rerun must ask for the same to continue it."""
+
+    inputs: tuple[str, ...]
+    tokenizer: str = "bpe"  # "char", "bpe", or the path of a tokenizer.json
+    bpe_vocab_size: int = 4096
+    bpe_sample_mb: float = 20.0
+    shard_tokens: int = 1 << 24
+
+
+def input_files(specs: tuple[str, ...] | list[str]) -> list[Path]:
+    """The files named by paths, globs and directories (searched recursively), sorted, each once."""
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            matches = sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        if not matches:
+            raise GptcoreError(f"--input {spec}: no such file, directory or matching files")
+        found += matches
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not sum(p.stat().st_size for p in unique):
+        raise GptcoreError("the input files are empty")
+    return unique
+
+
+def piece_size(total_bytes: int) -> int:
+    return max(MIN_PIECE, min(MAX_PIECE, total_bytes // 400))
+
+
+def text_pieces(files: list[Path], size: int) -> Iterator[tuple[str, int]]:
+    """(text, bytes read) of about ``size`` bytes each, cut after a newline where there is one, across
+    files; invalid UTF-8 becomes U+FFFD. A file's last piece ends with its end."""
+    for path in files:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        carry = b""
+        with open(path, "rb") as f:
+            while True:
+                block = f.read(size)
+                data = carry + block
+                if not block:
+                    if data:
+                        yield decoder.decode(data, final=True), len(data)
+                    break
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    cut = len(data) if len(data) >= size else 0
+                if cut:
+                    yield decoder.decode(data[:cut]), cut
+                carry = data[cut:]
+
+
+def _is_val(index: int) -> bool:
+    return index % VAL_EVERY == VAL_EVERY - 1
+
+
+def make_tokenizer(config: PrepareConfig, files: list[Path], size: int) -> Tokenizer:
+    if config.tokenizer == "char":
+        chars: set[str] = set()
+        for text, _ in text_pieces(files, size):
+            chars.update(text)
+        return CharTokenizer(sorted(chars))
+    if config.tokenizer == "bpe":
+        budget = int(config.bpe_sample_mb * 1e6)
+
+        def sample() -> Iterator[str]:
+            seen = 0
+            for i, (text, n) in enumerate(text_pieces(files, size)):
+                if seen >= budget:
+                    return
+                if not _is_val(i):
+                    seen += n
+                    yield text
+
+        return BPETokenizer.train(sample(), config.bpe_vocab_size)
+    return load_tokenizer(config.tokenizer)
+
+
+class _Split:
+    """The tokens of one split waiting to be written as a shard."""
+
+    def __init__(self, name: str):
+        self.name, self.ids, self.bytes, self.chars, self.count = name, [], 0, 0, 0
+
+    def add(self, ids: list[int], n_bytes: int, n_chars: int) -> None:
+        self.ids.append(np.asarray(ids, dtype=np.int64))
+        self.count += len(ids)
+        self.bytes += n_bytes
+        self.chars += n_chars
+
+
+def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True) -> dict:
+    """Tokenize ``config.inputs`` into shards in ``out`` (continuing an interrupted run); returns the manifest."""
+    from tqdm import tqdm
+
+    out = check_output_dir(out)
+    if config.shard_tokens < 1024:
+        raise GptcoreError(f"--shard-tokens must be at least 1024, got {config.shard_tokens}")
+    files = input_files(config.inputs)
+    total = sum(p.stat().st_size for p in files)
+    size = piece_size(total)
+    recorded = {**asdict(config), "inputs": [str(p) for p in files], "piece_bytes": size}
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file():
+        manifest = read_json(manifest_path)
+        if manifest.get("config") != recorded:
+            raise GptcoreError(f"{out} holds a corpus prepared from other inputs or settings; choose a new --out")
+        if manifest.get("complete"):
+            return manifest
+        tokenizer = load_tokenizer(out / TOKENIZER_FILE)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer = make_tokenizer(config, files, size)
+        tokenizer.save(out / TOKENIZER_FILE)
+        manifest = {"format": FORMAT, "config": recorded, "tokenizer": TOKENIZER_FILE, "tokenizer_type":
+                    tokenizer.type_name, "vocab_size": tokenizer.vocab_size, "dtype": dtype_for(tokenizer.vocab_size),
+                    "val_every": VAL_EVERY, "shards": [], "pieces_done": 0, "bytes_done": 0, "complete": False}
+        write_json(manifest_path, manifest)
+    dtype = DTYPES[manifest["dtype"]]
+    splits = {"train": _Split("train"), "val": _Split("val")}
+
+    def flush() -> None:
+        for split in splits.values():
+            if not split.count:
+                continue
+            name = f"{split.name}-{sum(s['split'] == split.name for s in manifest['shards']):05d}.bin"
+            atomic_write_bytes(out / name, np.concatenate(split.ids).astype(dtype).tobytes())
+            manifest["shards"].append({"file": name, "split": split.name, "tokens": split.count,
+                                       "bytes": split.bytes, "chars": split.chars, "sha256": file_sha256(out / name)})
+            splits[split.name] = _Split(split.name)
+
+    done, skip = manifest["bytes_done"], manifest["pieces_done"]
+    bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024, desc="prepare",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        for index, (text, n_bytes) in enumerate(text_pieces(files, size)):
+            if index < skip:
+                continue
+            split = splits["val" if _is_val(index) else "train"]
+            split.add(tokenizer.encode(text, "replace"), n_bytes, len(text))
+            bar.update(n_bytes)
+            manifest["bytes_done"] += n_bytes
+            if splits["train"].count >= config.shard_tokens:
+                flush()
+                manifest["pieces_done"] = index + 1
+                write_json(manifest_path, manifest)
+        flush()
+    finally:
+        bar.close()
+    if not any(s["split"] == "val" for s in manifest["shards"]):
+        raise GptcoreError(f"the corpus is too small for a validation split ({total:,} bytes, fewer than "
+                           f"{VAL_EVERY} pieces of {size:,} bytes)")
+    manifest.update(pieces_done=None, complete=True,
+                    tokens={name: sum(s["tokens"] for s in manifest["shards"] if s["split"] == name)
+                            for name in ("train", "val")})
+    write_json(manifest_path, manifest)
+    return manifest

@@ -1,0 +1,33 @@
+"""Several training processes for the distributed tests: each runs gptcore's Trainer as torchrun would
+start it (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), on the CPU with gloo, one thread each."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import torch.multiprocessing as mp
+
+
+def _worker(rank: int, world: int, port: int, overrides: dict, out: str, stop_at: int | None, resume: bool,
+            data: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), GPTCORE_DATA=data)
+    from gptcore.data import Corpus
+    from gptcore.presets import get_preset
+    from gptcore.training import Trainer
+
+    config = get_preset("tiny").with_overrides({"threads": 1, "device": "cpu", **overrides})
+    stop = threading.Event()
+
+    def on_event(event) -> None:
+        if stop_at is not None and event.kind == "eval" and event.step == stop_at:
+            stop.set()
+
+    Trainer(config, Corpus.load(), out, resume=resume).run(on_event=on_event, stop=stop)
+
+
+def train(world: int, port: int, overrides: dict, out: str, stop_at: int | None = None, resume: bool = False) -> None:
+    """Train the ``tiny`` preset with ``world`` processes (1 runs in this process's own child)."""
+    mp.start_processes(_worker, args=(world, port, overrides, out, stop_at, resume, os.environ["GPTCORE_DATA"]),
+                       nprocs=world, start_method="spawn")
