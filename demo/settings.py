@@ -53,6 +53,8 @@ class AppSettings:
 
     checkpoints_dir: Path = field(default_factory=lambda: _env_path("GPTCORE_CHECKPOINTS", REPO_ROOT / "checkpoints"))
     runs_dir: Path = field(default_factory=lambda: _env_path("GPTCORE_APP_RUNS", REPO_ROOT / "runs" / "app"))
+    # corpora made by `gptcore prepare`, one directory each, offered in the Train tab (GPTCORE_CORPORA)
+    corpora_dir: Path = field(default_factory=lambda: _env_path("GPTCORE_CORPORA", REPO_ROOT / "runs" / "corpora"))
     ablations_dir: Path = field(default_factory=lambda: _env_path(
         "GPTCORE_ABLATIONS", _env_path("GPTCORE_CHECKPOINTS", REPO_ROOT / "checkpoints") / "ablations"))
     default_checkpoint: str = "shakespeare-char"

@@ -7,6 +7,7 @@ redraws the loss chart, the numbers and the latest sample for every visitor.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .settings import AppSettings, Limits
 from .training_job import RunStatus, TrainingManager, TrainJobSpec
 from .ui import NamedNumber, NamedSlider, checked_number, user_errors
 
-SHAKESPEARE, UPLOAD = "Tiny Shakespeare", "my own .txt file"
+SHAKESPEARE, UPLOAD, PREPARED = "Tiny Shakespeare", "my own .txt file", "prepared: "
 SECONDS, ITERATIONS = "seconds", "iterations"
 QUICK = "quick"
 # what every in-app run changes, whatever the preset: frequent cheap evaluations and samples, one thread
@@ -84,6 +85,22 @@ def read_upload(path: str | None, limits: Limits, block_size: int) -> str:
     return text
 
 
+def prepared_corpora(directory: Path) -> list[str]:
+    """Corpus choices for the directories under ``directory`` that ``gptcore prepare`` finished."""
+    try:
+        children = sorted(p for p in Path(directory).iterdir() if p.is_dir())
+    except OSError:
+        return []
+    out = []
+    for child in children:
+        try:
+            if json.loads((child / "manifest.json").read_text(encoding="utf-8")).get("complete"):
+                out.append(PREPARED + child.name)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return out
+
+
 def start_run(manager: TrainingManager, settings: AppSettings, preset: str, n_layer, n_head, n_embd, block_size,
               lr, stop_mode: str, stop_value, corpus: str, upload: str | None) -> RunStatus:
     """Validate the form and start the run (or raise a clear error, e.g. a run already in progress)."""
@@ -103,8 +120,12 @@ def start_run(manager: TrainingManager, settings: AppSettings, preset: str, n_la
         text = read_upload(upload, settings.limits, config.model.block_size)
         spec = TrainJobSpec(config, settings.runs_dir / name, corpus_text=text,
                             corpus_label=f"upload: {Path(upload).name}", label=label)
+    elif corpus in prepared_corpora(settings.corpora_dir):  # a listed name only: never a path from the form
+        spec = TrainJobSpec(config, settings.runs_dir / name,
+                            corpus_path=str(settings.corpora_dir / corpus.removeprefix(PREPARED)), label=label)
     else:
-        raise ValueError(f"corpus must be {SHAKESPEARE!r} or {UPLOAD!r}, got {corpus!r:.80}")
+        choices = [SHAKESPEARE, UPLOAD, *prepared_corpora(settings.corpora_dir)]
+        raise ValueError(f"corpus must be one of {', '.join(map(repr, choices))}; got {corpus!r:.80}")
     return manager.start(spec)
 
 
@@ -174,7 +195,9 @@ def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
                 stop_value = NamedNumber(60, label="how many", info=f"at most {int(limits.max_train_seconds)} s "
                                        f"or {limits.max_train_iters:,} iterations; runs end after "
                                        f"{int(limits.max_train_seconds // 60)} minutes regardless")
-            corpus = gr.Radio([SHAKESPEARE, UPLOAD], value=SHAKESPEARE, label="corpus")
+            corpus = gr.Radio([SHAKESPEARE, UPLOAD, *prepared_corpora(settings.corpora_dir)], value=SHAKESPEARE,
+                              label="corpus", info="prepared: corpora made by gptcore prepare (any size; "
+                              "their own tokenizer)")
             upload = gr.File(label=f"UTF-8 .txt file (up to {limits.max_upload_bytes // 2**20} MB)",
                              file_types=[".txt"], type="filepath", visible=False)
             with gr.Row():

@@ -139,6 +139,29 @@ def test_an_uploaded_corpus_trains(settings, tmp_path):
     assert load_checkpoint(done.out_dir).tokenizer.vocab_size == len(set("the quick brown fox jumps over the lazy dog. "))
 
 
+def test_a_prepared_corpus_is_offered_and_trains(tmp_path, corpus_text):
+    from demo.train import PREPARED, prepared_corpora
+    from gptcore.prepare import PrepareConfig, prepare
+
+    text = tmp_path / "text.txt"
+    text.write_text(corpus_text[:200_000], encoding="utf-8")
+    corpora = tmp_path / "corpora"
+    prepare(PrepareConfig((str(text),), "bpe", 300, shard_tokens=20_000), corpora / "small", progress=False)
+    (corpora / "unfinished").mkdir()
+    (corpora / "unfinished" / "manifest.json").write_text('{"complete": false}')
+    settings = AppSettings(checkpoints_dir=tmp_path / "c", runs_dir=tmp_path / "runs", ablations_dir=tmp_path / "a",
+                           corpora_dir=corpora)
+    assert prepared_corpora(corpora) == [PREPARED + "small"]
+    manager = TrainingManager()
+    start_run(manager, settings, QUICK, 1, 2, 16, 16, 3e-3, ITERATIONS, 20, PREPARED + "small", None)
+    done = manager.wait(120)
+    assert done.state == "finished", done.message
+    ck = load_checkpoint(done.out_dir)
+    assert ck.tokenizer.type_name == "bpe" and ck.metrics["corpus"] == str(corpora / "small")
+    with pytest.raises(ValueError, match="corpus must be one of"):
+        start_run(manager, settings, QUICK, 1, 2, 16, 16, 3e-3, ITERATIONS, 20, PREPARED + "../../etc", None)
+
+
 def test_train_start_in_the_ui_turns_errors_into_messages(settings):
     from demo.app import build_app
 
