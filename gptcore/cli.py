@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list presets")
 
     p = sub.add_parser("prepare", help="tokenize a corpus of any size once, into token shards that train --data reads")
-    p.add_argument("--input", required=True, nargs="+", help="text files, globs or directories (searched recursively)")
+    p.add_argument("--input", required=True, nargs="+", help="text files, globs or directories (searched "
+                   "recursively), or hf:NAME for a Hugging Face dataset, streamed (needs the datasets library)")
+    p.add_argument("--hf-split", default="train", help="with an hf: input: the split to read")
+    p.add_argument("--hf-field", default="text", help="with an hf: input: the field holding the text")
     p.add_argument("--tokenizer", default="bpe", help="char, bpe (learned from the corpus), or a tokenizer.json")
     p.add_argument("--vocab-size", type=int, default=4096, help="with --tokenizer bpe: the vocabulary to learn")
     p.add_argument("--bpe-sample-mb", type=float, default=20.0, help="with --tokenizer bpe: MB of text it learns from")
@@ -185,7 +188,8 @@ def cmd_draft(args) -> int:
 def cmd_prepare(args) -> int:
     from .prepare import PrepareConfig, prepare
 
-    config = PrepareConfig(tuple(args.input), args.tokenizer, args.vocab_size, args.bpe_sample_mb, args.shard_tokens)
+    config = PrepareConfig(tuple(args.input), args.tokenizer, args.vocab_size, args.bpe_sample_mb, args.shard_tokens,
+                           args.hf_split, args.hf_field)
     manifest = prepare(config, args.out, progress=not args.quiet)
     print(json.dumps({"out": args.out, "tokenizer": manifest["tokenizer_type"], "vocab_size": manifest["vocab_size"],
                       "train_tokens": manifest["tokens"]["train"], "val_tokens": manifest["tokens"]["val"],

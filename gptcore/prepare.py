@@ -5,6 +5,10 @@ twentieth piece goes to the validation split, so the split is spread over the wh
 inputs always give the same split. The corpus is never in memory at once: only the current piece and the
 shards being filled are.
 
+The input can also be a Hugging Face dataset, ``hf:NAME`` (a hub dataset such as ``hf:Skylion007/openwebtext``,
+or a local directory of data files), streamed with the optional ``datasets`` library: each record (a
+document) is a piece, so every twentieth document is validation text.
+
 The tokenizer is trained or loaded first and saved beside the shards: ``char`` (every character of the
 corpus, found by a first pass), ``bpe`` (byte-level BPE learned from the first ``bpe_sample_mb`` of
 training text), or a tokenizer file. Shards are written whole (to a temporary name, then renamed) and the
@@ -41,6 +45,41 @@ class PrepareConfig:
     bpe_vocab_size: int = 4096
     bpe_sample_mb: float = 20.0
     shard_tokens: int = 1 << 24
+    hf_split: str = "train"  # with an hf: input: the dataset's split and the field holding the text
+    hf_field: str = "text"
+
+
+HF_PREFIX = "hf:"
+
+
+def hf_pieces(name: str, split: str, field: str) -> Iterator[tuple[str, int]]:
+    """A streamed Hugging Face dataset's records, each one's ``field`` a piece (ending with a newline)."""
+    try:
+        import datasets
+    except ImportError:
+        raise GptcoreError("an hf: input needs the datasets library: pip install datasets") from None
+    try:
+        for record in datasets.load_dataset(name, split=split, streaming=True):
+            text = record.get(field) if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise GptcoreError(f"dataset {name!r} has no text field {field!r} (its fields: "
+                                   f"{', '.join(record) if isinstance(record, dict) else '?'}); use --hf-field")
+            text = text if text.endswith("\n") else text + "\n"
+            yield text, len(text.encode("utf-8"))
+    except GptcoreError:
+        raise
+    except Exception as e:  # noqa: BLE001 - network, missing dataset, bad files: one clear line
+        raise GptcoreError(f"cannot stream dataset {name!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+
+
+def is_hf(config: PrepareConfig) -> bool:
+    return len(config.inputs) == 1 and config.inputs[0].startswith(HF_PREFIX)
+
+
+def source_pieces(config: PrepareConfig, files: list[Path], size: int) -> Iterator[tuple[str, int]]:
+    if is_hf(config):
+        return hf_pieces(config.inputs[0][len(HF_PREFIX):], config.hf_split, config.hf_field)
+    return text_pieces(files, size)
 
 
 def input_files(specs: tuple[str, ...] | list[str]) -> list[Path]:
@@ -96,7 +135,7 @@ def _is_val(index: int) -> bool:
 def make_tokenizer(config: PrepareConfig, files: list[Path], size: int) -> Tokenizer:
     if config.tokenizer == "char":
         chars: set[str] = set()
-        for text, _ in text_pieces(files, size):
+        for text, _ in source_pieces(config, files, size):
             chars.update(text)
         return CharTokenizer(sorted(chars))
     if config.tokenizer == "bpe":
@@ -104,7 +143,7 @@ def make_tokenizer(config: PrepareConfig, files: list[Path], size: int) -> Token
 
         def sample() -> Iterator[str]:
             seen = 0
-            for i, (text, n) in enumerate(text_pieces(files, size)):
+            for i, (text, n) in enumerate(source_pieces(config, files, size)):
                 if seen >= budget:
                     return
                 if not _is_val(i):
@@ -135,10 +174,13 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True
     out = check_output_dir(out)
     if config.shard_tokens < 1024:
         raise GptcoreError(f"--shard-tokens must be at least 1024, got {config.shard_tokens}")
-    files = input_files(config.inputs)
-    total = sum(p.stat().st_size for p in files)
-    size = piece_size(total)
-    recorded = {**asdict(config), "inputs": [str(p) for p in files], "piece_bytes": size}
+    if is_hf(config):
+        files, total, size = [], None, 0  # one record a piece
+    else:
+        files = input_files(config.inputs)
+        total = sum(p.stat().st_size for p in files)
+        size = piece_size(total)
+    recorded = {**asdict(config), "inputs": [str(p) for p in files] or list(config.inputs), "piece_bytes": size}
     manifest_path = out / MANIFEST
     if manifest_path.is_file():
         manifest = read_json(manifest_path)
@@ -172,7 +214,7 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True
     bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024, desc="prepare",
                disable=not progress, dynamic_ncols=True)
     try:
-        for index, (text, n_bytes) in enumerate(text_pieces(files, size)):
+        for index, (text, n_bytes) in enumerate(source_pieces(config, files, size)):
             if index < skip:
                 continue
             split = splits["val" if _is_val(index) else "train"]
@@ -187,8 +229,9 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True
     finally:
         bar.close()
     if not any(s["split"] == "val" for s in manifest["shards"]):
-        raise GptcoreError(f"the corpus is too small for a validation split ({total:,} bytes, fewer than "
-                           f"{VAL_EVERY} pieces of {size:,} bytes)")
+        unit = "records" if is_hf(config) else f"pieces of {size:,} bytes"
+        raise GptcoreError(f"the corpus is too small for a validation split ({manifest['bytes_done']:,} bytes, "
+                           f"fewer than {VAL_EVERY} {unit})")
     manifest.update(pieces_done=None, complete=True,
                     tokens={name: sum(s["tokens"] for s in manifest["shards"] if s["split"] == name)
                             for name in ("train", "val")})

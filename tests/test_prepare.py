@@ -131,3 +131,22 @@ def test_the_cli_prepares_trains_and_evaluates(text_dir, tmp_path, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["val_tokens"] == prepared["val_tokens"] and evaluated["val_nats_per_char"] < evaluated["val_loss"]
     assert trained["val_loss"] > 0
+
+
+def test_a_dataset_is_streamed_through_the_datasets_library(tmp_path, corpus_text, monkeypatch):
+    """The hub path, offline: a local directory of JSON-lines files is a dataset to ``datasets.load_dataset``."""
+    pytest.importorskip("datasets", reason="the optional datasets library is not installed")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    data = tmp_path / "ds"
+    data.mkdir()
+    lines = corpus_text[:400_000].split("\n\n")
+    with open(data / "part-0.jsonl", "w", encoding="utf-8") as f:
+        for paragraph in lines:
+            f.write(json.dumps({"text": paragraph, "id": 1}) + "\n")
+    manifest = prepare(PrepareConfig((f"hf:{data}",), "char", shard_tokens=50_000), tmp_path / "p", progress=False)
+    train, val, _ = open_splits(tmp_path / "p")
+    assert manifest["complete"] and len(train) + len(val) == sum(len(p) + 1 for p in lines)
+    with pytest.raises(GptcoreError, match="no text field 'body'"):
+        prepare(PrepareConfig((f"hf:{data}",), "char", hf_field="body"), tmp_path / "q", progress=False)
+    with pytest.raises(GptcoreError, match="cannot stream dataset"):
+        prepare(PrepareConfig((f"hf:{tmp_path / 'missing'}",), "char"), tmp_path / "r", progress=False)
