@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-nanogpt", help="turn a nanoGPT ckpt.pt (and its meta.pkl) into a gptcore checkpoint")
     p.add_argument("ckpt", help="nanoGPT's ckpt.pt")
     p.add_argument("--meta", help="nanoGPT's meta.pkl (the character vocabulary; default: beside ckpt.pt)")
+    p.add_argument("--gpt2-vocab", help="for nanoGPT's GPT-2 runs: a directory with GPT-2's encoder.json and vocab.bpe")
     p.add_argument("--out", required=True, help="the gptcore checkpoint directory to write")
 
     p = sub.add_parser("ablate", help="run an ablation study (all arms x seeds) into a results JSON")
@@ -204,7 +205,7 @@ def cmd_import_nanogpt(args) -> int:
     from .storage import check_output_dir
 
     check_output_dir(args.out)
-    out = import_nanogpt(args.ckpt, args.out, args.meta)
+    out = import_nanogpt(args.ckpt, args.out, args.meta, args.gpt2_vocab)
     ck = load_checkpoint(out)
     source = ck.metrics["imported_from"]["nanogpt"]
     print(json.dumps({"out": str(out), "params": count_parameters(ck.model),

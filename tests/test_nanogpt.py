@@ -147,7 +147,7 @@ def test_bad_vocabularies_are_clear_errors(tmp_path, payload, message):
 def test_missing_or_mismatched_vocabularies_say_what_is_needed(tmp_path, raw):
     gpt2 = {**raw, "model_args": {**raw["model_args"], "vocab_size": 50304}}
     torch.save(gpt2, tmp_path / "ckpt.pt")
-    with pytest.raises(CheckpointError, match="GPT-2 vocabulary"):
+    with pytest.raises(CheckpointError, match="GPT-2.s vocabulary, encoder.json and vocab.bpe"):
         import_nanogpt(tmp_path / "ckpt.pt", tmp_path / "out")
     (tmp_path / "v").mkdir()
     path = write_variant(tmp_path / "v", raw, dict(raw["model"]))

@@ -1,4 +1,4 @@
-"""Importing a nanoGPT checkpoint: its ``ckpt.pt`` (and ``meta.pkl`` vocabulary) as a gptcore checkpoint.
+"""Importing a nanoGPT checkpoint: its ``ckpt.pt`` (and ``meta.pkl`` vocabulary, or GPT-2's) as a gptcore checkpoint.
 
 nanoGPT's model is gptcore's with learned positions, pre-norm blocks, GELU, a tied output head, and
 biases switched by ``bias``: the import is a renaming of tensors, checked against nanoGPT's own logits in
@@ -24,6 +24,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models import build_model
 from ..storage import safe_torch_load
 from ..tokenizers import CharTokenizer
+from .gpt2 import read_gpt2_vocab
 
 PREFIX = "_orig_mod."  # what torch.compile puts before every parameter name
 GPT2_VOCAB_SIZES = (50257, 50304)  # GPT-2's vocabulary, and nanoGPT's padded copy of it
@@ -108,26 +109,32 @@ def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def import_nanogpt(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
-                   meta_path: str | os.PathLike | None = None) -> Path:
+                   meta_path: str | os.PathLike | None = None, gpt2_vocab: str | os.PathLike | None = None) -> Path:
     """Write a gptcore checkpoint for nanoGPT's ``ckpt_path`` into ``out_dir`` and return it.
 
-    ``meta_path`` defaults to a meta.pkl beside the checkpoint."""
+    The vocabulary: ``meta_path`` (default: a meta.pkl beside the checkpoint) for a character model, or
+    ``gpt2_vocab``, a directory with GPT-2's encoder.json and vocab.bpe, for nanoGPT's GPT-2 runs."""
     ckpt_path, out_dir = Path(ckpt_path), Path(out_dir)
     raw = safe_torch_load(ckpt_path)
     if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict) or not isinstance(raw.get("model_args"), dict):
         raise CheckpointError(f"{ckpt_path} is not a nanoGPT checkpoint: it needs 'model' and 'model_args'")
     config = model_config(raw["model_args"])
     meta_path = Path(meta_path) if meta_path else ckpt_path.with_name("meta.pkl")
-    if not meta_path.is_file():
-        if config.vocab_size in GPT2_VOCAB_SIZES:
-            raise CheckpointError(
-                f"{ckpt_path} is a GPT-2 BPE model ({config.vocab_size} tokens) and has no meta.pkl: it needs the "
-                f"GPT-2 vocabulary, which gptcore cannot import yet; a character model needs the meta.pkl "
-                f"that nanoGPT's prepare.py wrote (--meta PATH)")
-        raise CheckpointError(f"no vocabulary: {meta_path} not found; give nanoGPT's meta.pkl with --meta PATH")
-    tokenizer = read_meta(meta_path)
+    if gpt2_vocab is not None:
+        tokenizer = read_gpt2_vocab(gpt2_vocab, config.vocab_size)
+        source_vocab = Path(gpt2_vocab)
+    elif meta_path.is_file():
+        tokenizer, source_vocab = read_meta(meta_path), meta_path
+    elif config.vocab_size in GPT2_VOCAB_SIZES:
+        raise CheckpointError(
+            f"{ckpt_path} is a GPT-2 BPE model ({config.vocab_size} tokens) and has no meta.pkl: it needs GPT-2's "
+            f"vocabulary, encoder.json and vocab.bpe in a directory (--gpt2-vocab DIR); a character model needs "
+            f"the meta.pkl that nanoGPT's prepare.py wrote (--meta PATH)")
+    else:
+        raise CheckpointError(f"no vocabulary: {meta_path} not found; give nanoGPT's meta.pkl (--meta PATH) for a "
+                              f"character model, or GPT-2's encoder.json and vocab.bpe (--gpt2-vocab DIR)")
     if tokenizer.vocab_size != config.vocab_size:
-        raise CheckpointError(f"{meta_path} has {tokenizer.vocab_size} characters but the model has "
+        raise CheckpointError(f"{source_vocab} has {tokenizer.vocab_size} tokens but the model has "
                               f"{config.vocab_size} token ids: they are not the same vocabulary")
     state = convert_state_dict(raw["model"])
     if not torch.equal(state.get("lm_head.weight", torch.empty(0)), state.get("tok_emb.weight", torch.empty(1))):

@@ -45,23 +45,39 @@ def merge_pair(ids: list[int], pair: tuple[int, int], new: int) -> list[int]:
 
 
 class BPETokenizer(Tokenizer):
-    """``merges[r]`` is the pair of ids that became id ``256 + r``; ids below 256 are single bytes."""
+    """``merges[r]`` is the pair of ids that became id ``256 + r``; ids below 256 are single bytes.
+
+    Ours number the bytes by value. GPT-2's vocabulary (read by :mod:`gptcore.interop.gpt2`) is the same
+    scheme with the 256 bytes in another order (``byte_ids[b]`` is byte b's id) and ids past the merges
+    (``<|endoftext|>``, and the padding nanoGPT adds up to ``vocab_size``) that stand for no text."""
 
     type_name = "bpe"
 
-    def __init__(self, merges: list[tuple[int, int]], pattern: str = SPLIT_PATTERN):
+    def __init__(self, merges: list[tuple[int, int]], pattern: str = SPLIT_PATTERN, byte_ids: list[int] | None = None,
+                 vocab_size: int | None = None, specials: dict[int, str] | None = None):
         self.merges = [(int(a), int(b)) for a, b in merges]
         for rank, (a, b) in enumerate(self.merges):
             if not (0 <= a < N_BYTES + rank and 0 <= b < N_BYTES + rank):
                 raise ValueError(f"merge {rank} joins ids ({a}, {b}), but only ids below {N_BYTES + rank} exist then")
+        self.byte_ids = list(range(N_BYTES)) if byte_ids is None else [int(i) for i in byte_ids]
+        if sorted(self.byte_ids) != list(range(N_BYTES)):
+            raise ValueError("byte_ids must give each of the 256 bytes its own id below 256")
+        self._size = N_BYTES + len(self.merges) if vocab_size is None else int(vocab_size)
+        if self._size < N_BYTES + len(self.merges):
+            raise ValueError(f"vocab_size {self._size} is smaller than the {N_BYTES + len(self.merges)} ids the merges make")
+        self.specials = {int(k): str(v) for k, v in (specials or {}).items()}
         self.pattern = pattern
         self._split = re.compile(pattern)
         self._ranks = {pair: N_BYTES + rank for rank, pair in enumerate(self.merges)}
         if len(self._ranks) != len(self.merges):
             raise ValueError("a pair is merged twice")
-        self._bytes = [bytes([i]) for i in range(N_BYTES)]
+        self._bytes = [b""] * N_BYTES
+        for value, token in enumerate(self.byte_ids):
+            self._bytes[token] = bytes([value])
         for a, b in self.merges:
             self._bytes.append(self._bytes[a] + self._bytes[b])
+        self._bytes += [b""] * (self._size - len(self._bytes))  # special and padding ids: no text
+        self._identity = self.byte_ids == list(range(N_BYTES))
         self._cache: dict[str, list[int]] = {}
 
     # ---- training -------------------------------------------------------------------------------
@@ -115,15 +131,22 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def from_dict(cls, data: dict) -> "BPETokenizer":
-        return cls([tuple(m) for m in data["merges"]], data["pattern"])
+        specials = data.get("specials")
+        return cls([tuple(m) for m in data["merges"]], data["pattern"], data.get("byte_ids"), data.get("vocab_size"),
+                   {int(k): v for k, v in specials.items()} if isinstance(specials, dict) else None)
 
     def to_dict(self) -> dict:
-        return {"type": self.type_name, "pattern": self.pattern, "merges": [list(m) for m in self.merges]}
+        out = {"type": self.type_name, "pattern": self.pattern, "merges": [list(m) for m in self.merges]}
+        if not self._identity:
+            out["byte_ids"] = self.byte_ids
+        if self._size != N_BYTES + len(self.merges) or self.specials:
+            out.update(vocab_size=self._size, specials={str(k): v for k, v in self.specials.items()})
+        return out
 
     # ---- the interface --------------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
-        return N_BYTES + len(self.merges)
+        return self._size
 
     def unknown_chars(self, text: str) -> list[str]:
         """Lone surrogates (e.g. ``"\\ud800"``): Python strings can hold them, UTF-8 cannot."""
@@ -143,7 +166,7 @@ class BPETokenizer(Tokenizer):
 
     def _encode_chunk(self, data: bytes) -> list[int]:
         """Merge the lowest-ranked pair present (the earliest learned), all its occurrences, until none applies."""
-        ids, get = list(data), self._ranks.get
+        ids, get = (list(data) if self._identity else [self.byte_ids[b] for b in data]), self._ranks.get
         while len(ids) > 1:
             ranks = list(map(get, zip(ids, ids[1:]), repeat(_NOT_MERGED, len(ids) - 1)))
             new = min(ranks)
@@ -164,8 +187,12 @@ class BPETokenizer(Tokenizer):
         return b"".join(self._bytes[int(i)] for i in ids).decode("utf-8", errors="replace")
 
     def piece(self, token: int) -> str:
-        """The token's text; a token holding part of a multi-byte character shows its bytes, e.g. ``\\xe2``."""
-        return self._bytes[int(token)].decode("utf-8", errors="backslashreplace")
+        """The token's text; a token holding part of a multi-byte character shows its bytes, e.g. ``\\xe2``;
+        a special id its name (``<|endoftext|>``)."""
+        token = int(token)
+        if token in self.specials:
+            return self.specials[token]
+        return self._bytes[token].decode("utf-8", errors="backslashreplace")
 
     def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
         """Text as ids arrive, never splitting a multi-byte character: bytes wait until their character is whole."""
