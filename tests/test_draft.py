@@ -69,3 +69,18 @@ def test_bad_arguments():
         NgramDraft.fit(torch.tensor([0, 1, 2]), vocab_size=3, order=0)
     with pytest.raises(ValueError, match="vocab_size"):
         NgramDraft.fit(torch.tensor([0, 1, 5]), vocab_size=3, order=2)
+
+
+def test_the_trainer_fits_a_draft_for_any_vocabulary(tmp_path, corpus):
+    """A large BPE vocabulary would overflow an order-5 table's codes: the trainer shortens the order."""
+    from gptcore.data import Corpus
+    from gptcore.inference.draft import fitting_order
+    from gptcore.presets import get_preset
+    from gptcore.training import Trainer
+
+    assert fitting_order(65) == 5 and fitting_order(2048) == 4 and fitting_order(50_304) == 2
+    config = get_preset("tiny").with_overrides({"tokenizer": "bpe", "bpe_vocab_size": 2048, "max_iters": 4})
+    text = corpus.tokenizer.decode(corpus.train.tolist()[:300_000])
+    Trainer(config, Corpus.from_text(text, recipe=config.train), tmp_path / "big").run()
+    from gptcore.checkpoint import load_checkpoint
+    assert load_checkpoint(tmp_path / "big").draft.order == 4

@@ -24,6 +24,14 @@ DEFAULT_ORDER = 5
 MAX_ORDER = 12  # contexts longer than this are never worth storing, and codes must fit in int64
 
 
+def fitting_order(vocab_size: int, order: int = DEFAULT_ORDER) -> int:
+    """The longest context up to ``order`` whose codes fit in int64 for ``vocab_size`` tokens: 5 for a
+    character vocabulary, fewer for a large BPE one (4 at 2,048 tokens, 2 at 50,304)."""
+    while order > 1 and (vocab_size + 1) ** order * vocab_size >= 2**62:
+        order -= 1
+    return order
+
+
 def check_order(order: int, vocab_size: int) -> int:
     """``order`` if a table of that order can be built for ``vocab_size`` tokens, else a ValueError; checked
     before any arithmetic on it (``(vocab_size + 1) ** order`` of a huge order would never finish)."""

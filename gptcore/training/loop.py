@@ -33,7 +33,7 @@ from ..errors import CheckpointError, GptcoreError, TrainingDivergedError
 from ..memory import check_fits
 from ..storage import check_output_dir
 from ..evaluate import nats_per_char, sample_windows, split_loss
-from ..inference.draft import NgramDraft
+from ..inference.draft import NgramDraft, fitting_order
 from ..inference.sampling import SamplingParams, generate
 from ..models import build_model, count_parameters
 from .metrics import run_metrics
@@ -267,7 +267,8 @@ class Trainer:
         train = self.corpus.train
         if isinstance(train, ShardSet):  # a prepared corpus can be any size: its first tokens are plenty
             train = train.head(DRAFT_TOKENS)
-        draft = NgramDraft.fit(train, self.corpus.tokenizer.vocab_size)
+        vocab = self.corpus.tokenizer.vocab_size
+        draft = NgramDraft.fit(train, vocab, fitting_order(vocab))
         ckpt.save_draft(self.out_dir, draft)
         return draft
 
