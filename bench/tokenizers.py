@@ -63,6 +63,18 @@ def run_arm(name: str, steps: int, threads: int, data: str | None, runs: Path) -
     }
 
 
+def format_table(results: dict) -> str:
+    """README's table and samples, from the results file."""
+    lines = ["| tokenizer | vocabulary | parameters | characters a token | context in characters | validation loss "
+             "per token | **nats per character** |", "|---|---|---|---|---|---|---|"]
+    for r in results["runs"]:
+        lines.append(f"| {r['tokenizer']} | {r['vocab_size']:,} | {r['params']:,} | {r['chars_per_token']:.2f} | "
+                     f"{r['context_chars']} | {r['val_loss_per_token']:.4f} | **{r['val_nats_per_char']:.4f}** |")
+    for r in results["runs"]:
+        lines += ["", f"{r['tokenizer']}, temperature 0.8, seed 0:", "", "```text", r["sample"], "```"]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1000)
@@ -71,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--runs", default="runs/tokenizers")
     parser.add_argument("--out", default="bench/tokenizers.json")
+    parser.add_argument("--table", action="store_true", help="print README's table from --out and stop")
     args = parser.parse_args(argv)
+    if args.table:
+        print(format_table(json.loads(Path(args.out).read_text())))
+        return 0
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.arms:

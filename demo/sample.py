@@ -84,6 +84,28 @@ def unknown_notice(ck: "Checkpoint", text: str, policy: str) -> str:
     return f"The model does not know {shown}; {action}."
 
 
+def context_note(ck: "Checkpoint", prompt: str) -> str:
+    """What the model sees of a prompt longer than its context: only the last ``block_size`` tokens."""
+    block = ck.config.model.block_size
+    ids = ck.tokenizer.encode(prompt, "replace")
+    if len(ids) <= block:
+        return ""
+    seen = ck.tokenizer.decode(ids[-block:])
+    unit = token_unit(ck)
+    return (f"The prompt is {len(ids):,} {unit}s; the model sees only its last {block} (its context), "
+            f"from “{seen[:40].strip()}…”. ")
+
+
+def stopped_status(status: str | None) -> str:
+    """The status line once Stop has ended a generation early."""
+    status = status or ""
+    if "Generating…" not in status:
+        return status
+    before, _, after = status.partition("Generating…")
+    count = after.strip() or "0 characters"
+    return f"{before}Stopped after {count}."
+
+
 def _check_policy(policy: str) -> str:
     if policy not in [v for _, v in POLICIES]:
         raise ValueError(f"unknown-character handling must be one of replace, drop, strict; got {policy!r:.80}")
@@ -107,6 +129,7 @@ def generate(registry: ModelRegistry, limits: Limits, checkpoint: str, prompt: s
         note = (notice + " ") if notice else ""
         if not shown:
             note += "Empty prompt: starting from a newline. "
+        note += context_note(ck, shown)
         yield shown, note + "Generating…"
         pieces: list[str] = []  # whole characters only: a token's partial character waits in stream_text
         chars = 0
@@ -165,18 +188,19 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
             info = gr.Markdown()
             prompt = gr.Textbox(label="prompt", lines=3, placeholder="Leave empty to start from a newline",
                                 max_length=limits.max_prompt_chars)
+            with gr.Row():  # right under the prompt, so it is in view on a laptop screen
+                go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                stop = gr.Button("Stop", elem_id="stop-generate-btn")
             temperature = NamedSlider(0, limits.max_temperature, value=0.8, step=0.05, label="temperature",
                                       info="0 is greedy: always the most likely character")
             with gr.Row():
                 top_k = NamedSlider(0, limits.max_top_k, value=0, step=1, label="top-k", info="0 = no limit")
                 top_p = NamedSlider(0.01, 1.0, value=1.0, step=0.01, label="top-p")
             with gr.Row():
-                max_new = NamedSlider(1, limits.max_new_tokens, value=500, step=1, label="max new tokens")
+                max_new = NamedSlider(1, limits.max_new_tokens, value=500, step=1, label="max new tokens",
+                                      elem_id="max-new-tokens")
                 seed = NamedNumber(label="seed", precision=0, info="-1 = random", value=-1)
             unknown = gr.Radio(POLICIES, value="replace", label="characters the model does not know")
-            with gr.Row():
-                go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
-                stop = gr.Button("Stop", elem_id="stop-generate-btn")
         with gr.Column(scale=2, min_width=280):
             output = gr.Textbox(label="text", lines=16, max_lines=30, autoscroll=True, elem_id="sample-output",
                                 buttons=["copy"])
@@ -190,13 +214,17 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     _generate = per_session(generate, registry, limits, gpu_seconds=60)
     _probs = per_session(next_token_probs, registry, limits, gpu_seconds=10)
 
-    gen_event = go.click(_generate, [checkpoint, prompt, temperature, top_k, top_p, max_new, seed, unknown],
-                         [output, status], api_name="generate", concurrency_limit=limits.generate_concurrency,
-                         show_progress="minimal")
+    # the last text and status go first, so an error never sits under a previous run's text
+    cleared = go.click(lambda: ("", ""), None, [output, status], api_visibility="private", queue=False,
+                       show_progress="hidden")
+    gen_event = cleared.then(_generate, [checkpoint, prompt, temperature, top_k, top_p, max_new, seed, unknown],
+                             [output, status], api_name="generate", concurrency_limit=limits.generate_concurrency,
+                             show_progress="minimal")
     probs_inputs = [checkpoint, output, temperature, top_k, top_p, unknown]
     gen_event.success(_probs, probs_inputs, probs, api_name="next_token_probs",
                       concurrency_limit=limits.generate_concurrency, show_progress="hidden")
     stop.click(None, None, None, cancels=[gen_event]).then(
+        stopped_status, status, status, api_visibility="private", queue=False, show_progress="hidden").then(
         _probs, probs_inputs, probs, api_visibility="private", concurrency_limit=limits.generate_concurrency,
         show_progress="hidden")
     checkpoint.change(per_session(checkpoint_info, registry), checkpoint, info, api_visibility="private",

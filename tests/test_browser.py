@@ -79,6 +79,21 @@ def test_sample_tab_generates_text_and_charts_the_next_character(page):
     _shot(page, "sample-laptop")
 
 
+def test_sample_tab_stop_says_so_and_generate_is_in_view(page):
+    _open_tab(page, "Sample")
+    box = page.locator("#generate-btn").bounding_box()
+    assert box["y"] + box["height"] <= LAPTOP["height"], "Generate is below the fold at 1366x900"
+    page.locator("#max-new-tokens input[type=number]").fill("2000")
+    page.locator("#max-new-tokens input[type=number]").press("Enter")
+    page.get_by_label("prompt").fill("ROMEO:")
+    page.locator("#generate-btn").click()
+    expect(page.locator("#sample-status")).to_contain_text("Generating…", timeout=30_000)
+    page.locator("#stop-generate-btn").click()
+    expect(page.locator("#sample-status")).to_contain_text("Stopped after", timeout=30_000)
+    page.locator("#max-new-tokens input[type=number]").fill("500")
+    page.locator("#max-new-tokens input[type=number]").press("Enter")
+
+
 def test_attention_tab_draws_a_heatmap_and_names_the_heads(page):
     _open_tab(page, "Attention")
     _choose(page, "checkpoint", "tiny")

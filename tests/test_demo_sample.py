@@ -147,3 +147,18 @@ def test_a_bpe_rope_model_streams_whole_characters_and_charts_pieces(registry):
     frame = next_token_probs(registry, LIMITS, "tiny-bpe-rope", "To be or not to", 1.0, 0, 1.0)
     assert len(frame) == 10 and any(len(p) > 1 for p in frame.iloc[:, 0])
     assert "token" in checkpoint_info(registry, "tiny-bpe-rope") and "(bpe)" in checkpoint_info(registry, "tiny-bpe-rope")
+
+
+def test_stop_and_long_prompts_say_what_happened(registry):
+    from demo.sample import context_note, stopped_status
+
+    assert stopped_status("Generating… 825 characters") == "Stopped after 825 characters."
+    assert stopped_status("note. Generating…") == "note. Stopped after 0 characters."
+    assert stopped_status("300 characters in 1.2 s") == "300 characters in 1.2 s"  # finished: left alone
+    ck = registry.get("tiny")  # a context of 32 characters
+    assert context_note(ck, "short") == ""
+    long = "abcdefghij" * 5
+    note = context_note(ck, long)
+    assert "50 characters" in note and "only its last 32" in note and long[-32:][:20] in note
+    _, status = run(registry, prompt=long, n=5)[-1]
+    assert "only its last 32" in status
