@@ -249,3 +249,16 @@ def test_posemb_compares_rope_with_learned_positions():
     study = resolve_studies("posemb")[0]
     assert [a.name for a in study.arms] == ["learned", "none", "rope"]
     assert ("rope", "learned") in study.comparisons
+
+
+def test_unsettled_comparisons_get_more_seeds(tmp_path, corpus):
+    from gptcore.experiments.ablate import unclear_arms
+
+    fake = {"comparisons": [["a", "b"], ["c", "b"]], "study": "x", "arms": [
+        {"name": "a", "runs": [{"val_loss": v} for v in (1.00, 1.01, 1.02)]},
+        {"name": "b", "runs": [{"val_loss": v} for v in (1.0188, 1.0288, 1.0388)]},  # p about 0.08: unsettled
+        {"name": "c", "runs": [{"val_loss": v} for v in (1.50, 1.51, 1.52)]}]}  # far apart: settled
+    assert unclear_arms(fake) == {"a", "b"}
+    report = run_study(TINY, corpus, tmp_path, seeds=1, budget=tiny_budget(2), quiet=True, arm_seeds={"one": 3})
+    seeds = {arm["name"]: sorted(r["seed"] for r in arm["runs"]) for arm in report.results["arms"]}
+    assert seeds == {"two": [BASE_SEED], "one": [BASE_SEED, BASE_SEED + 1, BASE_SEED + 2]}

@@ -36,6 +36,7 @@ from ..models import build_model, count_parameters
 from ..presets import WRITEUP_MODEL
 from ..storage import write_json
 from ..training import Trainer, TrainEvent
+from .stats import ALPHA
 from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
                                load_results, summarize, validate_results)
 
@@ -407,10 +408,11 @@ def build_results(study: Study, budget: dict, base_model: ModelConfig, runs: dic
 
 def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, seeds: int = 3,
               budget: TrainConfig | None = None, command: str = "", quiet: bool = False,
-              reuse: bool = True) -> StudyReport:
+              reuse: bool = True, arm_seeds: dict[str, int] | None = None) -> StudyReport:
     """Run every (arm, seed) of ``study`` not already in ``<out_dir>/<study>.json``; rewrite it after each run.
 
     Seeds go in the outer loop, so an interrupted study has every arm at the same number of seeds.
+    ``arm_seeds`` asks some arms for more seeds than ``seeds`` (see :func:`unclear_arms`).
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
@@ -431,8 +433,11 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
             if name == arm.name and _normalized(run.get("config")) == _normalized(
                     arm_config(study, arm, budget, seed, vocab).to_dict()):
                 runs[arm.name].append(run)
-    for i in range(seeds):
+    wanted = {arm.name: max(seeds, (arm_seeds or {}).get(arm.name, seeds)) for arm in study.arms}
+    for i in range(max(wanted.values())):
         for arm in study.arms:
+            if i >= wanted[arm.name]:
+                continue
             config = arm_config(study, arm, budget, BASE_SEED + i, vocab)
             if any(r["seed"] == BASE_SEED + i for r in runs[arm.name]):
                 report.kept += 1
@@ -487,10 +492,25 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
     return report
 
 
+UNCLEAR_P = 0.2  # 0.05 <= p < 0.2: suggestive, not significant: more seeds may settle it
+
+
+def unclear_arms(results: dict) -> set[str]:
+    """The arms of the study's comparisons whose verdict is not yet clear (Welch's p in [0.05, 0.2))."""
+    out: set[str] = set()
+    for a, b in results.get("comparisons") or []:
+        c = compare_arms(results, a, b)
+        if c.p_value is not None and ALPHA <= c.p_value < UNCLEAR_P:
+            out |= {a, b}
+    return out
+
+
 def _command(study: str, args) -> str:
     parts = ["python -m gptcore ablate", f"--study {study}", f"--seeds {args.seeds}"]
     if args.max_iters is not None:
         parts.append(f"--max-iters {args.max_iters}")
+    if getattr(args, "max_seeds", None):
+        parts.append(f"--max-seeds {args.max_seeds}")
     return " ".join(parts)
 
 
@@ -503,9 +523,16 @@ def run_from_args(args) -> int:
     budget = dataclasses.replace(budget, device=str(resolve_device(args.device)), threads=args.threads)
     budget.validate()
     corpus = Corpus.load(args.data)
+    max_seeds = args.max_seeds or args.seeds
     for study in studies:
         report = run_study(study, corpus, args.out, seeds=args.seeds, budget=budget,
                            command=_command(study.name, args), quiet=args.quiet)
+        arm_seeds: dict[str, int] = {}
+        while unclear := {a for a in unclear_arms(report.results) if arm_seeds.get(a, args.seeds) < max_seeds}:
+            for arm in unclear:  # one more seed for each arm of an unsettled comparison, up to --max-seeds
+                arm_seeds[arm] = arm_seeds.get(arm, args.seeds) + 1
+            report = run_study(study, corpus, args.out, seeds=args.seeds, budget=budget,
+                               command=_command(study.name, args), quiet=args.quiet, arm_seeds=arm_seeds)
         if not args.quiet:
             print(summarize(report.results))
         print(f"{report.path}: {report.trained} trained, {report.kept} kept, {report.reused} reused", flush=True)
