@@ -17,7 +17,7 @@ LAYERS = [
     {"gptcore.storage", "gptcore.device", "gptcore.presets", "gptcore.memory"},
     {"gptcore.tokenizers", "gptcore.models"},
     {"gptcore.shards"},
-    {"gptcore.data", "gptcore.evaluate", "gptcore.inference", "gptcore.prepare"},
+    {"gptcore.data", "gptcore.evaluate", "gptcore.inference", "gptcore.prepare", "gptcore.interpret"},
     {"gptcore.checkpoint"},
     {"gptcore.training", "gptcore.interop"},
     {"gptcore.experiments"},

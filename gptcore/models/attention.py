@@ -95,13 +95,15 @@ def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_nor
                    cache: KVCache | None = None, layer: int = 0, path: str = "explicit", dropout_p: float = 0.0,
                    dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
                    attn_out: list | None = None, hidden: torch.Tensor | None = None,
-                   rope: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None) -> torch.Tensor:
+                   rope: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None,
+                   head_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-head causal self-attention of ``x`` (B, T, C) given ``qkv`` and ``proj`` as (weight, bias).
 
     With ``cache``, ``x`` holds only the new positions: their keys and values are appended to the cache
     and the queries attend over everything cached so far. ``hidden``: see :func:`attend`. ``rope``: the
     (cos, sin) of the new positions (:func:`rope_tables`); keys are cached already rotated. ``window``:
-    sliding-window attention (:func:`causal_mask`)."""
+    sliding-window attention (:func:`causal_mask`). ``head_mask`` (n_head,): each head's output is multiplied by
+    its entry before the heads are mixed (0 switches a head off, for ablations)."""
     B, T, C = x.shape
     heads = F.linear(x, *qkv).view(B, T, 3, n_head, C // n_head).permute(2, 0, 3, 1, 4)
     q, k, v = heads.unbind(0)
@@ -111,6 +113,8 @@ def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_nor
     if cache is not None:
         k, v = cache.update(layer, k, v)
     y = attend(q, k, v, path, dropout_p, dropout, attn_out, hidden, window)
+    if head_mask is not None:
+        y = y * head_mask.to(y.dtype).view(1, n_head, 1, 1)
     return F.linear(y.transpose(1, 2).reshape(B, T, C), *proj)
 
 
@@ -126,6 +130,7 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
+        self.head_mask: torch.Tensor | None = None  # (n_head,) weights of the heads' outputs; None: all on
 
     def path(self, x: torch.Tensor) -> str:
         """``auto``: explicit only for training on a CPU, where it is faster in bfloat16 (docs/LOG.md);
@@ -139,5 +144,5 @@ class CausalSelfAttention(nn.Module):
         y = self_attention(x, (self.qkv.weight, self.qkv.bias), (self.proj.weight, self.proj.bias), self.n_head,
                            self.qk_norm, cache, self.layer, self.path(x),
                            self.dropout if self.training else 0.0, self.attn_dropout, attn_out, rope=rope,
-                           window=window)
+                           window=window, head_mask=self.head_mask)
         return self.resid_dropout(y)

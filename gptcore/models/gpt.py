@@ -92,11 +92,13 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
         attn_out: list | None = None,
+        residuals: list | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits for every position, and the mean cross-entropy if targets are given.
 
         With ``cache``, ``idx`` holds only the new tokens; with ``attn_out`` (a list), the attention
-        probabilities of every layer, shaped (batch, head, query, key), are appended to it. A model with
+        probabilities of every layer, shaped (batch, head, query, key), are appended to it; with
+        ``residuals`` (a list), the residual stream after the embeddings and after each block. A model with
         relative positions (``slides``) takes sequences longer than its context: each token then sees
         the ``block_size`` tokens up to itself (sliding-window attention).
         """
@@ -111,11 +113,15 @@ class GPT(nn.Module):
         x = self.drop(x)
         rope, window = self._rope(start, T), self._window()
         recompute = self.config.grad_checkpoint and torch.is_grad_enabled() and cache is None and attn_out is None
+        if residuals is not None:
+            residuals.append(x)
         for block in self.blocks:
             if recompute:  # the backward pass reruns the block, with the same random dropout masks
                 x = checkpoint(block, x, None, None, rope, window, use_reentrant=False)
             else:
                 x = block(x, cache, attn_out, rope, window)
+            if residuals is not None:
+                residuals.append(x)
         if cache is not None:
             cache.advance(T)
         logits = self.lm_head(self.ln_f(x))
@@ -133,7 +139,8 @@ class GPT(nn.Module):
         once instead of looked up through the modules: at a few tokens, per-module calls cost a large
         share of a step (docs/LOG.md). Other variants go through ``forward``.
         """
-        if self.config.norm != "pre" or not self.config.residual or self.training:
+        if (self.config.norm != "pre" or not self.config.residual or self.training
+                or any(b.attn.head_mask is not None for b in self.blocks)):
             return self.forward(torch.tensor([tokens], device=self.tok_emb.weight.device), cache=cache)[0][0]
         pos, T = cache.length, len(tokens)
         if not self.slides and pos + T > self.config.block_size:

@@ -1,0 +1,93 @@
+"""Looking inside a trained GPT: the prediction at every position, how surprised the model is by each
+token, what each layer would predict (the logit lens), and the model with some heads switched off.
+
+Everything runs the model's own forward pass (``GPT.forward``), so what is shown is what the model does;
+nothing here trains or changes weights. Results are on the CPU, as float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .models import GPT
+
+
+def _ids(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
+    idx = torch.as_tensor(ids, dtype=torch.long).reshape(1, -1)
+    if idx.size(1) < 1:
+        raise ValueError("give at least one token")
+    if idx.size(1) > model.config.block_size:
+        raise ValueError(f"{idx.size(1)} tokens exceed the model's context of {model.config.block_size}")
+    return idx.to(next(model.parameters()).device)
+
+
+@torch.no_grad()
+def next_token_probs(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
+    """(T, vocab) probabilities of the token after each position (temperature 1)."""
+    model.eval()
+    logits, _ = model(_ids(model, ids))
+    return logits[0].float().softmax(-1).cpu()
+
+
+@torch.no_grad()
+def surprise(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
+    """(T - 1,) the loss of each token given the ones before it, in nats: -log p(token i | tokens < i),
+    for i = 1 .. T-1. Their mean is the text's loss."""
+    model.eval()
+    idx = _ids(model, ids)
+    logits, _ = model(idx)
+    return F.cross_entropy(logits[0, :-1].float(), idx[0, 1:], reduction="none").cpu()
+
+
+@torch.no_grad()
+def logit_lens(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
+    """(n_layer + 1, T, vocab) probabilities of the next token read from the residual stream after the
+    embeddings (row 0) and after each block, each put through the final norm and the output head, as if
+    the model ended there. The last row is the model's own prediction."""
+    model.eval()
+    residuals: list[torch.Tensor] = []
+    model(_ids(model, ids), residuals=residuals)
+    stacked = torch.cat(residuals)  # (n_layer + 1, T, C)
+    return model.lm_head(model.ln_f(stacked)).float().softmax(-1).cpu()
+
+
+@contextlib.contextmanager
+def heads_off(model: GPT, heads: set[tuple[int, int]] | list[tuple[int, int]]) -> Iterator[GPT]:
+    """The model with the given (layer, head) pairs (0-based) switched off: their outputs are zeroed
+    before the heads are mixed. Everything is restored on exit, also after an error."""
+    cfg = model.config
+    masks: dict[int, torch.Tensor] = {}
+    for layer, head in heads:
+        if not (0 <= layer < cfg.n_layer and 0 <= head < cfg.n_head):
+            raise ValueError(f"no head {head + 1} in layer {layer + 1}: the model has {cfg.n_layer} layers of "
+                             f"{cfg.n_head} heads")
+        mask = masks.setdefault(layer, torch.ones(cfg.n_head, device=next(model.parameters()).device))
+        mask[head] = 0.0
+    before = [block.attn.head_mask for block in model.blocks]
+    try:
+        for layer, mask in masks.items():
+            model.blocks[layer].attn.head_mask = mask
+        yield model
+    finally:
+        for block, mask in zip(model.blocks, before):
+            block.attn.head_mask = mask
+
+
+@dataclass
+class AblationEffect:
+    loss: float  # mean loss of the text with the heads off
+    baseline: float  # the same with every head on
+    per_token: torch.Tensor  # (T - 1,) loss of each token with the heads off
+
+
+def ablation_effect(model: GPT, ids: list[int] | torch.Tensor, heads: list[tuple[int, int]]) -> AblationEffect:
+    """How the text's loss changes when ``heads`` are switched off."""
+    base = surprise(model, ids)
+    with heads_off(model, heads):
+        off = surprise(model, ids)
+    return AblationEffect(float(off.mean()), float(base.mean()), off)
