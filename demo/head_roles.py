@@ -36,6 +36,16 @@ def _word_start(pieces: Sequence[str], i: int) -> int | None:
     return j if j < i else None
 
 
+def _line_start(pieces: Sequence[str], i: int) -> int | None:
+    j = _last_before(pieces, i, lambda c: "\n" in c)
+    return j + 1 if j is not None and j + 1 < i else None
+
+
+def _induction(pieces: Sequence[str], i: int) -> int | None:
+    j = _last_before(pieces, i, lambda c: c == pieces[i])
+    return j + 1 if j is not None and j + 1 < i else None
+
+
 TARGETS: list[tuple[str, Callable[[Sequence[str], int], int | None]]] = [
     ("the current {unit} itself", lambda t, i: i),
     ("the previous {unit}", lambda t, i: i - 1),
@@ -46,7 +56,12 @@ TARGETS: list[tuple[str, Callable[[Sequence[str], int], int | None]]] = [
     ("the last punctuation mark", lambda t, i: _last_before(t, i, lambda c: not PUNCTUATION.isdisjoint(c))),
     ("the start of the current word", _word_start),
     ("the previous occurrence of the same {unit}", lambda t, i: _last_before(t, i, lambda c: c == t[i])),
+    ("the start of the line", lambda t, i: _line_start(t, i)),
+    # an induction head: at a repeated token, look at what followed its previous occurrence (to copy it)
+    ("the {unit} that followed the previous occurrence of the current one (induction)", lambda t, i: _induction(t, i)),
 ]
+RECENT = 4  # a head that is not about one target may still keep to the last few positions
+MIN_RECENT_SHARE = 0.6
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,9 @@ def head_role(probs: np.ndarray, pieces: Sequence[str]) -> HeadRole:
         name, share = max(shares.items(), key=lambda kv: kv[1])
         if share >= MIN_SHARE:
             return HeadRole(f"attends to {name}", share)
+    recent = float(np.mean([probs[i, max(0, i - RECENT + 1):i + 1].sum() for i in range(1, len(pieces))]))
+    if recent >= MIN_RECENT_SHARE:
+        return HeadRole(f"spreads its attention over the last {RECENT} {unit}s", recent)
     peak = float(probs[1:].max(axis=-1).mean())
     return HeadRole(f"spreads its attention over many {unit}s, with no single pattern", peak, broad=True)
 

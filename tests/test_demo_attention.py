@@ -162,3 +162,19 @@ def test_head_roles_on_token_pieces():
     words = [" the", " king", "dom", "s", " and", "ing"]  # "dom" and "s" continue " king", "ing" " and"
     shares = target_shares(_rows_attending(6, lambda i: {2: 1, 3: 1, 5: 4}.get(i, 0)), words)
     assert shares["the start of the current word"] == pytest.approx(1.0)
+
+
+def test_induction_line_start_and_recent_heads_are_named():
+    text = "abcd" + chr(10) + "xabcy abc"  # a newline, then repeats of "abc"
+    T = len(text)
+
+    def induction(i):
+        j = text.rfind(text[i], 0, i)
+        return j + 1 if j >= 0 and j + 1 < i else i
+    role = head_role(_rows_attending(T, induction), text)
+    assert "induction" in role.description
+    recent = np.zeros((T, T))
+    for i in range(T):
+        lo = max(0, i - 3)
+        recent[i, lo:i + 1] = 1.0 / (i + 1 - lo)
+    assert head_role(recent, text).description == "spreads its attention over the last 4 characters"
