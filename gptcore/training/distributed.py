@@ -43,13 +43,14 @@ class Group:
         dist.all_reduce(value)
         return value / self.world_size
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every process when ``flag`` is True on any one (e.g. a stop request, a time budget)."""
+    def agree(self, seconds: float, flag: bool, device: torch.device) -> tuple[float, bool]:
+        """The largest ``seconds`` over the processes and whether any raised ``flag``: with one clock and one
+        stop request for all, every process paces its learning rate alike and stops at the same step."""
         if not self.enabled:
-            return flag
-        value = torch.tensor([1.0 if flag else 0.0], device=device)
+            return seconds, flag
+        value = torch.tensor([seconds, 1.0 if flag else 0.0], dtype=torch.float64, device=device)
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+        return float(value[0]), bool(value[1])
 
     def gather(self, obj) -> list:
         """Every process's ``obj``, in rank order (a list of one in a single process)."""

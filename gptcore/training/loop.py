@@ -205,12 +205,13 @@ class Trainer:
         def train_until_done() -> str:
             nonlocal pending
             while st.step < tc.max_iters:
-                asked = (stop is not None and stop.is_set()) or bool(tc.time_budget and elapsed() >= tc.time_budget)
-                if g.any(asked, self.device):  # every process stops at the same step
+                # one clock and one stop request for every process (a time budget paces the learning rate)
+                now, asked = g.agree(elapsed(), stop is not None and stop.is_set(), self.device)
+                if asked or (tc.time_budget and now >= tc.time_budget):
                     report_pending()
                     return "stopped"
                 t0 = time.perf_counter()
-                lr = learning_rate(st.step, self._progress(st.step, elapsed()), tc)
+                lr = learning_rate(st.step, self._progress(st.step, now), tc)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]
                 # the step's global batch is world_size x grad_accum micro-batches of one shared stream
