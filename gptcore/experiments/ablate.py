@@ -463,6 +463,8 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
     try:
         for arm, config in todo:
             bar.set_postfix_str(f"{arm.name} seed {config.train.seed}")
+            if reuse and out_dir.is_dir():  # read again: a study running beside this one may have just made it
+                siblings = _sibling_runs(out_dir, path)
             hit = siblings.get(_config_key(config.to_dict()))
             if hit is not None:
                 run = dict(hit[1], reused_from=hit[0])
