@@ -3,6 +3,7 @@ start it (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), on the CPU wi
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -19,12 +20,17 @@ def _worker(rank: int, world: int, port: int, overrides: dict, out: str, stop_at
 
     config = get_preset("tiny").with_overrides({"threads": 1, "device": "cpu", **overrides})
     stop = threading.Event()
+    rates = []
 
     def on_event(event) -> None:
+        if event.kind == "step":
+            rates.append(event.lr)
         if stop_at is not None and event.kind == "eval" and event.step == stop_at:
             stop.set()
 
     Trainer(config, Corpus.load(), out, resume=resume).run(on_event=on_event, stop=stop)
+    with open(os.path.join(out, f"lr-rank{rank}.json"), "w") as f:  # what each process's schedule said
+        json.dump(rates, f)
 
 
 def train(world: int, port: int, overrides: dict, out: str, stop_at: int | None = None, resume: bool = False) -> None:

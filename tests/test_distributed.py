@@ -71,6 +71,16 @@ def test_a_distributed_run_resumes_with_another_number_of_processes(runs, tmp_pa
     assert_close_runs(Path(out), runs / "ddp", tol=1e-4)
 
 
+def test_a_time_budget_paces_every_process_alike(tmp_path):
+    """A time budget sets the learning rate from elapsed time: the processes must share one clock."""
+    out = tmp_path / "budget"
+    train(2, free_port(), {**STEPS, "max_iters": 100_000, "time_budget": 3.0, "eval_interval": 100_000,
+                           "schedule": "linear"}, str(out))
+    rank0, rank1 = (json.loads((out / f"lr-rank{r}.json").read_text()) for r in (0, 1))
+    assert len(rank0) > 5 and rank0 == rank1
+    assert json.loads((out / "metrics.json").read_text())["status"] == "stopped"
+
+
 def test_torchrun_runs_the_train_command(tmp_path):
     out = tmp_path / "cli"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
