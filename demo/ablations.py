@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from .explain import how_to_read
 from .plots import ablation_summary_figure, loss_curves_figure
 from .ui import user_errors
 
@@ -107,6 +108,7 @@ def ablations(directory: Path, study: str | None):
 
 def build_tab(directory: Path) -> dict:
     studies = list_studies(directory)
+    how_to_read("ablations")
     with gr.Row():
         study = gr.Dropdown(studies, value=studies[0] if studies else None, label="study", scale=3,
                             allow_custom_value=True)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from .head_roles import describe_heads
 from .plots import heatmap_figure, heatmap_grid_figure
+from .explain import how_to_read
 from .registry import ModelRegistry
 from .settings import Limits
 from .ui import checked_text, per_session, token_unit, user_errors
@@ -159,6 +160,7 @@ def selectors_for(registry: ModelRegistry, checkpoint: str, quiet: bool = False)
 def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     default = registry.default(attention_only=True)
     shape = (4, 4)  # the write-up model's; corrected from the checkpoint as soon as the page loads
+    how_to_read("attention")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=260):
             checkpoint = gr.Dropdown(registry.names(attention_only=True), value=default, label="checkpoint",

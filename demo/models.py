@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from .explain import how_to_read
 from .registry import ModelRegistry
 from .settings import Limits
 from .ui import per_session, user_errors
@@ -58,6 +59,7 @@ def download_model(registry: ModelRegistry, checkpoint: str) -> str:
 
 
 def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
+    how_to_read("models")
     with gr.Row(equal_height=False):
         with gr.Column(min_width=280):
             gr.Markdown("### Bring a model\nA gptcore checkpoint folder as a **zip**, or a nanoGPT **ckpt.pt** "

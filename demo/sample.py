@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # torch-backed gptcore modules are imported inside the functions that need them: the first page is then
 # served before torch has finished importing (see demo.app)
 
+from .explain import how_to_read
 from .registry import ModelRegistry
 from .settings import Limits
 from .ui import (NamedNumber, NamedSlider, checked_number, checked_text, per_session, token_unit, user_errors,
@@ -181,6 +182,7 @@ def checkpoint_info(registry: ModelRegistry, checkpoint: str | None) -> str:
 
 def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     """Lay out the Sample tab and wire its events; returns components other tabs need (the picker)."""
+    how_to_read("sample")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
             checkpoint = gr.Dropdown(registry.names(), value=registry.default(), label="checkpoint",

@@ -17,6 +17,7 @@ import pandas as pd
 from gptcore.config import RunConfig
 from gptcore.presets import PRESETS, get_preset
 
+from .explain import how_to_read
 from .gpu import on_zero_gpu, training_device
 from .settings import AppSettings, Limits
 from .training_job import RunStatus, TrainingManager, TrainJobSpec
@@ -174,6 +175,7 @@ def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
     limits = settings.limits
     presets = app_presets()
     q = presets[QUICK][1]
+    how_to_read("train")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
             if on_zero_gpu():

@@ -79,6 +79,17 @@ def test_sample_tab_generates_text_and_charts_the_next_character(page):
     _shot(page, "sample-laptop")
 
 
+def test_every_tab_explains_how_to_read_it(page):
+    for name, key, words in [("Sample", "sample", "Temperature"), ("Attention", "attention", "query"),
+                             ("Train", "train", "validation"), ("Ablations", "ablations", "Welch"),
+                             ("Models", "models", "checkpoint is a folder")]:
+        _open_tab(page, name)
+        explanation = page.locator(f"#explain-{key}")
+        if not explanation.is_visible():
+            page.get_by_role("tabpanel").get_by_text("How to read this").first.click()
+        expect(explanation).to_contain_text(words, timeout=10_000)
+
+
 def test_sample_tab_stop_says_so_and_generate_is_in_view(page):
     _open_tab(page, "Sample")
     box = page.locator("#generate-btn").bounding_box()
