@@ -40,11 +40,6 @@ def model_name(requested: str | None, fallback: str) -> str:
     return name
 
 
-def _is_zip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"
-
-
 def _is_torch_file(archive: zipfile.ZipFile) -> bool:
     """torch.save writes a zip too: one folder holding data.pkl (a nanoGPT ckpt.pt is one)."""
     return any(n.endswith("/data.pkl") or n == "data.pkl" for n in archive.namelist())
@@ -91,8 +86,9 @@ def add_model(files: list[str | os.PathLike], name: str | None, dest_root: Path,
     """Check and store one uploaded model under ``dest_root/<name>``; returns its folder.
 
     ``files``: a checkpoint zip, or nanoGPT's ckpt.pt with its meta.pkl."""
-    from gptcore.checkpoint import load_checkpoint
+    from gptcore.checkpoint import load_checkpoint  # (imported here: torch stays out of the app's start-up)
     from gptcore.interop.nanogpt import import_nanogpt
+    from gptcore.storage import is_zip
 
     paths = [Path(f) for f in files or []]
     if not paths:
@@ -100,7 +96,7 @@ def add_model(files: list[str | os.PathLike], name: str | None, dest_root: Path,
     for p in paths:
         if p.stat().st_size > max_bytes:
             raise UploadError(f"{p.name} is {p.stat().st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
-    zips = [p for p in paths if _is_zip(p)]
+    zips = [p for p in paths if is_zip(p)]
     pickles = [p for p in paths if p not in zips]
     if len(zips) != 1 or len(pickles) > 1:
         raise UploadError("upload one checkpoint zip, or nanoGPT's ckpt.pt and meta.pkl together")

@@ -28,8 +28,8 @@ from typing import Iterator
 import numpy as np
 
 from .errors import GptcoreError
-from .shards import DTYPES, FORMAT, MANIFEST, TOKENIZER_FILE, dtype_for, file_sha256
-from .storage import atomic_write_bytes, check_output_dir, read_json, write_json
+from .shards import DTYPES, FORMAT, MANIFEST, TOKENIZER_FILE, dtype_for
+from .storage import atomic_write_bytes, check_output_dir, file_sha256, read_json, write_json
 from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 
 VAL_EVERY = 20  # every 20th piece is validation text: 5%

@@ -14,7 +14,6 @@ as a gigabyte of memory, while reads keep the process's memory the same whatever
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError, GptcoreError
-from .storage import read_json
+from .storage import file_sha256, read_json
 
 MANIFEST, TOKENIZER_FILE = "manifest.json", "tokenizer.json"
 FORMAT = 1
@@ -48,14 +47,6 @@ class Shard:
     def from_dict(cls, data: dict) -> "Shard":
         return cls(str(data["file"]), str(data["split"]), int(data["tokens"]), int(data["bytes"]),
                    int(data["chars"]), str(data["sha256"]))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ShardSet:

@@ -152,7 +152,7 @@ def save_tensors(path: str | os.PathLike, state: dict[str, torch.Tensor], dtype:
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors saved by :func:`save_tensors` or as :func:`safetensors_bytes`, on the CPU, after checking
     their checksum. The format is told by the content (torch's files are zip archives), not the name."""
-    if not _is_zip(Path(path)):
+    if not is_zip(Path(path)):
         tensors, digest = _read_safetensors(Path(path))
     else:
         obj = safe_torch_load(path)
@@ -164,7 +164,8 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _is_zip(path: Path) -> bool:
+def is_zip(path: Path) -> bool:
+    """Whether a file starts as a zip archive does (torch.save writes one; so does a zipped folder)."""
     try:
         with open(path, "rb") as f:
             return f.read(4) == b"PK\x03\x04"
@@ -194,9 +195,18 @@ MANIFEST = "manifest.json"
 _STAGED = ".{}.staged"
 
 
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in chunks (shards can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _sha256_file(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 
