@@ -132,7 +132,9 @@ def _is_val(index: int) -> bool:
     return index % VAL_EVERY == VAL_EVERY - 1
 
 
-def make_tokenizer(config: PrepareConfig, files: list[Path], size: int) -> Tokenizer:
+def streamed_tokenizer(config: PrepareConfig, files: list[Path], size: int) -> Tokenizer:
+    """The tokenizer ``config`` asks for, made from the streamed pieces (``gptcore.data.make_tokenizer`` does
+    the same for a text held in memory)."""
     if config.tokenizer == "char":
         chars: set[str] = set()
         for text, _ in source_pieces(config, files, size):
@@ -191,7 +193,7 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True
         tokenizer = load_tokenizer(out / TOKENIZER_FILE)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        tokenizer = make_tokenizer(config, files, size)
+        tokenizer = streamed_tokenizer(config, files, size)
         tokenizer.save(out / TOKENIZER_FILE)
         manifest = {"format": FORMAT, "config": recorded, "tokenizer": TOKENIZER_FILE, "tokenizer_type":
                     tokenizer.type_name, "vocab_size": tokenizer.vocab_size, "dtype": dtype_for(tokenizer.vocab_size),
