@@ -135,7 +135,9 @@ class Trainer:
         on_backward: Callable[[nn.Module, int], None] | None = None,
     ) -> TrainResult:
         try:
-            return self._run(on_event, stop, progress_bar, on_backward)
+            result = self._run(on_event, stop, progress_bar, on_backward)
+            self.group.barrier()  # every process done before the group is taken down
+            return result
         finally:
             leave(self.group)
 
