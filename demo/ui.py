@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import typing
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -59,8 +60,15 @@ def per_session(fn: Callable, registry, *bound, gpu_seconds: int | None = None, 
     else:
         def wrapper(*args):
             return run(*split(args))
-    wrapper.__signature__ = inspect.Signature(params + [request])
-    wrapper.__annotations__ = {"request": gr.Request}
+    try:  # resolved, so that gr.api can describe the endpoint to API callers
+        hints = typing.get_type_hints(fn)
+    except NameError:  # a name imported only for type checkers: the UI events need no hints
+        hints = {}
+    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in params]
+    wrapper.__signature__ = inspect.Signature(params + [request], return_annotation=hints.get("return",
+                                              inspect.Signature.empty))
+    wrapper.__annotations__ = {**{p.name: hints[p.name] for p in params if p.name in hints},
+                               "request": gr.Request, **({"return": hints["return"]} if "return" in hints else {})}
     wrapper.__name__ = wrapper.__qualname__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .models import GPT
+from .models.attention import rope_frequencies
 
 
 def _ids(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
@@ -91,3 +92,36 @@ def ablation_effect(model: GPT, ids: list[int] | torch.Tensor, heads: list[tuple
     with heads_off(model, heads):
         off = surprise(model, ids)
     return AblationEffect(float(off.mean()), float(base.mean()), off)
+
+
+@torch.no_grad()
+def embedding_pca(model: GPT) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token embedding table projected on its first two principal directions: ((vocab, 2) coordinates,
+    (2,) share of the table's variance each direction explains). Tokens the model treats alike land close.
+    Each axis is signed so that its largest coordinate is positive, so the map does not flip between calls."""
+    table = model.tok_emb.weight.float().cpu()
+    centred = table - table.mean(0)
+    _, singular, directions = torch.linalg.svd(centred, full_matrices=False)
+    coords = centred @ directions[:2].T
+    flip = coords.gather(0, coords.abs().argmax(0, keepdim=True)).sign()
+    variance = singular.square()
+    return coords * flip, (variance / variance.sum())[:2]
+
+
+@torch.no_grad()
+def position_similarity(model: GPT) -> torch.Tensor | None:
+    """(block_size, block_size) cosine similarity between the learned position embeddings, or None for a
+    model without them (rotary or no positions): nearby positions that look alike show as a bright band."""
+    if model.pos_emb is None:
+        return None
+    table = F.normalize(model.pos_emb.weight.float().cpu(), dim=-1)
+    return table @ table.T
+
+
+def rope_wavelengths(model: GPT) -> torch.Tensor | None:
+    """(head_dim // 2,) how many positions each rotary pair takes to turn once (2π / its frequency), or None
+    without rotary positions. Short wavelengths tell neighbours apart; long ones measure far distances."""
+    cfg = model.config
+    if cfg.pos_emb != "rope":
+        return None
+    return 2 * torch.pi / rope_frequencies(cfg.n_embd // cfg.n_head, cfg.rope_base)

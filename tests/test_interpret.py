@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from gptcore.interpret import ablation_effect, heads_off, logit_lens, next_token_probs, surprise
+from gptcore.interpret import (ablation_effect, embedding_pca, heads_off, logit_lens, next_token_probs,
+                               position_similarity, rope_wavelengths, surprise)
 from gptcore.models import GPT
 from tests.conftest import small_config
 
@@ -75,3 +76,36 @@ def test_sampling_respects_switched_off_heads(model):
         uncached = list(stream_tokens(model, [1, 2, 3], params, use_cache=False))
     assert off == uncached and len(off) == 20  # the cached decode sees the switched-off heads too
     assert normal == list(stream_tokens(model, [1, 2, 3], params))  # and they are back on afterwards
+
+
+def test_embedding_pca_finds_a_plane_the_embeddings_lie_in(model):
+    """Embeddings built on a 2-D plane: the two directions explain everything, distances are kept."""
+    torch.manual_seed(1)
+    plane = torch.linalg.qr(torch.randn(32, 2)).Q  # orthonormal columns
+    points = torch.randn(model.config.vocab_size, 2) * torch.tensor([3.0, 1.0])
+    with torch.no_grad():
+        model.tok_emb.weight.copy_(points @ plane.T + 0.5)
+    coords, explained = embedding_pca(model)
+    assert coords.shape == (model.config.vocab_size, 2)
+    assert explained.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert explained[0] > explained[1]
+    distances = lambda x: (x[:, None] - x[None]).norm(dim=-1)  # noqa: E731
+    assert torch.allclose(distances(coords), distances(points), atol=1e-4)
+    assert (coords.gather(0, coords.abs().argmax(0, keepdim=True)) > 0).all()  # signed: no flip between calls
+
+
+def test_position_similarity_is_a_cosine_matrix(model):
+    sim = position_similarity(model)
+    assert sim.shape == (model.config.block_size,) * 2
+    assert torch.allclose(sim.diagonal(), torch.ones(model.config.block_size), atol=1e-5)
+    assert torch.allclose(sim, sim.T)
+    assert rope_wavelengths(model) is None
+
+
+def test_rotary_models_have_wavelengths_and_no_position_table():
+    rope = GPT(small_config(n_layer=1, n_head=2, n_embd=32, pos_emb="rope")).eval()
+    assert position_similarity(rope) is None
+    wavelengths = rope_wavelengths(rope)
+    assert wavelengths.shape == (8,)  # head_dim 16: 8 rotating pairs
+    assert wavelengths[0].item() == pytest.approx(2 * torch.pi)  # the fastest pair turns once a radian
+    assert (wavelengths.diff() > 0).all()

@@ -41,6 +41,11 @@ def causal_mask(queries: int, keys: int, device: torch.device | str = "cpu", hid
     return ones.triu_(keys - queries + 1) if hidden else ones.tril_(keys - queries)
 
 
+def rope_frequencies(head_dim: int, base: float) -> torch.Tensor:
+    """(head_dim / 2,) float64: the angle pair i of a head turns by per position, base^(-2i / head_dim)."""
+    return base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+
+
 def rope_tables(start: int, length: int, head_dim: int, base: float,
                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin (length, head_dim / 2) of the rotary angles of positions start .. start + length - 1.
@@ -48,7 +53,7 @@ def rope_tables(start: int, length: int, head_dim: int, base: float,
     Pair i of a head turns by position x base^(-2i / head_dim): fast turns for nearby detail, slow ones
     for distance. Angles are computed in float64, so a position in the thousands (a sliding window) is
     as exact as position 0."""
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    inv_freq = rope_frequencies(head_dim, base)
     angles = torch.arange(start, start + length, dtype=torch.float64)[:, None] * inv_freq[None, :]
     return angles.cos().float().to(device), angles.sin().float().to(device)
 
