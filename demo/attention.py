@@ -1,7 +1,9 @@
-"""Attention tab: heatmaps of what each head looks at, and a one-line role per head.
+"""Attention tab: what each head looks at, interactively, and a one-line role per head.
 
-The model is run once on the text with ``model.attention_maps``; the figure shows one head, the average of
-a layer's heads, every head of a layer, or every layer by every head (the model-wide view).
+The model is run once on the text with ``model.attention_maps``. One head (or a layer's average) is shown
+as an interactive view (hover a token: what it looks at; the heatmap zooms and scrolls); every head of a
+layer, or every layer by every head, as a static grid picture. Clicking a row of the roles table shows
+that head.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
 from .head_roles import describe_heads
 from .plots import heatmap_figure, heatmap_grid_figure
+from .views_html import CSS, SCRIPT, attention_html
 from .explain import how_to_read
 from .registry import ModelRegistry
 from .settings import Limits
@@ -113,20 +116,29 @@ def attention_figure(am: AttentionMaps, layer: int | str, head: int | str):
     return heatmap_grid_figure(grid, am.pieces, [f"layer {i + 1}" for i in layers], cols, title)
 
 
-def roles_markdown(am: AttentionMaps, layer: int | str) -> str:
-    """A table of every head's role (for the chosen layer, or all layers)."""
+ROLE_COLUMNS = ["layer", "head", "what it mostly does on this text"]
+
+
+def roles_rows(am: AttentionMaps, layer: int | str) -> list[list]:
+    """One row per head (of the chosen layer, or of every layer): layer, head, its measured role."""
     roles = describe_heads(am.maps, am.pieces)
-    rows = ["| layer | head | what it mostly does on this text |", "|---|---|---|"]
-    for i, layer_roles in enumerate(roles):
-        if layer != ALL and i != layer:
-            continue
-        rows += [f"| {i + 1} | {h + 1} | {role.line()} |" for h, role in enumerate(layer_roles)]
-    return "\n".join(rows)
+    return [[i + 1, h + 1, role.line()] for i, layer_roles in enumerate(roles) if layer in (ALL, i)
+            for h, role in enumerate(layer_roles)]
 
 
-def attention(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None, layer: str,
-              head: str):
-    """(figure, markdown with notices and head roles) for the API and the UI."""
+@dataclass
+class AttentionView:
+    """What the tab shows: the interactive view of one head (or a layer's average), or a static grid of
+    several; the heads' roles; notices about the text."""
+
+    html: str | None
+    figure: object | None
+    roles: list[list]
+    notes: str
+
+
+def attention_view(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None, layer: str,
+                   head: str) -> AttentionView:
     with user_errors():
         text = checked_text("text", text, limits.max_attention_text_chars)
         ck = registry.get(checkpoint)
@@ -134,8 +146,45 @@ def attention(registry: ModelRegistry, limits: Limits, checkpoint: str, text: st
         m = ck.config.model
         layer_index = _parse_index(layer, m.n_layer, "layer", (ALL,))
         head_index = _parse_index(head, m.n_head, "head", (ALL, AVERAGE))
-        fig = attention_figure(am, layer_index, head_index)
-        return fig, "\n\n".join(am.notices + [roles_markdown(am, layer_index)])
+        roles, notes = roles_rows(am, layer_index), "\n\n".join(am.notices)
+        if ALL in (layer_index, head_index):
+            return AttentionView(None, attention_figure(am, layer_index, head_index), roles, notes)
+        weights = am.maps[layer_index].mean(0) if head_index == AVERAGE else am.maps[layer_index][head_index]
+        title = (f"layer {layer_index + 1}, " + (f"average of {m.n_head} heads" if head_index == AVERAGE
+                                                  else f"head {head_index + 1}"))
+        return AttentionView(attention_html(am.pieces, weights, title, token_unit(ck)), None, roles, notes)
+
+
+def attention(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None, layer: str,
+              head: str):
+    """(interactive view, grid picture, head roles, notices): one of the first two is shown."""
+    view = attention_view(registry, limits, checkpoint, text, layer, head)
+    return (gr.update(value=view.html or "", visible=view.html is not None),
+            gr.update(value=view.figure, visible=view.figure is not None),
+            view.roles, view.notes)
+
+
+def attention_weights(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str, layer: int,
+                      head: int) -> dict:
+    """One head's attention on a text, as numbers: ``weights[q][k]`` is how much token q takes from token
+    k (k <= q); ``role`` is what the head mostly does on this text. Layers and heads count from 1."""
+    with user_errors():
+        text = checked_text("text", text, limits.max_attention_text_chars)
+        ck = registry.get(checkpoint)
+        am = compute_maps(ck, text)
+        m = ck.config.model
+        layer_index = _parse_index(layer, m.n_layer, "layer", ())
+        head_index = _parse_index(head, m.n_head, "head", ())
+        weights = am.maps[layer_index][head_index]
+        role = describe_heads([am.maps[layer_index]], am.pieces)[0][head_index]
+        return {"tokens": am.pieces, "weights": [weights[q, :q + 1].round(5).tolist() for q in range(len(am.pieces))],
+                "role": role.line(), "notices": am.notices}
+
+
+def select_head(roles, evt: gr.SelectData):
+    """A click on a row of the roles table shows that head."""
+    row = evt.row_value if getattr(evt, "row_value", None) else roles.iloc[evt.index[0]].tolist()
+    return str(int(row[0])), str(int(row[1]))
 
 
 def selectors_for(registry: ModelRegistry, checkpoint: str, quiet: bool = False):
@@ -154,7 +203,7 @@ def selectors_for(registry: ModelRegistry, checkpoint: str, quiet: bool = False)
         if m.arch != "gpt":
             raise ValueError(f"checkpoint {checkpoint!r:.80} has no attention layers; pick a GPT checkpoint")
         return (gr.update(choices=layer_choices(m.n_layer), value="1"),
-                gr.update(choices=head_choices(m.n_head), value=ALL))
+                gr.update(choices=head_choices(m.n_head), value="1"))
 
 
 def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
@@ -168,21 +217,33 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
             text = gr.Textbox(DEFAULT_TEXT, label="text", lines=5,
                               info="longer than the context window? it is cropped, with a notice",
                               max_length=limits.max_attention_text_chars)
-            layer = gr.Dropdown(layer_choices(shape[0]), value="1", label="layer", allow_custom_value=True)
-            head = gr.Dropdown(head_choices(shape[1]), value=ALL, label="head", allow_custom_value=True)
+            with gr.Row():
+                layer = gr.Dropdown(layer_choices(shape[0]), value="1", label="layer", allow_custom_value=True,
+                                    min_width=120)
+                head = gr.Dropdown(head_choices(shape[1]), value="1", label="head", allow_custom_value=True,
+                                   min_width=120)
             go = gr.Button("Show attention", variant="primary", elem_id="attention-btn")
+            notes = gr.Markdown(elem_id="attention-notes")
         with gr.Column(scale=2, min_width=280):
-            plot = gr.Plot(label="attention", show_label=False, elem_id="attention-plot", format="png")
-            roles = gr.Markdown(elem_id="attention-roles")
+            view = gr.HTML("", elem_id="attention-view", js_on_load=SCRIPT, css_template=CSS, min_height=120)
+            plot = gr.Plot(label="attention", show_label=False, elem_id="attention-plot", format="png",
+                           visible=False)
+            roles = gr.Dataframe(headers=ROLE_COLUMNS, datatype=["number", "number", "str"], interactive=False,
+                                 wrap=True, elem_id="attention-roles", 
+                                 label="the heads (click a row to show that head)")
 
     _attention = per_session(attention, registry, limits, gpu_seconds=20)  # keeps the parameter names for the API
-
-    go.click(_attention, [checkpoint, text, layer, head], [plot, roles], api_name="attention",
-             concurrency_limit=2)
+    outputs = [view, plot, roles, notes]
+    go.click(_attention, [checkpoint, text, layer, head], outputs, api_name="attention", concurrency_limit=2)
+    text.submit(_attention, [checkpoint, text, layer, head], outputs, api_visibility="private",
+                concurrency_limit=2)
     # choosing another layer or head redraws at once (only when a person changes it, not on updates)
-    gr.on([layer.input, head.input], _attention, [checkpoint, text, layer, head], [plot, roles],
+    gr.on([layer.input, head.input], _attention, [checkpoint, text, layer, head], outputs,
           api_visibility="private", concurrency_limit=2, trigger_mode="always_last")
+    roles.select(select_head, roles, [layer, head], api_visibility="private", show_progress="hidden").then(
+        _attention, [checkpoint, text, layer, head], outputs, api_visibility="private", concurrency_limit=2)
+    gr.api(per_session(attention_weights, registry, limits, gpu_seconds=20), api_name="attention_weights")
     checkpoint.change(per_session(selectors_for, registry, quiet=False), checkpoint, [layer, head],
                       api_visibility="private", show_progress="hidden")
-    return {"checkpoint": checkpoint, "selectors": (per_session(selectors_for, registry, quiet=True), checkpoint,
-                                                    [layer, head])}
+    return {"checkpoint": checkpoint, "text": text,
+            "selectors": (per_session(selectors_for, registry, quiet=True), checkpoint, [layer, head])}

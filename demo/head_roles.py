@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .ui import visible_piece
+
 PUNCTUATION = set(".,;:!?")
 MIN_SHARE = 0.3  # below this, no single target explains the head
 MIN_COVERAGE = 0.3  # a target must exist for at least this share of the queries to be considered
@@ -60,8 +62,18 @@ TARGETS: list[tuple[str, Callable[[Sequence[str], int], int | None]]] = [
     # an induction head: at a repeated token, look at what followed its previous occurrence (to copy it)
     ("the {unit} that followed the previous occurrence of the current one (induction)", lambda t, i: _induction(t, i)),
 ]
-RECENT = 4  # a head that is not about one target may still keep to the last few positions
-MIN_RECENT_SHARE = 0.6
+MAX_WINDOW, WINDOW_SHARES = 8, (0.8, 0.5)  # a head not about one target may keep to the last few positions:
+# the smallest window holding 80% of its attention, else the smallest holding half
+# ... or prefer a kind of token: its attention on them is well above their share of the text (KIND_RULES)
+KINDS: list[tuple[str, Callable[[str], bool]]] = [
+    ("spaces", lambda p: " " in p),
+    ("newlines", lambda p: "\n" in p),
+    ("punctuation marks", lambda p: not PUNCTUATION.isdisjoint(p)),
+    ("capital letters", lambda p: p.strip()[:1].isupper()),
+    ("vowels", lambda p: len(p) == 1 and p.lower() in "aeiou"),
+]
+KIND_RULES = ((0.4, 2.0), (0.25, 3.0))  # (share, lift): either pair names the kind
+MIN_EVENNESS = 0.85  # mean entropy / log(positions visible) of a head that averages everything before it
 
 
 @dataclass(frozen=True)
@@ -69,8 +81,11 @@ class HeadRole:
     description: str
     share: float  # mean attention on the named target (or the mean of the largest weight, if broad)
     broad: bool = False
+    detail: str = ""  # replaces the default "(N% of its attention on average)"
 
     def line(self) -> str:
+        if self.detail:
+            return f"{self.description} ({self.detail})"
         if self.broad:
             return f"{self.description} (its largest weight averages {self.share:.0%})"
         return f"{self.description} ({self.share:.0%} of its attention on average)"
@@ -97,7 +112,9 @@ def target_shares(probs: np.ndarray, pieces: Sequence[str]) -> dict[str, float]:
 
 
 def head_role(probs: np.ndarray, pieces: Sequence[str]) -> HeadRole:
-    """Name the target with the largest mean share, or call the head broad if none reaches MIN_SHARE."""
+    """The first description that fits, most specific first: one target (the largest mean share, if it
+    reaches MIN_SHARE); an even spread over the whole context; a window of the last few tokens; a kind of
+    token it prefers; else "no single pattern", with the tokens it looks at most."""
     probs = np.asarray(probs, dtype=np.float64)
     unit = unit_name(pieces)
     if len(pieces) < 2:
@@ -107,11 +124,60 @@ def head_role(probs: np.ndarray, pieces: Sequence[str]) -> HeadRole:
         name, share = max(shares.items(), key=lambda kv: kv[1])
         if share >= MIN_SHARE:
             return HeadRole(f"attends to {name}", share)
-    recent = float(np.mean([probs[i, max(0, i - RECENT + 1):i + 1].sum() for i in range(1, len(pieces))]))
-    if recent >= MIN_RECENT_SHARE:
-        return HeadRole(f"spreads its attention over the last {RECENT} {unit}s", recent)
+    evenness = [_entropy(probs[i, :i + 1]) / np.log(i + 1) for i in range(3, len(pieces))]
+    if evenness and float(np.mean(evenness)) >= MIN_EVENNESS:
+        even = float(np.mean(evenness))
+        return HeadRole(f"spreads its attention evenly over every earlier {unit}: an average of the context", even,
+                        broad=True, detail=f"its entropy is {even:.0%} of the most possible")
+    queries = range(1, len(pieces))
+    recent = [float(np.mean([probs[i, max(0, i - window + 1):i + 1].sum() for i in queries]))
+              for window in range(MAX_WINDOW + 1)]
+    for least in WINDOW_SHARES:
+        for window in range(2, MAX_WINDOW + 1):
+            if recent[window] >= least:
+                return HeadRole(f"attends within the last {window} {unit}s", recent[window])
+    kind = preferred_kind(probs, pieces)
+    if kind:
+        return kind
     peak = float(probs[1:].max(axis=-1).mean())
-    return HeadRole(f"spreads its attention over many {unit}s, with no single pattern", peak, broad=True)
+    return HeadRole(f"spreads its attention over many {unit}s, with no single pattern", peak, broad=True,
+                    detail=f"its largest weight averages {peak:.0%}; most of it on {favourite_keys(probs, pieces)}")
+
+
+def favourite_keys(probs: np.ndarray, pieces: Sequence[str], n: int = 3) -> str:
+    """The tokens (by text) that receive the most attention over all queries, with their shares."""
+    received: dict[str, float] = {}
+    for j, piece in enumerate(pieces):
+        received[piece] = received.get(piece, 0.0) + float(probs[1:, j].sum())
+    total = float(probs[1:].sum())
+    top = sorted(received.items(), key=lambda kv: -kv[1])[:n]
+    return ", ".join(f"{visible_piece(piece)!r} ({weight / total:.0%})" for piece, weight in top)
+
+
+def _entropy(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def preferred_kind(probs: np.ndarray, pieces: Sequence[str]) -> HeadRole | None:
+    """The kind of token (spaces, vowels, ...) the head attends to far more than its share of the text."""
+    best = None
+    for name, is_kind in KINDS:
+        member = np.array([is_kind(p) for p in pieces], dtype=np.float64)
+        seen = np.cumsum(member) / np.arange(1, len(pieces) + 1)  # the kind's share of positions 0 .. i
+        queries = [i for i in range(1, len(pieces)) if seen[i] > 0]
+        if len(queries) < MIN_COVERAGE * (len(pieces) - 1):
+            continue
+        share = float(np.mean([probs[i, :i + 1] @ member[:i + 1] for i in queries]))
+        lift = share / float(np.mean(seen[queries]))
+        named = any(share >= s and lift >= x for s, x in KIND_RULES)
+        if named and (best is None or lift > best[2]):
+            best = (name, share, lift)
+    if best is None:
+        return None
+    name, share, lift = best
+    return HeadRole(f"prefers {name}", share,
+                    detail=f"{share:.0%} of its attention, {lift:.1f}x their share of the text")
 
 
 def describe_heads(maps: list[np.ndarray], pieces: Sequence[str]) -> list[list[HeadRole]]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
+
 import gradio as gr
 import numpy as np
 import pytest
 
 from demo import registry as registry_module
-from demo.attention import ALL, AVERAGE, attention, compute_maps, head_choices, layer_choices
+from demo.attention import (ALL, AVERAGE, attention, attention_view, attention_weights, compute_maps, head_choices,
+                            layer_choices, select_head)
 from demo.head_roles import head_role, target_shares
 from demo.registry import ModelRegistry
 from demo.settings import Limits
@@ -38,13 +43,41 @@ def test_last_space_head_is_named():
     assert head_role(_rows_attending(len(TEXT), last_space), TEXT).description == "attends to the last space"
 
 
-def test_uniform_head_is_called_broad():
+def test_uniform_head_is_called_an_average():
     T = len(TEXT)
     uniform = np.tril(np.ones((T, T)))
     uniform /= uniform.sum(1, keepdims=True)
     role = head_role(uniform, TEXT)
-    assert role.description.startswith("spreads its attention") and role.share < 0.3
-    assert "largest weight averages" in role.line()
+    assert role.broad and "evenly over every earlier character" in role.description
+    assert "entropy is 100%" in role.line()
+
+
+def test_a_head_without_a_pattern_says_so_and_names_its_favourite_keys():
+    text = TEXT * 4
+    T, rng = len(text), np.random.default_rng(0)
+    scattered = np.zeros((T, T))
+    for i in range(T):  # a few random earlier positions, nothing systematic
+        keys = rng.choice(i + 1, size=min(i + 1, 3), replace=False)
+        scattered[i, keys] = rng.dirichlet(np.ones(len(keys)))
+    role = head_role(scattered, text)
+    assert role.broad and "no single pattern" in role.description
+    assert "most of it on" in role.line() and role.line().count("%") == 4
+
+
+def test_a_head_that_prefers_a_kind_of_token_is_named():
+    text = "the cat sat, the dog ran; " * 4
+    marks = [j for j, c in enumerate(text) if c in ",;"]
+    prefers = np.zeros((len(text), len(text)))
+    for i in range(len(text)):
+        seen = [j for j in marks if j <= i]
+        if seen:  # 60% on the punctuation marks and newlines seen so far, the rest spread
+            prefers[i, seen] += 0.6 / len(seen)
+            prefers[i, :i + 1] += 0.4 / (i + 1)
+        else:
+            prefers[i, :i + 1] = 1.0 / (i + 1)
+    role = head_role(prefers, text)
+    assert role.description == "prefers punctuation marks"
+    assert "their share of the text" in role.line()
 
 
 def test_shares_need_a_matching_text():
@@ -58,27 +91,65 @@ def registry(tmp_path_factory, corpus) -> ModelRegistry:
     return ModelRegistry(root, root / "no-runs", default="tiny")
 
 
-def test_single_head_figure_has_characters_mask_and_colour_bar(registry):
-    fig, notes = attention(registry, LIMITS, "tiny", "to be\nor", "1", "2")
-    ax, colour_bar = fig.axes  # the heatmap and its colour bar
-    labels = [t.get_text() for t in ax.texts]  # x and y labels, interleaved
-    assert labels[::2] == labels[1::2] == ["t", "o", "␣", "b", "e", "↵", "o", "r"]
-    data = ax.images[0].get_array()
-    assert data.mask[0, 1] and not data.mask[1, 0]  # the future is masked, the past is not
-    assert "head 2" in ax.get_title()
-    assert notes.count("\n| 1 |") == 2 and "\n| 2 |" not in notes  # roles of layer 1's two heads only
+def _data(view_html: str, key: str):
+    """The JSON a view carries for its script, read back from its data- attribute."""
+    match = re.search(rf'data-j{key}="([^"]*)"', view_html)
+    return json.loads(html.unescape(match.group(1)))
 
 
-def test_all_heads_average_and_model_wide_views(registry):
-    fig, _ = attention(registry, LIMITS, "tiny", TEXT, "2", ALL)
-    assert len(fig.axes) == 2 + 1  # two heads and a colour bar
-    fig, _ = attention(registry, LIMITS, "tiny", TEXT, "1", AVERAGE)
-    assert "average of 2 heads" in fig.axes[0].get_title()
-    fig, notes = attention(registry, LIMITS, "tiny", TEXT, ALL, ALL)
-    assert len(fig.axes) == 2 * 2 + 1
-    assert notes.count("\n| ") == 4  # every layer x head described
-    fig, _ = attention(registry, LIMITS, "tiny", TEXT, ALL, AVERAGE)
-    assert len(fig.axes) == 2 + 1
+def test_a_single_head_is_an_interactive_view_of_its_weights(registry):
+    view = attention_view(registry, LIMITS, "tiny", "to be\nor", "1", "2")
+    assert view.figure is None and "layer 1, head 2" in view.html
+    assert _data(view.html, "pieces") == list("to be\nor")
+    assert _data(view.html, "labels") == ["t", "o", "␣", "b", "e", "↵", "o", "r"]
+    weights = _data(view.html, "weights")
+    assert [len(row) for row in weights] == list(range(1, 9))  # the past only: causal
+    expected = compute_maps(registry.get("tiny"), "to be\nor").maps[0][1]
+    assert np.allclose([w for row in weights for w in row], expected[np.tril_indices(8)], atol=1e-4)
+    assert view.html.count('class="gc-tok"') == 8 and "<canvas" in view.html
+    assert [row[:2] for row in view.roles] == [[1, 1], [1, 2]]  # roles of layer 1's two heads only
+
+
+def test_text_in_a_view_is_escaped(registry):
+    view = attention_view(registry, LIMITS, "tiny-bpe-rope", "<b>x</b>&amp;", "1", "1")
+    assert "<b>x" not in view.html and ">&lt;</span>" in view.html  # escaped in the token boxes
+    assert "".join(_data(view.html, "pieces")) == "<b>x</b>&amp;"
+
+
+def test_grids_and_averages(registry):
+    view = attention_view(registry, LIMITS, "tiny", TEXT, "2", ALL)
+    assert view.html is None and len(view.figure.axes) == 2 + 1  # two heads and a colour bar
+    view = attention_view(registry, LIMITS, "tiny", TEXT, "1", AVERAGE)
+    assert "average of 2 heads" in view.html
+    expected = compute_maps(registry.get("tiny"), TEXT).maps[0].mean(0)
+    assert np.allclose(_data(view.html, "weights")[-1], expected[-1], atol=1e-4)
+    view = attention_view(registry, LIMITS, "tiny", TEXT, ALL, ALL)
+    assert len(view.figure.axes) == 2 * 2 + 1
+    assert len(view.roles) == 4  # every layer x head described
+    view = attention_view(registry, LIMITS, "tiny", TEXT, ALL, AVERAGE)
+    assert len(view.figure.axes) == 2 + 1
+
+
+def test_the_event_shows_one_of_view_and_picture(registry):
+    view, plot, roles, notes = attention(registry, LIMITS, "tiny", TEXT, "1", "1")
+    assert view["visible"] and not plot["visible"] and len(roles) == 2 and notes == ""
+    view, plot, _, _ = attention(registry, LIMITS, "tiny", TEXT, ALL, ALL)
+    assert not view["visible"] and plot["visible"]
+
+
+def test_the_weights_api_gives_numbers(registry):
+    out = attention_weights(registry, LIMITS, "tiny", TEXT, 2, 1)
+    assert out["tokens"] == list(TEXT) and len(out["weights"][-1]) == len(TEXT)
+    assert out["weights"][-1] == pytest.approx(compute_maps(registry.get("tiny"), TEXT).maps[1][0][-1], abs=1e-5)
+    assert out["role"]
+    with pytest.raises(gr.Error, match="head must be one of 1-2"):
+        attention_weights(registry, LIMITS, "tiny", TEXT, 1, 3)
+
+
+def test_a_row_of_the_roles_table_selects_its_head():
+    class Pick:
+        row_value, index = [2, 1, "attends to the previous character"], [3, 2]
+    assert select_head(None, Pick()) == ("2", "1")
 
 
 def test_long_text_is_cropped_with_a_notice(registry):
@@ -86,12 +157,12 @@ def test_long_text_is_cropped_with_a_notice(registry):
     am = compute_maps(ck, "abcdefghij" * 10)
     assert len(am.text) == ck.config.model.block_size == 32
     assert am.maps[0].shape == (2, 32, 32)
-    _, notes = attention(registry, LIMITS, "tiny", "abcdefghij" * 10, "1", "1")
+    notes = attention_view(registry, LIMITS, "tiny", "abcdefghij" * 10, "1", "1").notes
     assert "Cropped" in notes and "first 32 of 100 characters" in notes
 
 
 def test_unknown_characters_are_replaced_with_a_notice(registry):
-    _, notes = attention(registry, LIMITS, "tiny", "naïve", "1", "1")
+    notes = attention_view(registry, LIMITS, "tiny", "naïve", "1", "1").notes
     assert "'ï'" in notes and "replaced with spaces" in notes
 
 
@@ -139,12 +210,13 @@ def test_a_full_context_of_256_is_labelled_by_position():
 def test_a_bpe_rope_model_is_labelled_by_token_pieces(registry):
     ck = registry.get("tiny-bpe-rope")
     text = "Wherefore art thou"
-    fig, notes = attention(registry, LIMITS, "tiny-bpe-rope", text, "1", "1")
-    labels = [t.get_text() for t in fig.axes[0].texts][::2]
+    view = attention_view(registry, LIMITS, "tiny-bpe-rope", text, "1", "1")
+    labels = _data(view.html, "labels")
     pieces = [ck.tokenizer.piece(i) for i in ck.tokenizer.encode(text)]
     assert len(labels) == len(pieces) < len(text)  # fewer tokens than characters
     assert "".join(labels) == text.replace(" ", "␣") and any(len(p) > 1 for p in pieces)
-    assert " token" in notes and "character" not in notes
+    assert 'data-unit="token"' in view.html
+    assert all("token" in row[2] or "every earlier" in row[2] or "prefers" in row[2] for row in view.roles)
 
 
 def test_a_bpe_model_crops_in_tokens(registry):
@@ -177,4 +249,4 @@ def test_induction_line_start_and_recent_heads_are_named():
     for i in range(T):
         lo = max(0, i - 3)
         recent[i, lo:i + 1] = 1.0 / (i + 1 - lo)
-    assert head_role(recent, text).description == "spreads its attention over the last 4 characters"
+    assert head_role(recent, text).description == "attends within the last 4 characters"
