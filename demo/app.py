@@ -10,7 +10,7 @@ import threading
 
 import gradio as gr
 
-from . import ablations, attention, models, sample, train
+from . import ablations, attention, inside, models, sample, train
 from .registry import ModelRegistry
 from .settings import AppSettings
 from .training_job import TrainingManager
@@ -18,7 +18,8 @@ from .ui import per_session
 
 TITLE = "gptcore: a small GPT from scratch"
 INTRO = (f"# {TITLE}\n"
-         "Sample Shakespeare from a small GPT, look inside its attention heads, train your own model live, "
+         "Sample Shakespeare from a small GPT, look inside its attention heads and its layers, train your own model "
+         "live, "
          "and read the ablation studies. Everything runs on this machine.")
 CSS = """
 .gradio-container { max-width: 1400px !important; }
@@ -69,6 +70,8 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                 s = sample.build_tab(registry, settings.limits)
             with gr.Tab("Attention", id="attention"):
                 a = attention.build_tab(registry, settings.limits)
+            with gr.Tab("Inside", id="inside"):
+                ins = inside.build_tab(registry, settings.limits)
             with gr.Tab("Train", id="train"):
                 t = train.build_tab(manager, settings)
             with gr.Tab("Ablations", id="ablations"):
@@ -77,22 +80,24 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                 mo = models.build_tab(registry, settings.limits)
         known = gr.State(None)
 
-        def refresh_pickers(seen, sample_value, attention_value, models_value, request: gr.Request):
+        def refresh_pickers(seen, sample_value, attention_value, inside_value, models_value, request: gr.Request):
             """New checkpoints (a finished run, this session's uploads) appear in every picker; nothing is sent
             if nothing changed."""
             view = registry.for_session(getattr(request, "session_hash", None))
             names, att_names = view.names(), view.names(attention_only=True)
             if (names, att_names) == seen:
-                return gr.skip(), gr.skip(), gr.skip(), seen
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
             pick = lambda value, choices, default: value if value in choices else default  # noqa: E731
             return (gr.update(choices=names, value=pick(sample_value, names, view.default())),
                     gr.update(choices=att_names, value=pick(attention_value, att_names,
                                                             view.default(attention_only=True))),
+                    gr.update(choices=att_names, value=pick(inside_value, att_names,
+                                                            view.default(attention_only=True))),
                     gr.update(choices=names, value=pick(models_value, names, view.default())),
                     (names, att_names))
 
-        picker_io = dict(inputs=[known, s["checkpoint"], a["checkpoint"], mo["checkpoint"]],
-                         outputs=[s["checkpoint"], a["checkpoint"], mo["checkpoint"], known])
+        pickers = [s["checkpoint"], a["checkpoint"], ins["checkpoint"], mo["checkpoint"]]
+        picker_io = dict(inputs=[known, *pickers], outputs=[*pickers, known])
         t["timer"].tick(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden",
                         queue=False)
         mo["uploaded"].then(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden")
@@ -102,6 +107,8 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
         demo.load(per_session(sample.checkpoint_info, registry), s["checkpoint"], s["info"],
                   api_visibility="private", show_progress="hidden")
         fn, inputs, outputs = a["selectors"]
+        demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+        fn, inputs, outputs = ins["load"]
         demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         fn, inputs, outputs = ab["load"]
         demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")

@@ -22,6 +22,7 @@ from .head_roles import describe_heads
 from .plots import heatmap_figure, heatmap_grid_figure
 from .views_html import CSS, SCRIPT, attention_html
 from .explain import how_to_read
+from .model_input import model_input
 from .registry import ModelRegistry
 from .settings import Limits
 from .ui import checked_text, per_session, token_unit, user_errors
@@ -70,29 +71,10 @@ def compute_maps(ck: "Checkpoint", text: str | None) -> AttentionMaps:
     """Run the model on ``text`` (unknown characters replaced, cropped to block_size) and collect attention."""
     import torch  # imported on first use, so the app's first page does not wait for torch
 
-    if ck.config.model.arch != "gpt" or not hasattr(ck.model, "attention_maps"):
-        raise ValueError(f"checkpoint {ck.name!r} is a {ck.config.model.arch} model: it has no attention "
-                         "layers to show; pick a GPT checkpoint")
-    if not text:
-        raise ValueError("type some text to look at (at least one character)")
-    notices = []
-    unknown = ck.tokenizer.unknown_chars(text)
-    if unknown:
-        shown = ", ".join(repr(c) for c in unknown[:10])
-        notices.append(f"The model does not know {shown}; they are replaced with spaces.")
-        text = ck.tokenizer.clean(text, "replace")
-        if not text:
-            raise ValueError("none of the characters of this text are known to the model")
-    block, ids = ck.config.model.block_size, ck.tokenizer.encode(text)
-    if len(ids) > block:
-        unit = token_unit(ck)
-        notices.append(f"**Cropped:** showing the first {block} of {len(ids)} {unit}s "
-                       f"(the model's context window, block_size, is {block} {unit}s).")
-        ids = ids[:block]
-        text = ck.tokenizer.decode(ids)
-    idx = torch.tensor([ids], device=ck.device)
+    given = model_input(ck, text)
+    idx = torch.tensor([given.ids], device=ck.device)
     maps = [m[0].float().cpu().numpy() for m in ck.model.attention_maps(idx)]
-    return AttentionMaps(text, [ck.tokenizer.piece(i) for i in ids], maps, notices)
+    return AttentionMaps(given.text, given.pieces, maps, given.notices)
 
 
 def attention_figure(am: AttentionMaps, layer: int | str, head: int | str):

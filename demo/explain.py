@@ -25,6 +25,36 @@ TEXTS = {
         "token. The table names what each head mostly does **on this text**, measured from its weights, not "
         "assumed; a head that spreads its attention is not necessarily useless, its job may just not be one of "
         "the patterns tested."),
+    "inside": (
+        "Type a text and press **Look inside**: the views below run the model on it. A GPT turns each token into "
+        "a vector (its *embedding*, plus its position), passes the vectors through the layers, each adding what "
+        "its attention heads and its MLP computed to this *residual stream*, and finally turns the last vector at "
+        "every position into a probability for each possible next token."),
+    "predictions": (
+        "At every position the model predicts the next token. Each token is coloured by how surprised the model "
+        "was to see it: its loss, −log p, in nats (1 nat: the model gave it about 37%; 3 nats: about 5%). "
+        "The mean of these is the loss the training curves show. Click any token to see the distribution the "
+        "model predicted **after** it, with the token that really came next in green. Surprise is usually "
+        "high at the start of words and names, low inside common words."),
+    "lens": (
+        "The *logit lens* asks what the model would predict if it stopped early: the residual stream after the "
+        "embeddings, and after each layer, is put through the final norm and the output head as if it were the "
+        "last layer. Each cell is that stage's most likely next token, shaded by its probability (hover for "
+        "the top 3); underlined cells are right. The first row can only use the current token (a bigram "
+        "guess); watch later layers bring in the context. Early rows are rough: the layers were not trained to "
+        "be read this way."),
+    "embeddings": (
+        "The embedding table gives every token a vector of `n_embd` numbers. The map shows those vectors "
+        "squeezed onto the two directions along which they differ most (principal component analysis): tokens "
+        "the model treats alike end up close, for example vowels together, or capitals apart from lower case. "
+        "Two directions hold only part of the picture (the axes say how much). The second picture shows how "
+        "the model knows where a token is: learned position vectors (their similarity to each other) or "
+        "rotary angles."),
+    "heads_off": (
+        "Switch heads off to see what they are for: a head that is off adds nothing to the residual stream. "
+        "The loss on the text, and each token's change (red: worse, blue: better), say what the model loses. "
+        "The table switches off one head at a time, most harmful first. A head whose loss barely changes may "
+        "be redundant on this text, or its job may be done by another head too."),
     "train": (
         "Training shows the model a batch of text windows, measures how surprised it was by each next token (the "
         "loss: cross-entropy, in nats; guessing uniformly among 65 characters would score 4.17), and nudges every "

@@ -177,3 +177,65 @@ def loss_curves_figure(series: list[tuple[str, list[list[tuple[int, float]]]]], 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+MAX_MAP_LABELS = 160  # beyond this, labels are thinned to one per patch of the map so they stay readable
+
+
+def _spread_labels(coords: np.ndarray, cells: int = 14) -> list[int]:
+    """Indices of points to label: all of them if few, else the one nearest each occupied patch's centre."""
+    if len(coords) <= MAX_MAP_LABELS:
+        return list(range(len(coords)))
+    low, high = coords.min(0), coords.max(0)
+    scaled = (coords - low) / np.where(high > low, high - low, 1) * (cells - 1e-9)
+    cell = np.floor(scaled).astype(int)
+    chosen: dict[tuple[int, int], int] = {}
+    for i, (c, s) in enumerate(zip(map(tuple, cell), scaled)):
+        j = chosen.get(c)
+        if j is None or np.linalg.norm(s - cell[i] - 0.5) < np.linalg.norm(scaled[j] - cell[j] - 0.5):
+            chosen[c] = i
+    return sorted(chosen.values())
+
+
+def embedding_map_figure(coords: np.ndarray, pieces: Sequence[str], explained: Sequence[float]):
+    """The token embeddings on their two principal directions, each point labelled with its token's text."""
+    fig = _figure(7.5, 6.5)
+    ax = fig.add_subplot()
+    shown = _spread_labels(coords)
+    unlabelled = np.setdiff1d(np.arange(len(coords)), shown)
+    ax.scatter(coords[unlabelled, 0], coords[unlabelled, 1], s=6, color="#93c5fd", zorder=1)
+    for i in shown:
+        ax.text(coords[i, 0], coords[i, 1], visible_piece(pieces[i]), fontsize=12 if len(shown) <= 80 else 8,
+                ha="center", va="center", zorder=2, family="monospace")
+    ax.set_xlabel(f"first principal direction ({explained[0]:.0%} of the variance)", fontsize=9)
+    ax.set_ylabel(f"second principal direction ({explained[1]:.0%} of the variance)", fontsize=9)
+    thinned = "" if len(shown) == len(coords) else f"; {len(shown)} of {len(coords)} labelled"
+    ax.set_title(f"token embeddings, {len(coords)} tokens{thinned}", fontsize=10)
+    return fig
+
+
+def position_similarity_figure(similarity: np.ndarray):
+    """Cosine similarity between every pair of learned position embeddings."""
+    fig = _figure(6.2, 5.4)
+    ax = fig.add_subplot()
+    image = ax.imshow(similarity, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xlabel("position", fontsize=9)
+    ax.set_ylabel("position", fontsize=9)
+    ax.set_title("learned position embeddings: how alike two positions are (cosine)", fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="cosine similarity")
+    return fig
+
+
+def rope_figure(wavelengths: np.ndarray, block_size: int):
+    """Rotary positions: the angle each pair of a head's dimensions turns through, position by position."""
+    fig = _figure(6.8, 5.0)
+    ax = fig.add_subplot()
+    positions = np.arange(block_size)[:, None]
+    angles = np.cos(2 * np.pi * positions / np.asarray(wavelengths)[None, :])
+    image = ax.imshow(angles.T, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_xlabel("position", fontsize=9)
+    ax.set_ylabel("rotating pair (fast at the top, slow at the bottom)", fontsize=9)
+    ax.set_title(f"rotary positions: cos(angle) of each pair; wavelengths {wavelengths[0]:.1f} to "
+                 f"{wavelengths[-1]:,.0f} positions", fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="cos of the rotation angle")
+    return fig

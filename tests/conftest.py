@@ -51,6 +51,15 @@ def tiny_checkpoint(tmp_path_factory, corpus) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def demo_checkpoints(tmp_path_factory, corpus) -> Path:
+    """The app's test checkpoints (demo_support.make_checkpoints), trained once for every module that only
+    reads them."""
+    from demo_support import make_checkpoints
+
+    return make_checkpoints(tmp_path_factory.mktemp("demo-ckpts"), corpus)
+
+
 def small_config(**overrides) -> ModelConfig:
     base = dict(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
     base.update(overrides)

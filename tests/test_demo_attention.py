@@ -16,7 +16,6 @@ from demo.attention import (ALL, AVERAGE, attention, attention_view, attention_w
 from demo.head_roles import head_role, target_shares
 from demo.registry import ModelRegistry
 from demo.settings import Limits
-from demo_support import make_checkpoints
 
 LIMITS = Limits()
 TEXT = "to be or not to be\nthat is it"
@@ -86,9 +85,8 @@ def test_shares_need_a_matching_text():
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory, corpus) -> ModelRegistry:
-    root = make_checkpoints(tmp_path_factory.mktemp("ckpts"), corpus)
-    return ModelRegistry(root, root / "no-runs", default="tiny")
+def registry(demo_checkpoints) -> ModelRegistry:
+    return ModelRegistry(demo_checkpoints, demo_checkpoints / "no-runs", default="tiny")
 
 
 def _data(view_html: str, key: str):

@@ -9,15 +9,13 @@ from demo.registry import ModelRegistry
 from demo.sample import POLICIES, checkpoint_info, generate, next_token_probs, sampling_params
 from demo.settings import Limits
 from demo.ui import NamedSlider, visible_piece
-from demo_support import make_checkpoints
 
 LIMITS = Limits()
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory, corpus) -> ModelRegistry:
-    root = make_checkpoints(tmp_path_factory.mktemp("ckpts"), corpus)
-    return ModelRegistry(root, root / "no-runs", default="tiny")
+def registry(demo_checkpoints) -> ModelRegistry:
+    return ModelRegistry(demo_checkpoints, demo_checkpoints / "no-runs", default="tiny")
 
 
 def run(registry, prompt="ROMEO:", temperature=0.8, top_k=0, top_p=1.0, n=200, seed=7, unknown="replace",
