@@ -137,8 +137,8 @@ def attention_view(registry: ModelRegistry, limits: Limits, checkpoint: str, tex
         return AttentionView(attention_html(am.pieces, weights, title, token_unit(ck)), None, roles, notes)
 
 
-def attention(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None, layer: str,
-              head: str):
+def show_attention(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None, layer: str,
+                   head: str):
     """(interactive view, grid picture, head roles, notices): one of the first two is shown."""
     view = attention_view(registry, limits, checkpoint, text, layer, head)
     return (gr.update(value=view.html or "", visible=view.html is not None),
@@ -214,9 +214,9 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
                                  wrap=True, elem_id="attention-roles", 
                                  label="the heads (click a row to show that head)")
 
-    _attention = per_session(attention, registry, limits, gpu_seconds=20)  # keeps the parameter names for the API
+    _attention = per_session(show_attention, registry, limits, gpu_seconds=20)  # keeps the parameter names for the API
     outputs = [view, plot, roles, notes]
-    go.click(_attention, [checkpoint, text, layer, head], outputs, api_name="attention", concurrency_limit=2)
+    go.click(_attention, [checkpoint, text, layer, head], outputs, api_visibility="private", concurrency_limit=2)
     text.submit(_attention, [checkpoint, text, layer, head], outputs, api_visibility="private",
                 concurrency_limit=2)
     # choosing another layer or head redraws at once (only when a person changes it, not on updates)
@@ -224,7 +224,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
           api_visibility="private", concurrency_limit=2, trigger_mode="always_last")
     roles.select(select_head, roles, [layer, head], api_visibility="private", show_progress="hidden").then(
         _attention, [checkpoint, text, layer, head], outputs, api_visibility="private", concurrency_limit=2)
-    gr.api(per_session(attention_weights, registry, limits, gpu_seconds=20), api_name="attention_weights")
+    gr.api(per_session(attention_weights, registry, limits, gpu_seconds=20), api_name="attention")  # the numbers
     checkpoint.change(per_session(selectors_for, registry, quiet=False), checkpoint, [layer, head],
                       api_visibility="private", show_progress="hidden")
     return {"checkpoint": checkpoint, "text": text,

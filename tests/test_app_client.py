@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,11 +59,21 @@ def test_next_token_probs(client):
     assert plot["columns"] == ["next character", "probability"] and len(plot["data"]) == 10
 
 
-def test_attention_returns_a_figure(client):
-    plot, notes = client.predict("tiny", "to be or not", "1", "all", api_name="/attention")
-    assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/png;base64,")
-    assert len(base64.b64decode(plot["plot"].split(",", 1)[1])) > 5000
-    assert "| 1 | 1 |" in notes and "what it mostly does" in notes
+def test_every_view_gives_its_numbers(client):
+    text = "to be or not"
+    weights = client.predict("tiny", text, 2, 1, api_name="/attention")
+    assert weights["tokens"] == list(text) and len(weights["weights"][-1]) == len(text)
+    assert abs(sum(weights["weights"][-1]) - 1) < 1e-3
+    pred = client.predict("tiny", text, api_name="/predictions")
+    assert len(pred["surprise"]) == len(text) - 1 and len(pred["top"][0]) == 5
+    lens = client.predict("tiny", text, api_name="/logit_lens")
+    assert len(lens["stages"]) == 3 and len(lens["top"][-1]) == len(text)
+    emb = client.predict("tiny", api_name="/embeddings")
+    assert len(emb["coords"]) == 65 and len(emb["explained"]) == 2
+    off = client.predict("tiny", text, ["1.1"], api_name="/heads_off")
+    assert off["heads_off"] == ["1.1"] and off["loss"] != off["baseline"]
+    with pytest.raises(Exception, match="no head"):
+        client.predict("tiny", text, ["5.1"], api_name="/heads_off")
 
 
 @pytest.mark.parametrize("change, message", [

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from demo import registry as registry_module
-from demo.attention import (ALL, AVERAGE, attention, attention_view, attention_weights, compute_maps, head_choices,
-                            layer_choices, select_head)
+from demo.attention import (ALL, AVERAGE, attention_view, attention_weights, compute_maps, head_choices,
+                            layer_choices, select_head, show_attention)
 from demo.head_roles import head_role, target_shares
 from demo.registry import ModelRegistry
 from demo.settings import Limits
@@ -129,9 +129,9 @@ def test_grids_and_averages(registry):
 
 
 def test_the_event_shows_one_of_view_and_picture(registry):
-    view, plot, roles, notes = attention(registry, LIMITS, "tiny", TEXT, "1", "1")
+    view, plot, roles, notes = show_attention(registry, LIMITS, "tiny", TEXT, "1", "1")
     assert view["visible"] and not plot["visible"] and len(roles) == 2 and notes == ""
-    view, plot, _, _ = attention(registry, LIMITS, "tiny", TEXT, ALL, ALL)
+    view, plot, _, _ = show_attention(registry, LIMITS, "tiny", TEXT, ALL, ALL)
     assert not view["visible"] and plot["visible"]
 
 
@@ -175,7 +175,7 @@ def test_unknown_characters_are_replaced_with_a_notice(registry):
 ])
 def test_bad_input_is_a_clear_error(registry, checkpoint, text, layer, head, message):
     with pytest.raises(gr.Error, match=message):
-        attention(registry, LIMITS, checkpoint, text, layer, head)
+        show_attention(registry, LIMITS, checkpoint, text, layer, head)
 
 
 def test_selector_choices_match_the_model():
