@@ -1,14 +1,16 @@
-"""Speed of the app on this machine: start-up, streaming, and the attention figure. Not a test: it reports.
+"""Speed of the app on this machine: start-up, streaming, the inspection views, a quick training run.
 
-    python bench/app_speed.py [--repeats 5] [--checkpoint shakespeare-char] [--out bench/app_speed.json]
+Not a test: it reports.
+
+    python bench/app_speed.py [--repeats 5] [--checkpoint shakespeare-char] [--parts start,streaming,views,training]
+                              [--out bench/app_speed.json]
 
 1. start: seconds from launching ``python app.py`` to the first page served (HTTP 200 on /), median.
 2. streaming: characters per second seen by a gradio_client caller streaming ``generate`` (2000 new
    characters, temperature 0.8) from the shipped checkpoint, timed from the request to the last update;
    once on an idle server and once while the Train tab's default run is training.
-3. attention: seconds to build the attention figure of one layer for a full context (the model's block_size
-   in characters) and encode it as PNG (what the app sends), for the all-heads grid and for a single head;
-   run in-process, median.
+3. views: seconds each view of the Attention and Inside tabs takes to answer for a full context (the
+   model's block_size in tokens), including its HTML or the PNG encoding of its figures; in-process, median.
 4. training: the Train tab's default run started through the API; seconds from Start until the reported
    train loss (mean of the recent steps) is under 2.5, then Stop.
 """
@@ -159,27 +161,49 @@ def measure_training(repeats: int) -> list[dict]:
         _stop(process)
 
 
-def measure_attention(checkpoint: str, repeats: int) -> dict[str, list[float]]:
+def measure_views(checkpoint: str, repeats: int) -> dict[str, list[float]]:
+    """Seconds each view of the Attention and Inside tabs takes to answer for a full context, including
+    the HTML it sends or the PNG encoding of its figures; in-process, model loaded, median of ``repeats``."""
     from gradio.processing_utils import encode_plot_to_base64
 
-    from demo.attention import attention
+    from demo import inside
+    from demo.attention import show_attention
     from demo.registry import ModelRegistry
     from demo.settings import AppSettings
 
     settings = AppSettings()
     registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir, torch_threads=settings.torch_threads)
-    block = registry.get(checkpoint).config.model.block_size  # load once, as the running app would have
+    ck = registry.get(checkpoint)  # load once, as the running app would have
+    block, limits = ck.config.model.block_size, settings.limits
     text = (ATTENTION_TEXT * (block // len(ATTENTION_TEXT) + 1))[:block]  # a full context
-    out = {}
-    for head in ("all", "1"):
+    heads = [inside.head_value(0, 0), inside.head_value(ck.config.model.n_layer - 1, 1)]
+
+    def png(*outputs):
+        for out in outputs:
+            figure = out.get("value") if isinstance(out, dict) else out
+            if figure is not None and hasattr(figure, "savefig"):
+                encode_plot_to_base64(figure, "png")
+
+    views = {
+        "attention, one head (interactive)": lambda: show_attention(registry, limits, checkpoint, text, "1", "1"),
+        "attention, all heads of a layer (picture)": lambda: png(
+            show_attention(registry, limits, checkpoint, text, "1", "all")[1]),
+        "predictions and surprise": lambda: inside.predictions_view(registry, limits, checkpoint, text),
+        "logit lens": lambda: inside.logit_lens_view(registry, limits, checkpoint, text),
+        "embeddings (two pictures)": lambda: png(*inside.embeddings_view(registry, checkpoint)[:2]),
+        "heads off (two heads)": lambda: inside.heads_off_view(registry, limits, checkpoint, text, heads),
+        "one head off at a time (every head)": lambda: inside.each_head(registry, limits, checkpoint, text),
+    }
+    out: dict = {}
+    for name, view in views.items():
+        view()  # the first call of each imports and caches what it needs
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            fig, _ = attention(registry, settings.limits, checkpoint, text, "1", head)
-            encode_plot_to_base64(fig, "png")
+            view()
             times.append(time.perf_counter() - start)
-        out[f"layer 1, {'all heads grid' if head == 'all' else 'head 1'}"] = times
-    out["text_chars"] = len(text)
+        out[name] = times
+    out["text_tokens"] = len(ck.tokenizer.encode(text))
     return out
 
 
@@ -188,41 +212,54 @@ def _summary(values: list[float]) -> dict:
             "max": round(max(values), 3), "runs": [round(v, 3) for v in values]}
 
 
+PARTS = ("start", "streaming", "views", "training")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--checkpoint", default="shakespeare-char")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--out", default=str(REPO / "bench" / "app_speed.json"))
     args = parser.parse_args(argv)
-    start = measure_start(args.repeats)
-    print(f"start to first page: median {statistics.median(start):.2f} s", flush=True)
-    stream, stream_training = measure_streaming(args.checkpoint, args.repeats)
-    print(f"streaming: median {statistics.median(stream):.0f} chars/s, "
-          f"{statistics.median(stream_training):.0f} chars/s during a training run", flush=True)
-    att = measure_attention(args.checkpoint, args.repeats)
-    n = att.pop("text_chars")
-    for name, values in att.items():
-        print(f"attention figure ({n} chars, {name}): median {statistics.median(values):.3f} s", flush=True)
-    train = measure_training(min(args.repeats, 3))
-    print(f"quick training run to loss < 2.5: median {statistics.median(r['from_click_s'] for r in train):.1f} s "
-          "from Start", flush=True)
-    result = {
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    result: dict = {
         "command": "python bench/app_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "checkpoint": args.checkpoint,
-        "start_to_first_page_s": {**_summary(start), "target": "<= 5"},
-        "streaming_chars_per_s": {**_summary(stream), "target": ">= 200",
-                                  "how": "gradio_client streaming /generate, 2000 new chars, request to last update"},
-        "streaming_chars_per_s_during_training": {**_summary(stream_training),
-                                                  "how": "the same, while the Train tab's default run trains"},
-        "attention_figure_s": {name: {**_summary(v), "target": "< 1"} for name, v in att.items()},
-        "attention_text_chars": n,
-        "train_quick_to_loss_2_5": {
+    }
+    if "start" in parts:
+        start = measure_start(args.repeats)
+        print(f"start to first page: median {statistics.median(start):.2f} s", flush=True)
+        result["start_to_first_page_s"] = {**_summary(start), "target": "<= 5"}
+    if "streaming" in parts:
+        stream, stream_training = measure_streaming(args.checkpoint, args.repeats)
+        print(f"streaming: median {statistics.median(stream):.0f} chars/s, "
+              f"{statistics.median(stream_training):.0f} chars/s during a training run", flush=True)
+        result["streaming_chars_per_s"] = {
+            **_summary(stream), "target": ">= 200",
+            "how": "gradio_client streaming /generate, 2000 new chars, request to last update"}
+        result["streaming_chars_per_s_during_training"] = {
+            **_summary(stream_training), "how": "the same, while the Train tab's default run trains"}
+    if "views" in parts:
+        views = measure_views(args.checkpoint, args.repeats)
+        n = views.pop("text_tokens")
+        for name, values in views.items():
+            print(f"{name} ({n} tokens): median {statistics.median(values):.3f} s", flush=True)
+        result["views_s"] = {name: {**_summary(v), "target": "<= 1"} for name, v in views.items()}
+        result["views_text_tokens"] = n
+    if "training" in parts:
+        train = measure_training(min(args.repeats, 3))
+        print(f"quick training run to loss < 2.5: median {statistics.median(r['from_click_s'] for r in train):.1f} s "
+              "from Start", flush=True)
+        result["train_quick_to_loss_2_5"] = {
             "median_from_click_s": statistics.median(r["from_click_s"] for r in train),
             "median_training_elapsed_s": statistics.median(r["training_elapsed_s"] for r in train),
-            "runs": train, "target": "train loss (mean of recent steps) < 2.5 within ~30 s on one core"},
-    }
+            "runs": train, "target": "train loss (mean of recent steps) < 2.5 within ~30 s on one core"}
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0

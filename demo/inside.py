@@ -245,19 +245,20 @@ EACH_HEAD_COLUMNS = ["head", "loss with it off", "change"]
 
 def each_head(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None) -> list[list]:
     """One head off at a time, most harmful first: which heads this text needs."""
-    from gptcore.interpret import ablation_effect
+    from gptcore.interpret import heads_off as switched_off, surprise
 
     with user_errors():
         ck, given = _prepared(registry, limits, checkpoint, text)
         if len(given.ids) < 2:
             return []
         m = ck.config.model
+        baseline = float(surprise(ck.model, given.ids).mean())  # once, not once per head
         rows = []
         for layer in range(m.n_layer):
             for head in range(m.n_head):
-                effect = ablation_effect(ck.model, given.ids, [(layer, head)])
-                rows.append([f"L{layer + 1} H{head + 1}", round(effect.loss, 4),
-                             round(effect.loss - effect.baseline, 4)])
+                with switched_off(ck.model, [(layer, head)]):
+                    loss = float(surprise(ck.model, given.ids).mean())
+                rows.append([f"L{layer + 1} H{head + 1}", round(loss, 4), round(loss - baseline, 4)])
         return sorted(rows, key=lambda r: -r[2])
 
 
@@ -285,7 +286,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
                           info="longer than the context window? it is cropped, with a notice")
     go = gr.Button("Look inside", variant="primary", elem_id="inside-btn")
     notes = gr.Markdown(elem_id="inside-notes")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):  # on a phone every view stays visible
         with gr.Tab("Predictions", id="inside-predictions"):
             how_to_read("predictions")
             pred = gr.HTML("", elem_id="inside-predictions-view", js_on_load=SCRIPT, css_template=CSS)

@@ -38,6 +38,7 @@ CSS = """
 .gc-lens th, .gc-lens td { border: 1px solid #e5e7eb; padding: 1px 4px; text-align: center; white-space: pre; }
 .gc-lens th:first-child, .gc-lens td:first-child { position: sticky; left: 0; background: white;
           font-family: ui-sans-serif, sans-serif; text-align: left; }
+.gc-lens td:first-child { white-space: normal; min-width: 6.5em; max-width: 10em; }
 .gc-lens td.gc-right { font-weight: 700; text-decoration: underline; }
 """
 ATTENTION_HINT = "Hover over a token, or click one to pin it; hover over the heatmap for single weights."

@@ -60,7 +60,7 @@ def _open_tab(page: Page, name: str) -> None:
 
 def _choose(page: Page, label: str, option: str) -> None:
     """Pick ``option`` in the visible tab's dropdown called ``label``."""
-    page.get_by_role("tabpanel").get_by_label(label).click()
+    page.get_by_role("tabpanel").get_by_label(label, exact=True).click()
     page.get_by_role("option", name=option, exact=True).click()
 
 
@@ -81,6 +81,7 @@ def test_sample_tab_generates_text_and_charts_the_next_character(page):
 
 def test_every_tab_explains_how_to_read_it(page):
     for name, key, words in [("Sample", "sample", "Temperature"), ("Attention", "attention", "query"),
+                             ("Inside", "inside", "residual stream"),
                              ("Train", "train", "validation"), ("Ablations", "ablations", "Welch"),
                              ("Models", "models", "checkpoint is a folder")]:
         _open_tab(page, name)
@@ -105,17 +106,67 @@ def test_sample_tab_stop_says_so_and_generate_is_in_view(page):
     page.locator("#max-new-tokens input[type=number]").press("Enter")
 
 
-def test_attention_tab_draws_a_heatmap_and_names_the_heads(page):
+def test_attention_tab_hover_click_zoom_and_the_roles_table(page):
     _open_tab(page, "Attention")
     _choose(page, "checkpoint", "tiny")
     page.locator("#attention-btn").click()
-    expect(page.locator("#attention-plot img")).to_be_visible(timeout=30_000)
-    expect(page.locator("#attention-roles")).to_contain_text("what it mostly does")
-    grid = page.locator("#attention-plot img").get_attribute("src")
-    _choose(page, "head", "head 2")  # choosing a head redraws without pressing the button
-    expect(page.locator("#attention-plot img")).not_to_have_attribute("src", grid, timeout=30_000)
-    page.wait_for_timeout(1000)  # let the fade of the update finish before the screenshot
+    view = page.locator("#attention-view")
+    tokens = view.locator(".gc-tok")
+    expect(tokens.first).to_be_visible(timeout=30_000)
+    expect(page.locator("#attention-roles")).to_contain_text(re.compile("attends|spreads|prefers"), timeout=30_000)
+    tokens.nth(5).hover()
+    expect(view.locator(".gc-info")).to_contain_text("(6) looks at:")
+    assert "rgba" in (tokens.nth(4).get_attribute("style") or "")  # the tokens it looks at are shaded
+    view.get_by_role("button", name="what looks at a token").click()
+    tokens.nth(2).click()  # pinned: moving away keeps it
+    expect(view.locator(".gc-info")).to_contain_text("(3) is looked at by:")
+    page.mouse.move(0, 0)
+    expect(view.locator(".gc-info")).to_contain_text("is looked at by:")
+    canvas = view.locator("canvas.gc-heat")
+    width = canvas.bounding_box()["width"]
+    view.get_by_role("button", name="zoom in").click()
+    assert canvas.bounding_box()["width"] > width  # zooms (and scrolls), never shrinks labels
+    box = canvas.bounding_box()
+    cell = (box["width"] - 34) / tokens.count()
+    canvas.hover(position={"x": 34 + cell * 1.5, "y": 34 + cell * 4.5})
+    expect(view.locator(".gc-tip")).to_contain_text("(5) → key")
+    page.locator("#attention-roles").get_by_role("gridcell").nth(4).click()  # row 2: layer 1, head 2
+    expect(view).to_contain_text("layer 1, head 2", timeout=30_000)
+    page.wait_for_timeout(800)
     _shot(page, "attention-laptop")
+    _choose(page, "head", "all heads (grid)")  # a grid is a picture
+    expect(page.locator("#attention-plot img")).to_be_visible(timeout=30_000)
+    expect(view).to_be_hidden()
+    _choose(page, "head", "head 1")
+    expect(view.locator(".gc-tok").first).to_be_visible(timeout=30_000)
+
+
+def test_inside_tab_predictions_lens_embeddings_and_heads_off(page):
+    _open_tab(page, "Inside")
+    _choose(page, "checkpoint", "tiny")
+    page.locator("#inside-btn").click()
+    pred = page.locator("#inside-predictions-view")
+    expect(pred.locator(".gc-tok").first).to_be_visible(timeout=30_000)
+    expect(pred.locator(".gc-dist")).to_contain_text("end of the text")  # the last position, at first
+    pred.locator(".gc-tok").nth(3).click()
+    expect(pred.locator(".gc-dist")).to_contain_text("(character 4)")
+    expect(pred.locator(".gc-dist")).to_contain_text("The text goes on with")
+    assert pred.locator(".gc-dist .gc-bar").count() == 10
+    _shot(page, "inside-predictions-laptop")
+    page.get_by_role("tab", name="Logit lens").click()
+    expect(page.locator("#inside-lens-view table")).to_contain_text("the model's prediction", timeout=30_000)
+    _shot(page, "inside-lens-laptop")
+    page.get_by_role("tab", name="Embeddings").click()
+    expect(page.locator("#inside-embeddings-map img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#inside-embeddings-note")).to_contain_text("variance")
+    _shot(page, "inside-embeddings-laptop")
+    page.get_by_role("tab", name="Switch heads off").click()
+    expect(page.locator("#inside-heads-summary")).to_contain_text("Every head is on", timeout=30_000)
+    expect(page.locator("#inside-each-head")).to_contain_text("L2 H1")
+    page.get_by_label("L1 H2").check()
+    expect(page.locator("#inside-heads-summary")).to_contain_text("layer 1 head 2", timeout=30_000)
+    expect(page.locator("#inside-heads-view .gc-tok").first).to_be_visible()
+    _shot(page, "inside-heads-laptop")
 
 
 def _step(status) -> int:
@@ -183,7 +234,7 @@ def test_models_tab_downloads_a_model_and_uploads_it_for_sampling_and_attention(
     _open_tab(page, "Attention")
     _choose(page, "checkpoint", "uploaded/from-browser")
     page.locator("#attention-btn").click()
-    expect(page.locator("#attention-plot img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#attention-view .gc-tok").first).to_be_visible(timeout=30_000)
     expect(page.locator("#attention-roles")).to_contain_text("what it mostly does", timeout=30_000)
 
 
@@ -192,7 +243,8 @@ def test_every_tab_at_phone_width(browser, app_url):
     page = context.new_page()
     page.goto(app_url)
     expect(page.get_by_role("tabpanel")).to_contain_text("parameters", timeout=30_000)  # page-load events done
-    for name, ready in [("Sample", "#generate-btn"), ("Attention", "#attention-btn"), ("Train", "#train-start-btn"),
+    for name, ready in [("Sample", "#generate-btn"), ("Attention", "#attention-btn"), ("Inside", "#inside-btn"),
+                        ("Train", "#train-start-btn"),
                         ("Ablations", "#ablations-reload-btn"), ("Models", "#upload-btn")]:
         tab = page.get_by_role("tab", name=name)
         expect(tab).to_be_visible()  # no tab is hidden in an overflow menu
@@ -201,7 +253,17 @@ def test_every_tab_at_phone_width(browser, app_url):
         if name == "Attention":
             _choose(page, "checkpoint", "tiny")
             page.locator("#attention-btn").click()
-            expect(page.locator("#attention-plot img")).to_be_visible(timeout=30_000)
+            expect(page.locator("#attention-view .gc-tok").first).to_be_visible(timeout=30_000)
+            page.locator("#attention-view .gc-tok").nth(3).tap()
+            expect(page.locator("#attention-view .gc-info")).to_contain_text("(4) looks at:")
+        if name == "Inside":
+            _choose(page, "checkpoint", "tiny")
+            page.locator("#inside-btn").click()
+            expect(page.locator("#inside-predictions-view .gc-tok").first).to_be_visible(timeout=30_000)
+            page.locator("#inside-predictions-view .gc-tok").nth(2).tap()
+            expect(page.locator("#inside-predictions-view .gc-dist")).to_contain_text("(character 3)")
+            page.get_by_role("tab", name="Logit lens").click()
+            expect(page.locator("#inside-lens-view table")).to_be_visible(timeout=30_000)
         if name == "Ablations":
             expect(page.locator("#ablations-summary img")).to_be_visible(timeout=30_000)
         width = page.evaluate("document.documentElement.scrollWidth")
