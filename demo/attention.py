@@ -196,7 +196,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
         with gr.Column(scale=1, min_width=260):
             checkpoint = gr.Dropdown(registry.names(attention_only=True), value=default, label="checkpoint",
                                      allow_custom_value=True)
-            text = gr.Textbox(DEFAULT_TEXT, label="text", lines=5,
+            text = gr.Textbox(DEFAULT_TEXT, label="text", lines=5, elem_id="attention-text",
                               info="longer than the context window? it is cropped, with a notice",
                               max_length=limits.max_attention_text_chars)
             with gr.Row():

@@ -281,7 +281,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     with gr.Row(equal_height=False):
         checkpoint = gr.Dropdown(registry.names(attention_only=True), value=default, label="checkpoint",
                                  allow_custom_value=True, scale=1, min_width=220)
-        text = gr.Textbox(DEFAULT_TEXT, label="text", lines=3, scale=3, min_width=260,
+        text = gr.Textbox(DEFAULT_TEXT, label="text", lines=3, scale=3, min_width=260, elem_id="inside-text",
                           max_length=limits.max_attention_text_chars,
                           info="longer than the context window? it is cropped, with a notice")
     go = gr.Button("Look inside", variant="primary", elem_id="inside-btn")
@@ -310,7 +310,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
                 with gr.Column(scale=1, min_width=220):
                     ranking = gr.Dataframe(headers=EACH_HEAD_COLUMNS, datatype=["str", "number", "number"],
                                            interactive=False, elem_id="inside-each-head",
-                                           label="one head off at a time (nats per token)")
+                                           label="one head off at a time: the loss on this text (nats)")
 
     session = dict(gpu_seconds=20)
     _pred = per_session(predictions_view, registry, limits, **session)
