@@ -204,6 +204,9 @@ def embedding_map_figure(coords: np.ndarray, pieces: Sequence[str], explained: S
     shown = _spread_labels(coords)
     unlabelled = np.setdiff1d(np.arange(len(coords)), shown)
     ax.scatter(coords[unlabelled, 0], coords[unlabelled, 1], s=6, color="#93c5fd", zorder=1)
+    ax.update_datalim(coords)  # labels are texts, which do not widen the axes by themselves
+    ax.margins(0.06)
+    ax.autoscale_view()
     for i in shown:
         ax.text(coords[i, 0], coords[i, 1], visible_piece(pieces[i]), fontsize=12 if len(shown) <= 80 else 8,
                 ha="center", va="center", zorder=2, family="monospace")

@@ -87,10 +87,13 @@ def test_embeddings_map_every_token_and_show_the_positions(registry):
     ck = registry.get("tiny")
     labels = [t.get_text() for t in token_map.axes[0].texts]
     assert len(labels) == ck.config.model.vocab_size and "␣" in labels and "↵" in labels
+    coords, explained = interpret.embedding_pca(ck.model)
+    (x0, x1), (y0, y1) = token_map.axes[0].get_xlim(), token_map.axes[0].get_ylim()
+    assert x0 < coords[:, 0].min() and coords[:, 0].max() < x1  # every label inside the axes
+    assert y0 < coords[:, 1].min() and coords[:, 1].max() < y1
     assert positions["visible"] and "cosine" in positions["value"].axes[0].get_title()
     assert "% of the variance" in words and "Learned position embeddings" in words
     out = embeddings(registry, "tiny")
-    coords, explained = interpret.embedding_pca(ck.model)
     assert np.allclose(out["coords"], coords.numpy(), atol=1e-4) and out["rope_wavelengths"] is None
     assert len(out["position_similarity"]) == ck.config.model.block_size
 
