@@ -13,7 +13,8 @@ import gradio as gr
 import pytest
 import torch
 
-from demo.attention import attention
+from demo.attention import attention_view, show_attention
+from demo import inside
 from demo.models import download_model, prune_uploads, upload_model
 from demo.registry import ModelRegistry
 from demo.sample import generate
@@ -56,8 +57,9 @@ def test_a_downloaded_model_uploads_into_one_session_only(registry, tmp_path):
     assert "uploaded/tiny-bpe-rope" in mine.names() and "uploaded/tiny-bpe-rope" in mine.names(attention_only=True)
     assert "uploaded/tiny-bpe-rope" not in theirs.names() and "uploaded/tiny-bpe-rope" not in registry.names()
     assert sample_text(mine, "uploaded/tiny-bpe-rope") == sample_text(registry, "tiny-bpe-rope")
-    fig, notes = attention(mine, LIMITS, "uploaded/tiny-bpe-rope", "to be or not", "1", "1")
-    assert "token" in fig.axes[0].get_xlabel() and "| 1 | 1 |" in notes
+    view = attention_view(mine, LIMITS, "uploaded/tiny-bpe-rope", "to be or not", "1", "1")
+    assert 'data-unit="token"' in view.html and view.roles[0][:2] == [1, 1]
+    assert inside.predictions(mine, LIMITS, "uploaded/tiny-bpe-rope", "to be or not")["tokens"]
     with pytest.raises(gr.Error, match="unknown checkpoint"):
         sample_text(theirs, "uploaded/tiny-bpe-rope")
     with pytest.raises(gr.Error, match="already uploaded"):
@@ -216,7 +218,14 @@ def test_what_crosses_to_a_zero_gpu_worker_pickles(registry):
     assert pickle.loads(pickle.dumps(args)) == args
     results = [list(generate(registry, LIMITS, *args[1:]))[-1], next_token_probs(registry, LIMITS, "tiny", "ROMEO:",
                                                                                   1.0, 0, 1.0),
-               attention(registry, LIMITS, "tiny", "to be or not", "1", "1")]
+               show_attention(registry, LIMITS, "tiny", "to be or not", "1", "1"),
+               show_attention(registry, LIMITS, "tiny", "to be or not", "all", "all"),
+               inside.predictions_view(registry, LIMITS, "tiny", "to be"),
+               inside.logit_lens_view(registry, LIMITS, "tiny", "to be"),
+               inside.embeddings_view(registry, "tiny"),
+               inside.heads_off_view(registry, LIMITS, "tiny", "to be", ["1.1"]),
+               inside.each_head(registry, LIMITS, "tiny", "to be"),
+               inside.heads_off(registry, LIMITS, "tiny", "to be", ["1.1"])]
     for result in results:
         pickle.loads(pickle.dumps(result))
     with pytest.raises(gr.Error) as error:
