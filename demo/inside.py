@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import gradio as gr
-import numpy as np
 
 from .attention import DEFAULT_TEXT
 from .explain import how_to_read
@@ -209,7 +208,9 @@ def heads_off_view(registry: ModelRegistry, limits: Limits, checkpoint: str, tex
         if len(given.ids) < 2:
             return f"Type at least two {unit}s: the loss is measured on the {unit}s after the first.", ""
         base, off, base_probs, off_probs = _off(ck, given, pairs)
-        shown = lambda probs: ", ".join(f"`{visible_piece(t)}` {p:.0%}" for t, p in _top(probs, ck.tokenizer.piece))  # noqa: E731
+
+        def shown(probs) -> str:
+            return ", ".join(f"`{visible_piece(t)}` {p:.0%}" for t, p in _top(probs, ck.tokenizer.piece))
         if not pairs:
             head = "Every head is on: tick heads above to switch them off."
         else:

@@ -34,6 +34,16 @@ TINY_STUDY = Study("heads", "heads of a tiny model", "more heads help",
 BPE_ROPE = {"threads": 1, "tokenizer": "bpe", "bpe_vocab_size": 320, "pos_emb": "rope"}
 
 
+def view_data(view_html: str, key: str):
+    """The JSON an interactive view carries for its script, read back from its ``data-j<key>`` attribute."""
+    import html
+    import json
+    import re
+
+    match = re.search(rf'data-j{key}="([^"]*)"', view_html)
+    return json.loads(html.unescape(match.group(1)))
+
+
 def make_checkpoints(root: Path, corpus: Corpus) -> Path:
     """``root`` with a trained tiny GPT, the same on BPE tokens with rotary positions, a briefly trained bigram
     and a damaged copy of the GPT."""

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import json
-import re
 
 import gradio as gr
 import numpy as np
@@ -16,6 +13,7 @@ from demo.attention import (ALL, AVERAGE, attention_view, attention_weights, com
 from demo.head_roles import head_role, target_shares
 from demo.registry import ModelRegistry
 from demo.settings import Limits
+from demo_support import view_data
 
 LIMITS = Limits()
 TEXT = "to be or not to be\nthat is it"
@@ -89,18 +87,12 @@ def registry(demo_checkpoints) -> ModelRegistry:
     return ModelRegistry(demo_checkpoints, demo_checkpoints / "no-runs", default="tiny")
 
 
-def _data(view_html: str, key: str):
-    """The JSON a view carries for its script, read back from its data- attribute."""
-    match = re.search(rf'data-j{key}="([^"]*)"', view_html)
-    return json.loads(html.unescape(match.group(1)))
-
-
 def test_a_single_head_is_an_interactive_view_of_its_weights(registry):
     view = attention_view(registry, LIMITS, "tiny", "to be\nor", "1", "2")
     assert view.figure is None and "layer 1, head 2" in view.html
-    assert _data(view.html, "pieces") == list("to be\nor")
-    assert _data(view.html, "labels") == ["t", "o", "␣", "b", "e", "↵", "o", "r"]
-    weights = _data(view.html, "weights")
+    assert view_data(view.html, "pieces") == list("to be\nor")
+    assert view_data(view.html, "labels") == ["t", "o", "␣", "b", "e", "↵", "o", "r"]
+    weights = view_data(view.html, "weights")
     assert [len(row) for row in weights] == list(range(1, 9))  # the past only: causal
     expected = compute_maps(registry.get("tiny"), "to be\nor").maps[0][1]
     assert np.allclose([w for row in weights for w in row], expected[np.tril_indices(8)], atol=1e-4)
@@ -111,7 +103,7 @@ def test_a_single_head_is_an_interactive_view_of_its_weights(registry):
 def test_text_in_a_view_is_escaped(registry):
     view = attention_view(registry, LIMITS, "tiny-bpe-rope", "<b>x</b>&amp;", "1", "1")
     assert "<b>x" not in view.html and ">&lt;</span>" in view.html  # escaped in the token boxes
-    assert "".join(_data(view.html, "pieces")) == "<b>x</b>&amp;"
+    assert "".join(view_data(view.html, "pieces")) == "<b>x</b>&amp;"
 
 
 def test_grids_and_averages(registry):
@@ -120,7 +112,7 @@ def test_grids_and_averages(registry):
     view = attention_view(registry, LIMITS, "tiny", TEXT, "1", AVERAGE)
     assert "average of 2 heads" in view.html
     expected = compute_maps(registry.get("tiny"), TEXT).maps[0].mean(0)
-    assert np.allclose(_data(view.html, "weights")[-1], expected[-1], atol=1e-4)
+    assert np.allclose(view_data(view.html, "weights")[-1], expected[-1], atol=1e-4)
     view = attention_view(registry, LIMITS, "tiny", TEXT, ALL, ALL)
     assert len(view.figure.axes) == 2 * 2 + 1
     assert len(view.roles) == 4  # every layer x head described
@@ -209,7 +201,7 @@ def test_a_bpe_rope_model_is_labelled_by_token_pieces(registry):
     ck = registry.get("tiny-bpe-rope")
     text = "Wherefore art thou"
     view = attention_view(registry, LIMITS, "tiny-bpe-rope", text, "1", "1")
-    labels = _data(view.html, "labels")
+    labels = view_data(view.html, "labels")
     pieces = [ck.tokenizer.piece(i) for i in ck.tokenizer.encode(text)]
     assert len(labels) == len(pieces) < len(text)  # fewer tokens than characters
     assert "".join(labels) == text.replace(" ", "␣") and any(len(p) > 1 for p in pieces)

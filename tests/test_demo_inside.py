@@ -5,8 +5,6 @@ what the model does; each data endpoint against its view."""
 
 from __future__ import annotations
 
-import html
-import json
 import math
 import re
 
@@ -20,6 +18,7 @@ from demo.inside import (each_head, embeddings, embeddings_view, head_options, h
 from demo.plots import MAX_MAP_LABELS, _spread_labels
 from demo.registry import ModelRegistry
 from demo.settings import Limits
+from demo_support import view_data
 from gptcore import interpret
 
 LIMITS = Limits()
@@ -29,11 +28,6 @@ TEXT = "to be or not to be\nthat is it"
 @pytest.fixture(scope="module")
 def registry(demo_checkpoints) -> ModelRegistry:
     return ModelRegistry(demo_checkpoints, demo_checkpoints / "no-runs", default="tiny")
-
-
-def _data(view_html: str, key: str):
-    match = re.search(rf'data-j{key}="([^"]*)"', view_html)
-    return json.loads(html.unescape(match.group(1)))
 
 
 def _ids(registry, name="tiny", text=TEXT):
@@ -50,11 +44,11 @@ def test_predictions_colour_each_token_by_its_surprise_and_carry_every_distribut
     assert styles[0] == ""  # the first token has nothing to be predicted from
     alphas = [float(re.search(r"([\d.]+)\)$", s).group(1)) for s in styles[1:]]
     assert alphas == pytest.approx(np.clip(loss.numpy() / 5, 0, 1), abs=1e-3)
-    top = _data(view, "top")
+    top = view_data(view, "top")
     probs = interpret.next_token_probs(model, _ids(registry))
     assert len(top) == len(TEXT) and len(top[0]) == 10
     assert [p for _, p in top[-1]] == pytest.approx(probs[-1].topk(10).values.tolist(), abs=1e-4)
-    nexts = _data(view, "next")
+    nexts = view_data(view, "next")
     assert nexts[-1] is None and nexts[0][0] == "o" and nexts[0][2] == pytest.approx(float(loss[0]), abs=1e-3)
 
 
@@ -173,7 +167,7 @@ def test_long_and_unknown_text_is_cropped_and_cleaned_with_notices(registry):
 
 def test_a_single_token_text_still_answers(registry):
     view, _ = predictions_view(registry, LIMITS, "tiny", "a")
-    assert "n/a" in view and len(_data(view, "top")) == 1
+    assert "n/a" in view and len(view_data(view, "top")) == 1
     summary, _ = heads_off_view(registry, LIMITS, "tiny", "a", ["1.1"])
     assert "at least two characters" in summary
     assert each_head(registry, LIMITS, "tiny", "a") == []

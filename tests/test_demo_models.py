@@ -4,7 +4,6 @@ hostile uploads refused without anything in them running or landing outside the 
 from __future__ import annotations
 
 import inspect
-import io
 import pickle
 import zipfile
 from pathlib import Path
