@@ -221,7 +221,6 @@ def heads_off_view(registry: ModelRegistry, limits: Limits, checkpoint: str, tex
                  f"- every head on: {shown(base_probs)}"]
         if pairs:
             lines.append(f"- with these heads off: {shown(off_probs)}")
-        lines += [""] + given.notices
         return "\n".join(lines), loss_change_html(given.pieces, base.numpy(), off.numpy(), unit)
 
 

@@ -262,8 +262,16 @@ def test_every_tab_at_phone_width(browser, app_url):
             expect(page.locator("#inside-predictions-view .gc-tok").first).to_be_visible(timeout=30_000)
             page.locator("#inside-predictions-view .gc-tok").nth(2).tap()
             expect(page.locator("#inside-predictions-view .gc-dist")).to_contain_text("(character 3)")
-            page.get_by_role("tab", name="Logit lens").click()
-            expect(page.locator("#inside-lens-view table")).to_be_visible(timeout=30_000)
+            for view, ready_view in [("Logit lens", "#inside-lens-view table"),
+                                     ("Embeddings", "#inside-embeddings-map img"),
+                                     ("Switch heads off", "#inside-each-head")]:
+                page.get_by_role("tab", name=view).click()  # every view's tab is visible on a phone
+                expect(page.locator(ready_view)).to_be_visible(timeout=30_000)
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= PHONE["width"] + 1, f"Inside, {view}, scrolls sideways on a phone ({width}px)"
+                _shot(page, f"inside-{view.split()[0].lower()}-phone")
+            page.get_by_label("L2 H1").tap()
+            expect(page.locator("#inside-heads-summary")).to_contain_text("layer 2 head 1", timeout=30_000)
         if name == "Ablations":
             expect(page.locator("#ablations-summary img")).to_be_visible(timeout=30_000)
         width = page.evaluate("document.documentElement.scrollWidth")
