@@ -171,3 +171,21 @@ def test_a_single_token_text_still_answers(registry):
     summary, _ = heads_off_view(registry, LIMITS, "tiny", "a", ["1.1"])
     assert "at least two characters" in summary
     assert each_head(registry, LIMITS, "tiny", "a") == []
+
+
+def test_every_view_works_on_a_post_norm_model_without_positions(tmp_path, corpus):
+    """Untrained, post-norm (no final norm), no position information: each view still answers."""
+    from gptcore.checkpoint import save_checkpoint
+    from gptcore.config import ModelConfig, RunConfig
+    from gptcore.models import GPT
+
+    config = RunConfig(model=ModelConfig(vocab_size=corpus.tokenizer.vocab_size, block_size=16, n_layer=2, n_head=2,
+                                         n_embd=16, dropout=0.0, norm="post", pos_emb="none"))
+    save_checkpoint(tmp_path / "bare", GPT(config.model), config, corpus.tokenizer, {})
+    registry = ModelRegistry(tmp_path, tmp_path / "no-runs", default="bare")
+    _, positions, words = embeddings_view(registry, "bare")
+    assert not positions["visible"] and "no positional information" in words
+    table = logit_lens(registry, LIMITS, "bare", TEXT)
+    assert len(table["stages"]) == 3 and len(table["tokens"]) == 16
+    assert len(predictions(registry, LIMITS, "bare", TEXT)["surprise"]) == 15
+    assert heads_off(registry, LIMITS, "bare", TEXT, ["2.2"])["loss"] is not None
