@@ -30,7 +30,8 @@ RUN_COLUMNS = ["arm", "seed", "final val loss", "params", "tokens seen", "wall t
 def list_studies(directory: Path) -> list[str]:
     """Study names with a results file, the write-up's two tables (heads, depth) first."""
     try:
-        names = sorted(p.stem for p in Path(directory).glob("*.json") if p.is_file())
+        # <study>.json; not <study>.step_cost.json and the like (study names have no dots)
+        names = sorted(p.stem for p in Path(directory).glob("*.json") if p.is_file() and "." not in p.stem)
     except OSError:
         return []
     rank = {n: i for i, n in enumerate(PREFERRED_ORDER)}
@@ -89,6 +90,34 @@ def study_notes(directory: Path, results: dict) -> str:
     return budget + "\n\n" + written
 
 
+def equal_time_markdown(directory: Path, results: dict) -> str:
+    """The arms read at equal wall-clock time (``gptcore.experiments.wallclock``), when the study's step
+    costs have been measured on this machine; otherwise how to measure them."""
+    import json
+
+    from gptcore.experiments.wallclock import equal_time, step_cost_path
+
+    path = step_cost_path(directory, results["study"])
+    try:
+        cost = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return (f"*Equal wall-clock time:* not measured yet (`python -m gptcore ablate --study {results['study']} "
+                f"--step-cost --out {directory}`).")
+    view = equal_time(results, cost)
+    if view is None:
+        return "*Equal wall-clock time:* the step costs do not cover every arm of these results; measure again."
+    rows = [f"**At equal wall-clock time** ({view['seconds'] / 60:.0f} min on {cost.get('device', '?')} at "
+            f"{cost.get('threads', '?')} thread(s): the least time any arm needs for its whole budget; each arm's "
+            "curve read where it would be by then, from its measured seconds per step):", "",
+            "| arm | s/step | step reached | validation loss (periodic estimate) |", "|---|---|---|---|"]
+    for arm in view["arms"]:
+        spread = f" ± {arm['std']:.3f}" if arm["std"] is not None else ""
+        loss = f"{arm['mean']:.3f}{spread} ({len(arm['values'])} seeds)" if arm["mean"] is not None else "n/a"
+        rows.append(f"| {arm['label']} | {cost['arms'][arm['name']]['seconds_per_step']:.3f} | {arm['step']:,} | "
+                    f"{loss} |")
+    return "\n".join(rows)
+
+
 def ablations(directory: Path, study: str | None):
     """(intro markdown, summary figure, notes markdown, summary table markdown, curves figure, runs table)."""
     with user_errors():
@@ -103,7 +132,8 @@ def ablations(directory: Path, study: str | None):
         summary, curves, runs = study_figures(results)
         intro = (f"**{results['study']}** — {results['description']}. The write-up claimed: "
                  f"*{results['claim']}*")
-        return intro, summary, study_notes(directory, results), summarize(results), curves, runs
+        table = summarize(results) + "\n\n" + equal_time_markdown(directory, results)
+        return intro, summary, study_notes(directory, results), table, curves, runs
 
 
 def build_tab(directory: Path) -> dict:

@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "verdict is unsettled (Welch's p between 0.05 and 0.2), up to this many")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--device", default="auto", help=device_help)
+    p.add_argument("--step-cost", action="store_true", help="instead of training: measure each arm's seconds per "
+                   "step on this machine (at --threads) into <out>/<study>.step_cost.json, for the equal-time view")
 
     p = sub.add_parser("bench", help="speed benchmark: training tokens/s, time to loss, sampling chars/s")
     p.add_argument("--checkpoint", default="checkpoints/shakespeare-char")
@@ -226,6 +228,15 @@ def cmd_presets(args) -> int:
 
 
 def cmd_ablate(args) -> int:
+    if args.step_cost:
+        from .data import Corpus
+        from .experiments.wallclock import run_step_cost
+
+        command = f"python -m gptcore ablate --study {args.study} --step-cost --threads {args.threads or 1}"
+        for path in run_step_cost(args.study, Corpus.load(args.data), args.out, args.threads or 1, args.device,
+                                  command):
+            print(f"wrote {path}")
+        return 0
     from .experiments.ablate import run_from_args
 
     return run_from_args(args)

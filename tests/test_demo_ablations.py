@@ -78,3 +78,19 @@ def test_categorical_arms_are_points_and_ordered_arms_a_line(results_dir):
     assert ticks[0].get_rotation() == 30 and all(len(line) <= 10 for t in ticks for line in t.get_text().split("\n"))
     fig = ablation_summary_figure(["1", "2"], [[2.4, 2.41]] * 2, [None] * 2, "n_head", "heads", ordered=True)
     assert fig.axes[0].lines[0].get_linestyle() == "-"
+
+
+def test_equal_wall_clock_time_needs_measured_step_costs(results_dir, tmp_path, corpus, monkeypatch):
+    from demo_support import TINY_STUDY
+    from gptcore.experiments.wallclock import run_step_cost
+
+    directory = tmp_path / "study"
+    shutil.copytree(results_dir, directory)
+    *_, table, _, _ = ablations(directory, "heads")
+    assert "not measured yet" in table and "--step-cost" in table
+    monkeypatch.setattr("gptcore.experiments.wallclock.resolve_studies", lambda name: [TINY_STUDY])
+    run_step_cost("heads", corpus, directory, threads=1, device="cpu", command="pytest", steps=2, repeats=2)
+    assert list_studies(directory) == ["heads"]  # the step costs are not a study
+    *_, table, _, _ = ablations(directory, "heads")
+    assert "At equal wall-clock time" in table and "| 1 head |" in table.split("At equal")[1]
+    assert table.split("At equal")[1].count("(2 seeds)") == 2
