@@ -27,15 +27,56 @@ PREFERRED_ORDER = ["heads", "depth", "baseline", "residual", "norm", "posemb"]
 RUN_COLUMNS = ["arm", "seed", "final val loss", "params", "tokens seen", "wall time (s)", "diverged"]
 
 
-def list_studies(directory: Path) -> list[str]:
-    """Study names with a results file, the write-up's two tables (heads, depth) first."""
+def sources(directory: Path) -> list[Path]:
+    """Where results are read: ``directory`` and its siblings named ``<its name>-<something>`` (such as
+    ``ablations-2000``, the same studies at another budget), the siblings first."""
+    directory = Path(directory)
+    try:
+        siblings = sorted((p for p in directory.parent.glob(f"{directory.name}-*") if p.is_dir()), reverse=True)
+    except OSError:
+        siblings = []
+    return [*siblings, directory]
+
+
+def _studies_in(directory: Path) -> list[str]:
     try:
         # <study>.json; not <study>.step_cost.json and the like (study names have no dots)
-        names = sorted(p.stem for p in Path(directory).glob("*.json") if p.is_file() and "." not in p.stem)
+        names = [p.stem for p in Path(directory).glob("*.json") if p.is_file() and "." not in p.stem]
     except OSError:
         return []
     rank = {n: i for i, n in enumerate(PREFERRED_ORDER)}
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def list_studies(directory: Path) -> list[str]:
+    """Study names with a results file, the write-up's two tables (heads, depth) first. Studies of a sibling
+    directory (another budget) come first, as ``<sibling>/<study>``; those of ``directory`` are bare names."""
+    out = []
+    for source in sources(directory):
+        prefix = "" if source == Path(directory) else f"{source.name}/"
+        out += [prefix + name for name in _studies_in(source)]
+    return out
+
+
+def study_choices(directory: Path) -> list[tuple[str, str]]:
+    """(label, value) for the picker: each study with its budget in steps, read from its results file."""
+    import json
+
+    choices = []
+    for value in list_studies(directory):
+        source, name = _locate(directory, value)
+        try:
+            steps = json.loads((source / f"{name}.json").read_text(encoding="utf-8"))["budget"]["max_iters"]
+            choices.append((f"{name}, {steps:,} steps a run", value))
+        except (OSError, ValueError, KeyError, TypeError):
+            choices.append((value, value))
+    return choices
+
+
+def _locate(directory: Path, study: str) -> tuple[Path, str]:
+    """(directory, study name) of a picker value: ``heads`` or ``ablations-2000/heads``."""
+    source, _, name = study.rpartition("/")
+    return (Path(directory).parent / source if source else Path(directory)), name
 
 
 def missing_message(directory: Path) -> str:
@@ -82,6 +123,10 @@ def study_notes(directory: Path, results: dict) -> str:
     budget = (f"**Budget:** {b.get('max_iters')} steps of {b.get('batch_size')}×{b.get('block_size')} tokens "
               f"({b.get('tokens_per_run', 0):,} tokens a run), the same for every arm; final loss on the whole "
               f"validation split. Verdicts: Welch's t-test over seeds, p < 0.05.")
+    seeds = [len(arm["runs"]) for arm in results["arms"]]
+    if min(seeds) < 3:  # the runner's minimum: a study below it is still being run
+        budget += (f"\n\n**Still running:** {sum(n > 0 for n in seeds)} of {len(seeds)} arms have results, with "
+                   f"{min(seeds)} to {max(seeds)} seeds each; every arm gets at least 3 before a verdict.")
     path = Path(directory) / f"{results['study']}.md"
     try:
         written = path.read_bytes()[:MAX_NOTES_BYTES].decode("utf-8", errors="replace").strip()
@@ -112,7 +157,8 @@ def equal_time_markdown(directory: Path, results: dict) -> str:
             "| arm | s/step | step reached | validation loss (periodic estimate) |", "|---|---|---|---|"]
     for arm in view["arms"]:
         spread = f" ± {arm['std']:.3f}" if arm["std"] is not None else ""
-        loss = f"{arm['mean']:.3f}{spread} ({len(arm['values'])} seeds)" if arm["mean"] is not None else "n/a"
+        n = len(arm["values"])
+        loss = f"{arm['mean']:.3f}{spread} ({n} seed{'s' if n != 1 else ''})" if arm["mean"] is not None else "n/a"
         rows.append(f"| {arm['label']} | {cost['arms'][arm['name']]['seconds_per_step']:.3f} | {arm['step']:,} | "
                     f"{loss} |")
     return "\n".join(rows)
@@ -128,7 +174,8 @@ def ablations(directory: Path, study: str | None):
         if study not in studies:
             raise ValueError(f"no results for study {study!r:.80}; available: {', '.join(studies)}")
         load_results, summarize = _reader()
-        results = load_results(Path(directory) / f"{study}.json")
+        directory, name = _locate(directory, study)
+        results = load_results(directory / f"{name}.json")
         summary, curves, runs = study_figures(results)
         intro = (f"**{results['study']}** — {results['description']}. The write-up claimed: "
                  f"*{results['claim']}*")
@@ -137,10 +184,10 @@ def ablations(directory: Path, study: str | None):
 
 
 def build_tab(directory: Path) -> dict:
-    studies = list_studies(directory)
+    studies = study_choices(directory)
     how_to_read("ablations")
     with gr.Row():
-        study = gr.Dropdown(studies, value=studies[0] if studies else None, label="study", scale=3,
+        study = gr.Dropdown(studies, value=studies[0][1] if studies else None, label="study", scale=3,
                             allow_custom_value=True)
         reload = gr.Button("Reload", scale=1, elem_id="ablations-reload-btn")
     intro = gr.Markdown(elem_id="ablations-intro")
@@ -158,9 +205,10 @@ def build_tab(directory: Path) -> dict:
     _show = functools.partial(ablations, directory)
 
     def _reload(name):
-        names = list_studies(directory)
+        choices = study_choices(directory)
+        names = [value for _, value in choices]
         name = name if name in names else (names[0] if names else None)
-        return gr.update(choices=names, value=name), *ablations(directory, name)
+        return gr.update(choices=choices, value=name), *ablations(directory, name)
 
     study.input(_show, study, outputs, api_name="ablations", concurrency_limit=2)
     reload.click(_reload, study, [study, *outputs], api_visibility="private", concurrency_limit=2)

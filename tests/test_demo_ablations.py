@@ -80,17 +80,37 @@ def test_categorical_arms_are_points_and_ordered_arms_a_line(results_dir):
     assert fig.axes[0].lines[0].get_linestyle() == "-"
 
 
-def test_equal_wall_clock_time_needs_measured_step_costs(results_dir, tmp_path, corpus, monkeypatch):
-    from demo_support import TINY_STUDY
-    from gptcore.experiments.wallclock import run_step_cost
+def test_equal_wall_clock_time_needs_measured_step_costs(results_dir, tmp_path):
+    from gptcore.experiments.wallclock import step_cost_path
 
     directory = tmp_path / "study"
     shutil.copytree(results_dir, directory)
     *_, table, _, _ = ablations(directory, "heads")
     assert "not measured yet" in table and "--step-cost" in table
-    monkeypatch.setattr("gptcore.experiments.wallclock.resolve_studies", lambda name: [TINY_STUDY])
-    run_step_cost("heads", corpus, directory, threads=1, device="cpu", command="pytest", steps=2, repeats=2)
+    # equal costs (a measured file's shape; measuring is tested in test_wallclock.py): both arms at their end
+    step_cost_path(directory, "heads").write_text(json.dumps(
+        {"arms": {"1": {"seconds_per_step": 0.5}, "2": {"seconds_per_step": 0.5}}, "device": "cpu", "threads": 1}))
     assert list_studies(directory) == ["heads"]  # the step costs are not a study
     *_, table, _, _ = ablations(directory, "heads")
     assert "At equal wall-clock time" in table and "| 1 head |" in table.split("At equal")[1]
     assert table.split("At equal")[1].count("(2 seeds)") == 2
+
+
+def test_a_sibling_directory_adds_the_same_studies_at_another_budget(results_dir, tmp_path):
+    from demo.ablations import study_choices
+
+    primary, longer = tmp_path / "ablations", tmp_path / "ablations-2000"
+    shutil.copytree(results_dir, primary)
+    shutil.copytree(results_dir, longer)
+    data = json.loads((longer / "heads.json").read_text())
+    data["budget"]["max_iters"] = 2000
+    data["arms"][1]["runs"] = data["arms"][1]["runs"][:1]
+    (longer / "heads.json").write_text(json.dumps(data))
+    assert list_studies(primary) == ["ablations-2000/heads", "heads"]
+    assert study_choices(primary) == [("heads, 2,000 steps a run", "ablations-2000/heads"),
+                                      ("heads, 6 steps a run", "heads")]
+    intro, summary, notes, table, curves, runs = ablations(primary, "ablations-2000/heads")
+    assert "**Budget:** 2000 steps" in notes and "Still running" in notes and len(runs) == 3
+    assert "Still running" in ablations(primary, "heads")[2]  # the tiny study has 2 seeds an arm
+    with pytest.raises(gr.Error, match="no results for study"):
+        ablations(primary, "../ablations-2000/heads")

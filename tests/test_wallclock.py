@@ -37,6 +37,9 @@ def test_a_costlier_arm_is_read_earlier_on_its_curve():
     assert big["values"] == pytest.approx([2.5 * 0.9, 2.5 * 0.92])  # half-way between its evals at 100 and 200
     assert small["mean"] == pytest.approx(1.5 * 1.01) and small["std"] > 0
     assert equal_time(_results(), {"arms": {"small": {"seconds_per_step": 1.0}}}) is None  # a cost missing
+    unrun = _results()
+    unrun["arms"].append({"name": "huge", "label": "huge", "runs": []})  # a study still running
+    assert [a["name"] for a in equal_time(unrun, cost)["arms"]] == ["small", "big"]
 
 
 def test_step_cost_is_measured_per_arm_and_written(tmp_path, corpus, monkeypatch):

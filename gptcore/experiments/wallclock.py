@@ -67,12 +67,12 @@ def loss_at_step(curve: list[dict], step: float) -> float | None:
 def equal_time(results: dict, cost: dict) -> dict | None:
     """Every arm read at the same wall-clock time: the least time any arm needs for its whole curve.
 
-    Returns ``{"seconds": T, "arms": [{name, label, step, values, mean, std}]}`` or None when an arm has no
-    measured cost or no curve. Values are the periodic estimates of the curve (not the whole-split loss
+    Returns ``{"seconds": T, "arms": [{name, label, step, values, mean, std}]}`` over the arms that have
+    runs, or None when one of those has no measured cost (or no arm has runs). Values are the periodic estimates of the curve (not the whole-split loss
     of the final evaluation), so compare them with each other, not with the results table."""
-    arms = results.get("arms") or []
-    per_step = (cost.get("arms") or {})
-    if not arms or any(a["name"] not in per_step or not a.get("runs") for a in arms):
+    arms = [a for a in results.get("arms") or [] if a.get("runs")]  # an arm of a study still running may have none
+    per_step = cost.get("arms") or {}
+    if not arms or any(a["name"] not in per_step for a in arms):
         return None
     finish = min(per_step[a["name"]]["seconds_per_step"] * min(r["curve"][-1]["step"] for r in a["runs"])
                  for a in arms)
