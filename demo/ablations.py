@@ -29,10 +29,14 @@ RUN_COLUMNS = ["arm", "seed", "final val loss", "params", "tokens seen", "wall t
 
 def sources(directory: Path) -> list[Path]:
     """Where results are read: ``directory`` and its siblings named ``<its name>-<something>`` (such as
-    ``ablations-2000``, the same studies at another budget), the siblings first."""
+    ``ablations-2000``, the same studies at another budget), the siblings first, the longest budget first."""
     directory = Path(directory)
+
+    def budget(path: Path):  # ablations-2000 before ablations-600: the longest budget first
+        suffix = path.name[len(directory.name) + 1:]
+        return (0, -int(suffix), "") if suffix.isdigit() else (1, 0, suffix)
     try:
-        siblings = sorted((p for p in directory.parent.glob(f"{directory.name}-*") if p.is_dir()), reverse=True)
+        siblings = sorted((p for p in directory.parent.glob(f"{directory.name}-*") if p.is_dir()), key=budget)
     except OSError:
         siblings = []
     return [*siblings, directory]

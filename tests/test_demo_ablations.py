@@ -107,6 +107,9 @@ def test_a_sibling_directory_adds_the_same_studies_at_another_budget(results_dir
     data["arms"][1]["runs"] = data["arms"][1]["runs"][:1]
     (longer / "heads.json").write_text(json.dumps(data))
     assert list_studies(primary) == ["ablations-2000/heads", "heads"]
+    shutil.copytree(results_dir, tmp_path / "ablations-600")
+    assert list_studies(primary) == ["ablations-2000/heads", "ablations-600/heads", "heads"]
+    shutil.rmtree(tmp_path / "ablations-600")
     assert study_choices(primary) == [("heads, 2,000 steps a run", "ablations-2000/heads"),
                                       ("heads, 6 steps a run", "heads")]
     intro, summary, notes, table, curves, runs = ablations(primary, "ablations-2000/heads")
