@@ -292,7 +292,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
             pred = gr.HTML("", elem_id="inside-predictions-view", js_on_load=SCRIPT, css_template=CSS)
         with gr.Tab("Logit lens", id="inside-lens"):
             how_to_read("lens")
-            lens = gr.HTML("", elem_id="inside-lens-view", css_template=CSS)
+            lens = gr.HTML("", elem_id="inside-lens-view", css_template=CSS, js_on_load=None)  # tooltips only
         with gr.Tab("Embeddings", id="inside-embeddings"):
             how_to_read("embeddings")
             emb_note = gr.Markdown(elem_id="inside-embeddings-note")
@@ -306,7 +306,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=280):
                     off_summary = gr.Markdown(elem_id="inside-heads-summary")
-                    off_view = gr.HTML("", elem_id="inside-heads-view", css_template=CSS)
+                    off_view = gr.HTML("", elem_id="inside-heads-view", css_template=CSS, js_on_load=None)
                 with gr.Column(scale=1, min_width=220):
                     ranking = gr.Dataframe(headers=EACH_HEAD_COLUMNS, datatype=["str", "number", "number"],
                                            interactive=False, elem_id="inside-each-head",
