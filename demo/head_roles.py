@@ -96,80 +96,100 @@ def unit_name(pieces: Sequence[str]) -> str:
     return "character" if all(len(p) == 1 for p in pieces) else "token"
 
 
-def target_shares(probs: np.ndarray, pieces: Sequence[str]) -> dict[str, float]:
+@dataclass
+class TextIndex:
+    """What the rules need to know about a text, worked out once for all of a model's heads: for each
+    target, the (query, key) positions where it exists; for each kind, which positions are of that kind."""
+
+    pieces: Sequence[str]
+    unit: str
+    targets: dict[str, tuple[np.ndarray, np.ndarray]]
+    kinds: dict[str, np.ndarray]
+    piece_ids: np.ndarray  # positions numbered by their text, for summing attention per distinct token
+    distinct: list[str]
+
+
+def index_text(pieces: Sequence[str]) -> TextIndex:
+    T, unit = len(pieces), unit_name(pieces)
+    queries = range(1, T)
+    targets = {}
+    for name, target in TARGETS:
+        pairs = [(i, j) for i in queries if (j := target(pieces, i)) is not None and 0 <= j <= i]
+        if queries and len(pairs) >= MIN_COVERAGE * len(queries):
+            q, k = (np.array(x, dtype=np.int64) for x in zip(*pairs))
+            targets[name.format(unit=unit)] = (q, k)
+    kinds = {name: np.array([is_kind(p) for p in pieces], dtype=np.float64) for name, is_kind in KINDS}
+    distinct = list(dict.fromkeys(pieces))
+    number = {p: n for n, p in enumerate(distinct)}
+    return TextIndex(pieces, unit, targets, kinds, np.array([number[p] for p in pieces]), distinct)
+
+
+def target_shares(probs: np.ndarray, pieces: Sequence[str], index: TextIndex | None = None) -> dict[str, float]:
     """Mean attention each target receives over the queries where it exists (query 0 is skipped)."""
     T = probs.shape[-1]
     if len(pieces) != T or probs.shape != (T, T):
         raise ValueError(f"attention of shape {probs.shape} does not match a text of {len(pieces)} tokens")
-    shares = {}
-    queries = range(1, T)
-    unit = unit_name(pieces)
-    for name, target in TARGETS:
-        values = [probs[i, j] for i in queries if (j := target(pieces, i)) is not None and 0 <= j <= i]
-        if queries and len(values) >= MIN_COVERAGE * len(queries):
-            shares[name.format(unit=unit)] = float(np.mean(values))
-    return shares
+    index = index or index_text(pieces)
+    return {name: float(probs[q, k].mean()) for name, (q, k) in index.targets.items()}
 
 
-def head_role(probs: np.ndarray, pieces: Sequence[str]) -> HeadRole:
+def head_role(probs: np.ndarray, pieces: Sequence[str], index: TextIndex | None = None) -> HeadRole:
     """The first description that fits, most specific first: one target (the largest mean share, if it
     reaches MIN_SHARE); an even spread over the whole context; a window of the last few tokens; a kind of
     token it prefers; else "no single pattern", with the tokens it looks at most."""
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = np.tril(np.asarray(probs, dtype=np.float64))  # a causal head gives the future nothing
     unit = unit_name(pieces)
     if len(pieces) < 2:
         return HeadRole(f"too little text to tell (needs at least 2 {unit}s)", 1.0, broad=True)
-    shares = target_shares(probs, pieces)
+    index = index or index_text(pieces)
+    shares = target_shares(probs, pieces, index)
     if shares:
         name, share = max(shares.items(), key=lambda kv: kv[1])
         if share >= MIN_SHARE:
             return HeadRole(f"attends to {name}", share)
-    evenness = [_entropy(probs[i, :i + 1]) / np.log(i + 1) for i in range(3, len(pieces))]
-    if evenness and float(np.mean(evenness)) >= MIN_EVENNESS:
-        even = float(np.mean(evenness))
-        return HeadRole(f"spreads its attention evenly over every earlier {unit}: an average of the context", even,
-                        broad=True, detail=f"its entropy is {even:.0%} of the most possible")
-    queries = range(1, len(pieces))
-    recent = [float(np.mean([probs[i, max(0, i - window + 1):i + 1].sum() for i in queries]))
-              for window in range(MAX_WINDOW + 1)]
+    T = len(pieces)
+    if T > 3:
+        rows = probs[3:]
+        logs = np.log(np.where(rows > 0, rows, 1.0))
+        even = float(np.mean(-(rows * logs).sum(1) / np.log(np.arange(4, T + 1))))
+        if even >= MIN_EVENNESS:
+            return HeadRole(f"spreads its attention evenly over every earlier {unit}: an average of the context",
+                            even, broad=True, detail=f"its entropy is {even:.0%} of the most possible")
+    # recent[w]: mean over queries 1.. of the attention on the last w positions (the query's own included)
+    by_distance = np.zeros((T - 1, MAX_WINDOW))
+    for d in range(min(MAX_WINDOW, T)):
+        by_distance[d - 1 if d else 0:, d] = np.diagonal(probs, offset=-d)[max(0, 1 - d):]
+    recent = np.concatenate([[0.0], by_distance.cumsum(1).mean(0)])
     for least in WINDOW_SHARES:
         for window in range(2, MAX_WINDOW + 1):
             if recent[window] >= least:
-                return HeadRole(f"attends within the last {window} {unit}s", recent[window])
-    kind = preferred_kind(probs, pieces)
+                return HeadRole(f"attends within the last {window} {unit}s", float(recent[window]))
+    kind = preferred_kind(probs, index)
     if kind:
         return kind
     peak = float(probs[1:].max(axis=-1).mean())
     return HeadRole(f"spreads its attention over many {unit}s, with no single pattern", peak, broad=True,
-                    detail=f"its largest weight averages {peak:.0%}; most of it on {favourite_keys(probs, pieces)}")
+                    detail=f"its largest weight averages {peak:.0%}; most of it on {favourite_keys(probs, index)}")
 
 
-def favourite_keys(probs: np.ndarray, pieces: Sequence[str], n: int = 3) -> str:
+def favourite_keys(probs: np.ndarray, index: TextIndex, n: int = 3) -> str:
     """The tokens (by text) that receive the most attention over all queries, with their shares."""
-    received: dict[str, float] = {}
-    for j, piece in enumerate(pieces):
-        received[piece] = received.get(piece, 0.0) + float(probs[1:, j].sum())
-    total = float(probs[1:].sum())
-    top = sorted(received.items(), key=lambda kv: -kv[1])[:n]
-    return ", ".join(f"{visible_piece(piece)!r} ({weight / total:.0%})" for piece, weight in top)
+    received = np.bincount(index.piece_ids, weights=probs[1:].sum(0), minlength=len(index.distinct))
+    total = float(received.sum())
+    top = np.argsort(-received, kind="stable")[:n]
+    return ", ".join(f"{visible_piece(index.distinct[t])!r} ({received[t] / total:.0%})" for t in top)
 
 
-def _entropy(p: np.ndarray) -> float:
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
-
-
-def preferred_kind(probs: np.ndarray, pieces: Sequence[str]) -> HeadRole | None:
+def preferred_kind(probs: np.ndarray, index: TextIndex) -> HeadRole | None:
     """The kind of token (spaces, vowels, ...) the head attends to far more than its share of the text."""
-    best = None
-    for name, is_kind in KINDS:
-        member = np.array([is_kind(p) for p in pieces], dtype=np.float64)
-        seen = np.cumsum(member) / np.arange(1, len(pieces) + 1)  # the kind's share of positions 0 .. i
-        queries = [i for i in range(1, len(pieces)) if seen[i] > 0]
-        if len(queries) < MIN_COVERAGE * (len(pieces) - 1):
+    T, best = len(index.pieces), None
+    for name, member in index.kinds.items():
+        seen = np.cumsum(member) / np.arange(1, T + 1)  # the kind's share of positions 0 .. i
+        queries = np.flatnonzero(seen[1:] > 0) + 1
+        if len(queries) < MIN_COVERAGE * (T - 1):
             continue
-        share = float(np.mean([probs[i, :i + 1] @ member[:i + 1] for i in queries]))
-        lift = share / float(np.mean(seen[queries]))
+        share = float((probs[queries] @ member).mean())
+        lift = share / float(seen[queries].mean())
         named = any(share >= s and lift >= x for s, x in KIND_RULES)
         if named and (best is None or lift > best[2]):
             best = (name, share, lift)
@@ -182,4 +202,5 @@ def preferred_kind(probs: np.ndarray, pieces: Sequence[str]) -> HeadRole | None:
 
 def describe_heads(maps: list[np.ndarray], pieces: Sequence[str]) -> list[list[HeadRole]]:
     """Roles for every layer and head; ``maps[layer]`` is (n_head, T, T)."""
-    return [[head_role(layer[h], pieces) for h in range(layer.shape[0])] for layer in maps]
+    index = index_text(pieces)
+    return [[head_role(layer[h], pieces, index) for h in range(layer.shape[0])] for layer in maps]

@@ -13,12 +13,20 @@ function colour(v) {  // viridis, v in [0, 1]
   return `rgb(${c[0]},${c[1]},${c[2]})`;
 }
 
+function unpack(packed, n) {  // views_html.packed_weights: row q of the lower triangle holds q + 1 weights
+  const bytes = Uint8Array.from(atob(packed), (c) => c.charCodeAt(0));
+  const all = new Uint16Array(bytes.buffer), rows = [];
+  for (let q = 0, at = 0; q < n; at += ++q) rows.push(Array.from(all.subarray(at, at + q + 1), (v) => v / 65535));
+  return rows;
+}
+
 function parsed(root) {  // the view's data, read once per rendering
   if (!root._gc) {
     root._gc = {};
     for (const [key, text] of Object.entries(root.dataset)) {
       if (key.startsWith("j")) root._gc[key.slice(1).toLowerCase()] = JSON.parse(text);
     }
+    if (root.dataset.weights) root._gc.weights = unpack(root.dataset.weights, root._gc.pieces.length);
   }
   return root._gc;
 }

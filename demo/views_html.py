@@ -7,6 +7,7 @@ Every piece of text from a model or a visitor is escaped.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from pathlib import Path
@@ -50,8 +51,20 @@ def _attr(value) -> str:
     return html.escape(json.dumps(value, ensure_ascii=False, separators=(",", ":")), quote=True)
 
 
-def _rounded(a: np.ndarray, digits: int = 4) -> list:
-    return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
+def packed_weights(weights: np.ndarray) -> str:
+    """The lower triangle of a (T, T) attention matrix, row by row (row q has q + 1 weights), as base64 of
+    little-endian uint16 (weight x 65535): a third of the size of the numbers written out, which the
+    browser decodes faster too."""
+    T = weights.shape[0]
+    low = np.clip(np.asarray(weights, dtype=np.float64)[np.tril_indices(T)], 0.0, 1.0)
+    return base64.b64encode(np.round(low * 65535).astype("<u2").tobytes()).decode("ascii")
+
+
+def unpacked_weights(packed: str, T: int) -> np.ndarray:
+    """:func:`packed_weights` read back into a (T, T) matrix (zero above the diagonal)."""
+    out = np.zeros((T, T))
+    out[np.tril_indices(T)] = np.frombuffer(base64.b64decode(packed), dtype="<u2") / 65535
+    return out
 
 
 def token_strip(pieces: Sequence[str], styles: Sequence[str] | None = None,
@@ -72,8 +85,8 @@ def attention_html(pieces: Sequence[str], weights: np.ndarray, title: str, unit:
     T = len(pieces)
     if weights.shape != (T, T):
         raise ValueError(f"attention of shape {weights.shape} does not match {T} tokens")
-    rows = [_rounded(weights[q, :q + 1]) for q in range(T)]
-    return (f'<div class="gc-view gc-att" data-jpieces="{_attr(list(pieces))}" data-jweights="{_attr(rows)}" '
+    return (f'<div class="gc-view gc-att" data-jpieces="{_attr(list(pieces))}" '
+            f'data-weights="{packed_weights(weights)}" '
             f'data-jlabels="{_attr([visible_piece(p) for p in pieces])}" data-dir="from" '
             f'data-hint="{html.escape(ATTENTION_HINT)}" data-unit="{unit}">'
             f'<p><b>{html.escape(title)}</b></p>'

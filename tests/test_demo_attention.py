@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 import gradio as gr
 import numpy as np
@@ -13,6 +15,7 @@ from demo.attention import (ALL, AVERAGE, attention_view, attention_weights, com
 from demo.head_roles import head_role, target_shares
 from demo.registry import ModelRegistry
 from demo.settings import Limits
+from demo.views_html import packed_weights, unpacked_weights
 from demo_support import view_data
 
 LIMITS = Limits()
@@ -87,15 +90,24 @@ def registry(demo_checkpoints) -> ModelRegistry:
     return ModelRegistry(demo_checkpoints, demo_checkpoints / "no-runs", default="tiny")
 
 
+def _weights(view_html: str, T: int) -> np.ndarray:
+    return unpacked_weights(re.search(r'data-weights="([^"]*)"', view_html).group(1), T)
+
+
+def test_packed_weights_keep_the_lower_triangle_to_within_a_65535th():
+    w = np.tril(np.random.default_rng(0).random((7, 7)))
+    assert np.abs(unpacked_weights(packed_weights(w), 7) - w).max() <= 0.5 / 65535 + 1e-12
+    assert len(packed_weights(w)) == 4 * -(-2 * 28 // 3)  # 28 weights of 2 bytes, base64
+
+
 def test_a_single_head_is_an_interactive_view_of_its_weights(registry):
     view = attention_view(registry, LIMITS, "tiny", "to be\nor", "1", "2")
     assert view.figure is None and "layer 1, head 2" in view.html
     assert view_data(view.html, "pieces") == list("to be\nor")
     assert view_data(view.html, "labels") == ["t", "o", "␣", "b", "e", "↵", "o", "r"]
-    weights = view_data(view.html, "weights")
-    assert [len(row) for row in weights] == list(range(1, 9))  # the past only: causal
+    weights = _weights(view.html, 8)
     expected = compute_maps(registry.get("tiny"), "to be\nor").maps[0][1]
-    assert np.allclose([w for row in weights for w in row], expected[np.tril_indices(8)], atol=1e-4)
+    assert np.allclose(weights, expected, atol=1e-4)  # the future (above the diagonal) is not sent: zero
     assert view.html.count('class="gc-tok"') == 8 and "<canvas" in view.html
     assert [row[:2] for row in view.roles] == [[1, 1], [1, 2]]  # roles of layer 1's two heads only
 
@@ -112,7 +124,7 @@ def test_grids_and_averages(registry):
     view = attention_view(registry, LIMITS, "tiny", TEXT, "1", AVERAGE)
     assert "average of 2 heads" in view.html
     expected = compute_maps(registry.get("tiny"), TEXT).maps[0].mean(0)
-    assert np.allclose(view_data(view.html, "weights")[-1], expected[-1], atol=1e-4)
+    assert np.allclose(_weights(view.html, len(TEXT))[-1], expected[-1], atol=1e-4)
     view = attention_view(registry, LIMITS, "tiny", TEXT, ALL, ALL)
     assert len(view.figure.axes) == 2 * 2 + 1
     assert len(view.roles) == 4  # every layer x head described
