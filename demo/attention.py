@@ -211,7 +211,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
             plot = gr.Plot(label="attention", show_label=False, elem_id="attention-plot", format="png",
                            visible=False)
             roles = gr.Dataframe(headers=ROLE_COLUMNS, datatype=["number", "number", "str"], interactive=False,
-                                 wrap=True, elem_id="attention-roles", 
+                                 wrap=True, elem_id="attention-roles", column_widths=["12%", "12%", "76%"], 
                                  label="the heads (click a row to show that head)")
 
     _attention = per_session(show_attention, registry, limits, gpu_seconds=20)  # keeps the parameter names for the API
