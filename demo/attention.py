@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from gptcore.checkpoint import Checkpoint
 
 from .head_roles import describe_heads
-from .plots import heatmap_figure, heatmap_grid_figure
+from .plots import heatmap_grid_figure
 from .views_html import CSS, SCRIPT, attention_html
 from .explain import how_to_read
 from .model_input import model_input
@@ -78,13 +78,12 @@ def compute_maps(ck: "Checkpoint", text: str | None) -> AttentionMaps:
 
 
 def attention_figure(am: AttentionMaps, layer: int | str, head: int | str):
-    """The figure for a layer (index or ALL) and a head (index, ALL or AVERAGE)."""
+    """The grid picture for several maps at once: every layer (``layer`` is ALL) or every head (``head``
+    is ALL); one head or a layer's average is the interactive view instead (:func:`attention_view`)."""
     n_layer, n_head = len(am.maps), am.maps[0].shape[0]
     layers = range(n_layer) if layer == ALL else [layer]
-    if layer != ALL and head not in (ALL, AVERAGE):
-        return heatmap_figure(am.maps[layer][head], am.pieces, f"layer {layer + 1}, head {head + 1}")
-    if layer != ALL and head == AVERAGE:
-        return heatmap_figure(am.maps[layer].mean(0), am.pieces, f"layer {layer + 1}, average of {n_head} heads")
+    if ALL not in (layer, head):
+        raise ValueError("one head, or one layer's average, is drawn by the interactive view, not as a grid")
     if head == AVERAGE:
         grid = [[am.maps[i].mean(0)] for i in layers]
         cols = ["average of heads"]
@@ -119,15 +118,23 @@ class AttentionView:
     notes: str
 
 
+def _maps_for(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None, layer, head,
+              extra_layer: tuple[str, ...], extra_head: tuple[str, ...]):
+    """(checkpoint, its attention on the checked text, the layer and head chosen), or a ValueError in words."""
+    text = checked_text("text", text, limits.max_attention_text_chars)
+    ck = registry.get(checkpoint)
+    am = compute_maps(ck, text)
+    m = ck.config.model
+    return (ck, am, _parse_index(layer, m.n_layer, "layer", extra_layer),
+            _parse_index(head, m.n_head, "head", extra_head))
+
+
 def attention_view(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None, layer: str,
                    head: str) -> AttentionView:
     with user_errors():
-        text = checked_text("text", text, limits.max_attention_text_chars)
-        ck = registry.get(checkpoint)
-        am = compute_maps(ck, text)
+        ck, am, layer_index, head_index = _maps_for(registry, limits, checkpoint, text, layer, head, (ALL,),
+                                                    (ALL, AVERAGE))
         m = ck.config.model
-        layer_index = _parse_index(layer, m.n_layer, "layer", (ALL,))
-        head_index = _parse_index(head, m.n_head, "head", (ALL, AVERAGE))
         roles, notes = roles_rows(am, layer_index), "\n\n".join(am.notices)
         if ALL in (layer_index, head_index):
             return AttentionView(None, attention_figure(am, layer_index, head_index), roles, notes)
@@ -151,12 +158,7 @@ def attention_weights(registry: ModelRegistry, limits: Limits, checkpoint: str, 
     """One head's attention on a text, as numbers: ``weights[q][k]`` is how much token q takes from token
     k (k <= q); ``role`` is what the head mostly does on this text. Layers and heads count from 1."""
     with user_errors():
-        text = checked_text("text", text, limits.max_attention_text_chars)
-        ck = registry.get(checkpoint)
-        am = compute_maps(ck, text)
-        m = ck.config.model
-        layer_index = _parse_index(layer, m.n_layer, "layer", ())
-        head_index = _parse_index(head, m.n_head, "head", ())
+        _, am, layer_index, head_index = _maps_for(registry, limits, checkpoint, text, layer, head, (), ())
         weights = am.maps[layer_index][head_index]
         role = describe_heads([am.maps[layer_index]], am.pieces)[0][head_index]
         return {"tokens": am.pieces, "weights": [weights[q, :q + 1].round(5).tolist() for q in range(len(am.pieces))],

@@ -1,4 +1,4 @@
-"""Matplotlib figures for the app: attention heatmaps and ablation charts.
+"""Matplotlib figures for the app: grids of attention heatmaps, embedding maps and ablation charts.
 
 Figures are built with ``matplotlib.figure.Figure`` (not pyplot's global state) so concurrent requests never
 draw into each other's figure; Gradio encodes and closes them. Matplotlib is imported on first use to keep
@@ -26,9 +26,6 @@ def _figure(width: float, height: float, dpi: int = 100):
     return Figure(figsize=(width, height), dpi=dpi, layout="constrained")
 
 
-MAX_LABELLED_CHARS = 144  # beyond this a character label would be under 4 pt at the figure's largest size
-
-
 def _tick_fontsize(n: int) -> float:
     return 10 if n <= 24 else 8 if n <= 48 else 6 if n <= 80 else 4.5
 
@@ -43,46 +40,6 @@ def _cmap():
     import matplotlib
 
     return matplotlib.colormaps[CMAP].with_extremes(bad=MASKED_COLOUR)
-
-
-def _label_axes(ax, labels: list[str], fontsize: float) -> None:
-    """Characters along both axes, drawn as plain texts.
-
-    Matplotlib tick objects cost several artists each; 2 x 128 of them made a single heatmap take about a
-    second to render, plain texts a third of that.
-    """
-    from matplotlib.transforms import blended_transform_factory
-
-    ax.set_xticks([])
-    ax.set_yticks([])
-    below = blended_transform_factory(ax.transData, ax.transAxes)
-    left = blended_transform_factory(ax.transAxes, ax.transData)
-    for i, label in enumerate(labels):
-        ax.text(i, -0.005, label, transform=below, ha="center", va="top", fontsize=fontsize)
-        ax.text(-0.005, i, label, transform=left, ha="right", va="center", fontsize=fontsize)
-    pad = fontsize * 1.6 + 4
-    ax.set_xlabel("key: the token attended to", fontsize=9, labelpad=pad)
-    ax.set_ylabel("query: the token attending", fontsize=9, labelpad=pad)
-
-
-def heatmap_figure(matrix: np.ndarray, pieces: Sequence[str], title: str):
-    """One attention matrix (query rows, key columns) with the tokens' text on both axes and a colour bar."""
-    T = len(pieces)
-    size = min(4.5 + T * 0.045, 10.5)
-    fig = _figure(size + 1.2, size)
-    ax = fig.add_subplot()
-    vmax = max(float(matrix.max()), 1e-6)
-    image = ax.imshow(_masked(matrix), cmap=_cmap(), vmin=0, vmax=vmax, interpolation="nearest")
-    note = ""
-    if T <= MAX_LABELLED_CHARS:
-        _label_axes(ax, [visible_piece(p) for p in pieces], _tick_fontsize(T))
-    else:  # too many to read at any font size that fits: positions instead, and say how to get their text
-        ax.set_xlabel("key: position of the token attended to", fontsize=9)
-        ax.set_ylabel("query: position of the token attending", fontsize=9)
-        note = f"; tokens are labelled up to {MAX_LABELLED_CHARS}, shorten the text to read them"
-    ax.set_title(title + f"\n(grey: future tokens, hidden by the causal mask{note})", fontsize=10, pad=8)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="attention weight")
-    return fig
 
 
 def heatmap_grid_figure(matrices: Sequence[Sequence[np.ndarray]], pieces: Sequence[str], row_titles: list[str],

@@ -198,17 +198,6 @@ def test_registry_lists_checkpoints_and_knows_the_file_names(registry):
     assert registry.get("tiny") is registry.get("tiny")  # cached
 
 
-def test_a_full_context_of_256_is_labelled_by_position():
-    from demo.plots import MAX_LABELLED_CHARS, heatmap_figure
-
-    for T, labelled in ((MAX_LABELLED_CHARS, True), (256, False)):
-        fig = heatmap_figure(np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None], "ab" * (T // 2), "head 1")
-        ax = fig.axes[0]
-        assert (len(ax.texts) == 2 * T) == labelled
-        assert ("shorten the text" in ax.get_title()) != labelled
-        assert bool(len(ax.get_xticks())) != labelled  # positions on the axes instead of characters
-
-
 def test_a_bpe_rope_model_is_labelled_by_token_pieces(registry):
     ck = registry.get("tiny-bpe-rope")
     text = "Wherefore art thou"
