@@ -52,9 +52,9 @@ def _top(probs, decode, k: int = TOP) -> list[list]:
 # ---- predictions and surprise ---------------------------------------------------------------------------
 
 def _predictions(ck: "Checkpoint", given: ModelInput):
-    from gptcore.interpret import next_token_probs, surprise
+    from gptcore.interpret import read_text
 
-    return next_token_probs(ck.model, given.ids), surprise(ck.model, given.ids)
+    return read_text(ck.model, given.ids)
 
 
 def predictions_view(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None):
@@ -187,12 +187,12 @@ def parse_heads(values, n_layer: int, n_head: int) -> list[tuple[int, int]]:
 
 def _off(ck: "Checkpoint", given: ModelInput, pairs: list[tuple[int, int]]):
     """(baseline per-token loss, per-token loss with the heads off, last-position distributions on and off)."""
-    from gptcore.interpret import heads_off as switched_off, next_token_probs, surprise
+    from gptcore.interpret import heads_off as switched_off, read_text
 
-    base, base_probs = surprise(ck.model, given.ids), next_token_probs(ck.model, given.ids)[-1]
+    base_probs, base = read_text(ck.model, given.ids)
     with switched_off(ck.model, pairs):
-        off, off_probs = surprise(ck.model, given.ids), next_token_probs(ck.model, given.ids)[-1]
-    return base, off, base_probs, off_probs
+        off_probs, off = read_text(ck.model, given.ids)
+    return base, off, base_probs[-1], off_probs[-1]
 
 
 def _named(pairs: list[tuple[int, int]]) -> str:

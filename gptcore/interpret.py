@@ -28,21 +28,26 @@ def _ids(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def next_token_probs(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
-    """(T, vocab) probabilities of the token after each position (temperature 1)."""
-    model.eval()
-    logits, _ = model(_ids(model, ids))
-    return logits[0].float().softmax(-1).cpu()
-
-
-@torch.no_grad()
-def surprise(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
-    """(T - 1,) the loss of each token given the ones before it, in nats: -log p(token i | tokens < i),
-    for i = 1 .. T-1. Their mean is the text's loss."""
+def read_text(model: GPT, ids: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass over a text: ((T, vocab) probabilities of the token after each position, at
+    temperature 1; (T - 1,) the loss of each token given the ones before it, in nats, -log p(token i |
+    tokens < i) for i = 1 .. T-1, whose mean is the text's loss)."""
     model.eval()
     idx = _ids(model, ids)
     logits, _ = model(idx)
-    return F.cross_entropy(logits[0, :-1].float(), idx[0, 1:], reduction="none").cpu()
+    log_probs = logits[0].float().log_softmax(-1)
+    loss = -log_probs[:-1].gather(1, idx[0, 1:, None]).squeeze(1)
+    return log_probs.exp().cpu(), loss.cpu()
+
+
+def next_token_probs(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
+    """(T, vocab) probabilities of the token after each position (temperature 1)."""
+    return read_text(model, ids)[0]
+
+
+def surprise(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
+    """(T - 1,) the loss of each token given the ones before it, in nats (see :func:`read_text`)."""
+    return read_text(model, ids)[1]
 
 
 @torch.no_grad()
