@@ -245,20 +245,15 @@ EACH_HEAD_COLUMNS = ["head", "loss with it off", "change"]
 
 def each_head(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None) -> list[list]:
     """One head off at a time, most harmful first: which heads this text needs."""
-    from gptcore.interpret import heads_off as switched_off, surprise
+    from gptcore.interpret import each_head_off
 
     with user_errors():
         ck, given = _prepared(registry, limits, checkpoint, text)
         if len(given.ids) < 2:
             return []
-        m = ck.config.model
-        baseline = float(surprise(ck.model, given.ids).mean())  # once, not once per head
-        rows = []
-        for layer in range(m.n_layer):
-            for head in range(m.n_head):
-                with switched_off(ck.model, [(layer, head)]):
-                    loss = float(surprise(ck.model, given.ids).mean())
-                rows.append([f"L{layer + 1} H{head + 1}", round(loss, 4), round(loss - baseline, 4)])
+        baseline, losses = each_head_off(ck.model, given.ids)
+        rows = [[f"L{layer + 1} H{head + 1}", round(float(loss), 4), round(float(loss) - baseline, 4)]
+                for layer, row in enumerate(losses) for head, loss in enumerate(row)]
         return sorted(rows, key=lambda r: -r[2])
 
 

@@ -84,6 +84,35 @@ def heads_off(model: GPT, heads: set[tuple[int, int]] | list[tuple[int, int]]) -
             block.attn.head_mask = mask
 
 
+@torch.no_grad()
+def each_head_off(model: GPT, ids: list[int] | torch.Tensor) -> tuple[float, torch.Tensor]:
+    """(the text's loss with every head on, (n_layer, n_head) its loss with each head switched off alone).
+
+    One batched forward pass: row r of the batch is the text with head r (layer-major) off, through a
+    per-row head mask in every layer."""
+    cfg = model.config
+    idx = _ids(model, ids)
+    if idx.size(1) < 2:
+        raise ValueError("give at least two tokens: the loss is measured on the tokens after the first")
+    baseline = float(read_text(model, idx[0])[1].mean())
+    n = cfg.n_layer * cfg.n_head
+    device = idx.device
+    masks = torch.ones(cfg.n_layer, n, cfg.n_head, device=device)
+    rows = torch.arange(n, device=device)
+    masks[rows // cfg.n_head, rows, rows % cfg.n_head] = 0.0
+    before = [block.attn.head_mask for block in model.blocks]
+    try:
+        for block, mask in zip(model.blocks, masks):
+            block.attn.head_mask = mask
+        logits, _ = model(idx.expand(n, -1))
+    finally:
+        for block, mask in zip(model.blocks, before):
+            block.attn.head_mask = mask
+    targets = idx[0, 1:].expand(n, -1)
+    loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, reduction="none").mean(1)
+    return baseline, loss.view(cfg.n_layer, cfg.n_head).cpu()
+
+
 @dataclass
 class AblationEffect:
     loss: float  # mean loss of the text with the heads off

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gptcore.interpret import (ablation_effect, embedding_pca, heads_off, logit_lens, next_token_probs,
+from gptcore.interpret import (ablation_effect, each_head_off, embedding_pca, heads_off, logit_lens, next_token_probs,
                                position_similarity, rope_wavelengths, surprise)
 from gptcore.models import GPT
 from tests.conftest import small_config
@@ -109,3 +109,16 @@ def test_rotary_models_have_wavelengths_and_no_position_table():
     assert wavelengths.shape == (8,)  # head_dim 16: 8 rotating pairs
     assert wavelengths[0].item() == pytest.approx(2 * torch.pi)  # the fastest pair turns once a radian
     assert (wavelengths.diff() > 0).all()
+
+
+def test_each_head_off_in_one_batch_equals_switching_them_off_one_by_one(model):
+    ids = torch.randint(0, 65, (14,))
+    baseline, losses = each_head_off(model, ids)
+    assert losses.shape == (3, 4) and baseline == pytest.approx(float(surprise(model, ids).mean()), abs=1e-6)
+    for layer in range(3):
+        for head in range(4):
+            effect = ablation_effect(model, ids, [(layer, head)])
+            assert float(losses[layer, head]) == pytest.approx(effect.loss, abs=1e-5)
+    assert all(block.attn.head_mask is None for block in model.blocks)  # restored
+    with pytest.raises(ValueError, match="at least two tokens"):
+        each_head_off(model, [3])

@@ -107,8 +107,9 @@ def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_nor
     With ``cache``, ``x`` holds only the new positions: their keys and values are appended to the cache
     and the queries attend over everything cached so far. ``hidden``: see :func:`attend`. ``rope``: the
     (cos, sin) of the new positions (:func:`rope_tables`); keys are cached already rotated. ``window``:
-    sliding-window attention (:func:`causal_mask`). ``head_mask`` (n_head,): each head's output is multiplied by
-    its entry before the heads are mixed (0 switches a head off, for ablations)."""
+    sliding-window attention (:func:`causal_mask`). ``head_mask`` (n_head,), or (B, n_head) for one mask per
+    batch row: each head's output is multiplied by its entry before the heads are mixed (0 switches a head
+    off, for ablations)."""
     B, T, C = x.shape
     heads = F.linear(x, *qkv).view(B, T, 3, n_head, C // n_head).permute(2, 0, 3, 1, 4)
     q, k, v = heads.unbind(0)
@@ -119,7 +120,7 @@ def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_nor
         k, v = cache.update(layer, k, v)
     y = attend(q, k, v, path, dropout_p, dropout, attn_out, hidden, window)
     if head_mask is not None:
-        y = y * head_mask.to(y.dtype).view(1, n_head, 1, 1)
+        y = y * head_mask.to(y.dtype).view(-1, n_head, 1, 1)
     return F.linear(y.transpose(1, 2).reshape(B, T, C), *proj)
 
 
@@ -135,7 +136,7 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
-        self.head_mask: torch.Tensor | None = None  # (n_head,) weights of the heads' outputs; None: all on
+        self.head_mask: torch.Tensor | None = None  # (n_head,) or (B, n_head) weights of the heads' outputs
 
     def path(self, x: torch.Tensor) -> str:
         """``auto``: explicit only for training on a CPU, where it is faster in bfloat16 (docs/LOG.md);
