@@ -7,6 +7,9 @@ Every view runs the model's own forward pass through :mod:`gptcore.interpret`; t
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import gradio as gr
@@ -24,6 +27,31 @@ if TYPE_CHECKING:
     from gptcore.checkpoint import Checkpoint
 
 TOP = 5  # predictions listed per position in the API's answers and the heads-off summary
+MAX_PRIVATE_COPIES = 4  # models kept for switching heads off (see private_model)
+_copies: "OrderedDict[int, tuple[object, object, threading.Lock]]" = OrderedDict()
+_copies_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def private_model(ck: "Checkpoint"):
+    """A copy of ``ck``'s model for switching heads off, used by one request at a time.
+
+    Switching a head off sets a mask on the model; the registry's model is shared by every visitor, and
+    one who is sampling must never get another's ablation. The copy is made once per loaded model (a few
+    MB for the shipped one) and the most recent few are kept."""
+    import copy
+
+    key = id(ck.model)
+    with _copies_lock:
+        entry = _copies.get(key)
+        if entry is None or entry[0] is not ck.model:  # an id reused by a newly loaded model
+            entry = (ck.model, copy.deepcopy(ck.model).eval(), threading.Lock())
+            _copies[key] = entry
+        _copies.move_to_end(key)
+        while len(_copies) > MAX_PRIVATE_COPIES:
+            _copies.popitem(last=False)
+    with entry[2]:
+        yield entry[1]
 
 
 def _prepared(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None
@@ -190,8 +218,8 @@ def _off(ck: "Checkpoint", given: ModelInput, pairs: list[tuple[int, int]]):
     from gptcore.interpret import heads_off as switched_off, read_text
 
     base_probs, base = read_text(ck.model, given.ids)
-    with switched_off(ck.model, pairs):
-        off_probs, off = read_text(ck.model, given.ids)
+    with private_model(ck) as model, switched_off(model, pairs):
+        off_probs, off = read_text(model, given.ids)
     return base, off, base_probs[-1], off_probs[-1]
 
 
@@ -251,7 +279,8 @@ def each_head(registry: ModelRegistry, limits: Limits, checkpoint: str, text: st
         ck, given = _prepared(registry, limits, checkpoint, text)
         if len(given.ids) < 2:
             return []
-        baseline, losses = each_head_off(ck.model, given.ids)
+        with private_model(ck) as model:
+            baseline, losses = each_head_off(model, given.ids)
         rows = [[f"L{layer + 1} H{head + 1}", round(float(loss), 4), round(float(loss) - baseline, 4)]
                 for layer, row in enumerate(losses) for head, loss in enumerate(row)]
         return sorted(rows, key=lambda r: -r[2])

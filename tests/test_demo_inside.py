@@ -189,3 +189,31 @@ def test_every_view_works_on_a_post_norm_model_without_positions(tmp_path, corpu
     assert len(table["stages"]) == 3 and len(table["tokens"]) == 16
     assert len(predictions(registry, LIMITS, "bare", TEXT)["surprise"]) == 15
     assert heads_off(registry, LIMITS, "bare", TEXT, ["2.2"])["loss"] is not None
+
+
+def test_switching_heads_off_never_touches_the_model_other_visitors_sample_from(registry, monkeypatch):
+    """The registry's model is shared: heads are switched off in a private copy, one request at a time."""
+    from demo.inside import private_model
+
+    shared = registry.get("tiny").model
+    seen = []
+    real_read_text, real_each = interpret.read_text, interpret.each_head_off
+
+    def read_text(model, ids):
+        seen.append(([b.attn.head_mask for b in shared.blocks], [b.attn.head_mask for b in model.blocks]))
+        return real_read_text(model, ids)
+
+    def each_head_off(model, ids):
+        assert model is not shared
+        return real_each(model, ids)
+
+    monkeypatch.setattr(interpret, "read_text", read_text)
+    monkeypatch.setattr(interpret, "each_head_off", each_head_off)
+    heads_off_view(registry, LIMITS, "tiny", TEXT, ["1.1", "2.2"])
+    each_head(registry, LIMITS, "tiny", TEXT)
+    assert len(seen) == 3 and all(mask is None for masks, _ in seen for mask in masks)  # the shared model stayed whole
+    assert seen[1][1][0] is not None and seen[1][1][1] is not None  # while the copy had heads off
+    with private_model(registry.get("tiny")) as first:
+        assert first is not shared
+    with private_model(registry.get("tiny")) as again:
+        assert again is first  # made once per loaded model
