@@ -148,8 +148,9 @@ element.addEventListener("mouseover", (event) => {
   const root = viewOf(event.target), i = tokenIndex(event.target);
   if (root && i !== null && pinned(root) === null) show(root, i);
 });
-element.addEventListener("mouseleave", () => {
-  element.querySelectorAll(".gc-att").forEach((root) => { if (pinned(root) === null) showAttention(root, null); });
+element.addEventListener("mouseleave", (event) => {  // leaving the whole view (not one of its tokens) resets it
+  const root = event.target;
+  if (root.matches && root.matches(".gc-att") && pinned(root) === null) showAttention(root, null);
 }, true);
 element.addEventListener("mousemove", (event) => {
   const root = viewOf(event.target);
