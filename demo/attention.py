@@ -33,10 +33,11 @@ DEFAULT_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\
 
 @dataclass
 class AttentionMaps:
-    """The (cleaned, cropped) text, its tokens' text pieces, and every layer's attention as a
+    """The (cleaned, cropped) text, its token ids and their text pieces, and every layer's attention as a
     (n_head, T, T) array over those T tokens."""
 
     text: str
+    ids: list[int]
     pieces: list[str]
     maps: list[np.ndarray]
     notices: list[str]
@@ -74,7 +75,7 @@ def compute_maps(ck: "Checkpoint", text: str | None) -> AttentionMaps:
     given = model_input(ck, text)
     idx = torch.tensor([given.ids], device=ck.device)
     maps = [m[0].float().cpu().numpy() for m in ck.model.attention_maps(idx)]
-    return AttentionMaps(given.text, given.pieces, maps, given.notices)
+    return AttentionMaps(given.text, given.ids, given.pieces, maps, given.notices)
 
 
 def attention_figure(am: AttentionMaps, layer: int | str, head: int | str):
@@ -138,10 +139,21 @@ def attention_view(registry: ModelRegistry, limits: Limits, checkpoint: str, tex
         roles, notes = roles_rows(am, layer_index), "\n\n".join(am.notices)
         if ALL in (layer_index, head_index):
             return AttentionView(None, attention_figure(am, layer_index, head_index), roles, notes)
-        weights = am.maps[layer_index].mean(0) if head_index == AVERAGE else am.maps[layer_index][head_index]
-        title = (f"layer {layer_index + 1}, " + (f"average of {m.n_head} heads" if head_index == AVERAGE
-                                                  else f"head {head_index + 1}"))
-        return AttentionView(attention_html(am.pieces, weights, title, token_unit(ck)), None, roles, notes)
+        if head_index == AVERAGE:  # an average of heads has no scores of its own
+            weights, scores = am.maps[layer_index].mean(0), None
+            title = f"layer {layer_index + 1}, average of {m.n_head} heads"
+        else:
+            weights, title = am.maps[layer_index][head_index], f"layer {layer_index + 1}, head {head_index + 1}"
+            scores = head_scores(ck, am, layer_index, head_index)
+        return AttentionView(attention_html(am.pieces, weights, title, token_unit(ck), scores), None, roles, notes)
+
+
+def head_scores(ck: "Checkpoint", am: AttentionMaps, layer: int, head: int) -> np.ndarray:
+    """One head's scores q·k/sqrt(d) on the text, before the mask and the softmax."""
+    import torch
+
+    idx = torch.tensor([am.ids], device=ck.device)
+    return ck.model.attention_scores(idx)[layer][0, head].cpu().numpy()
 
 
 def show_attention(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None, layer: str,
@@ -156,13 +168,17 @@ def show_attention(registry: ModelRegistry, limits: Limits, checkpoint: str, tex
 def attention_weights(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str, layer: int,
                       head: int) -> dict:
     """One head's attention on a text, as numbers: ``weights[q][k]`` is how much token q takes from token
-    k (k <= q); ``role`` is what the head mostly does on this text. Layers and heads count from 1."""
+    k (k <= q), the softmax of ``scores[q]`` (q·k/sqrt(head size)); ``role`` is what the head mostly does
+    on this text. Layers and heads count from 1."""
     with user_errors():
-        _, am, layer_index, head_index = _maps_for(registry, limits, checkpoint, text, layer, head, (), ())
+        ck, am, layer_index, head_index = _maps_for(registry, limits, checkpoint, text, layer, head, (), ())
         weights = am.maps[layer_index][head_index]
+        scores = head_scores(ck, am, layer_index, head_index)
         role = describe_heads([am.maps[layer_index]], am.pieces)[0][head_index]
-        return {"tokens": am.pieces, "weights": [weights[q, :q + 1].round(5).tolist() for q in range(len(am.pieces))],
-                "role": role.line(), "notices": am.notices}
+        rows = range(len(am.pieces))
+        return {"tokens": am.pieces, "weights": [weights[q, :q + 1].round(5).tolist() for q in rows],
+                "scores": [scores[q, :q + 1].round(4).tolist() for q in rows], "role": role.line(),
+                "notices": am.notices}
 
 
 def select_head(roles, evt: gr.SelectData):

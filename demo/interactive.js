@@ -20,6 +20,20 @@ function unpack(packed, n) {  // views_html.packed_weights: row q of the lower t
   return rows;
 }
 
+function half(h) {  // an IEEE float16 from its 16 bits (views_html.packed_scores)
+  const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+function unpackScores(packed, n) {
+  const bytes = Uint8Array.from(atob(packed), (c) => c.charCodeAt(0));
+  const all = new Uint16Array(bytes.buffer), rows = [];
+  for (let q = 0, at = 0; q < n; at += ++q) rows.push(Array.from(all.subarray(at, at + q + 1), half));
+  return rows;
+}
+
 function parsed(root) {  // the view's data, read once per rendering
   if (!root._gc) {
     root._gc = {};
@@ -27,6 +41,7 @@ function parsed(root) {  // the view's data, read once per rendering
       if (key.startsWith("j")) root._gc[key.slice(1).toLowerCase()] = JSON.parse(text);
     }
     if (root.dataset.weights) root._gc.weights = unpack(root.dataset.weights, root._gc.pieces.length);
+    if (root.dataset.scores) root._gc.scores = unpackScores(root.dataset.scores, root._gc.pieces.length);
   }
   return root._gc;
 }
@@ -53,6 +68,7 @@ function showAttention(root, i) {
   const info = root.querySelector(".gc-info");
   if (i === null || i === undefined) {
     info.textContent = root.dataset.hint;
+    showSteps(root, null);
     drawHeat(root, null);
     return;
   }
@@ -67,7 +83,28 @@ function showAttention(root, i) {
   const name = (j) => `'${d.labels[j]}' (${j + 1})`;
   info.textContent = (dir === "from" ? `${name(i)} looks at: ` : `${name(i)} is looked at by: `) +
     ranked.map(([w, j]) => `${name(j)} ${pct(w)}`).join(", ");
+  showSteps(root, dir === "from" ? i : null);
   drawHeat(root, i);
+}
+
+function showSteps(root, i) {  // how query i's weights come from its scores: scale, mask, softmax
+  const d = parsed(root), panel = root.querySelector(".gc-steps");
+  if (!panel) return;
+  if (!d.scores || i === null || i === undefined) { panel.innerHTML = ""; return; }
+  const scores = d.scores[i], top = Math.max(...scores);
+  const exps = scores.map((s) => Math.exp(s - top)), total = exps.reduce((a, b) => a + b, 0);
+  const order = scores.map((_, j) => j).sort((a, b) => scores[b] - scores[a]);
+  const shown = order.slice(0, 5), rest = order.slice(5).reduce((a, j) => a + exps[j] / total, 0);
+  const rows = shown.map((j) => `<tr><td>${escapeText(d.labels[j])} (${j + 1})</td><td>${scores[j].toFixed(2)}</td>` +
+    `<td>${exps[j].toFixed(3)}</td><td>${pct(exps[j] / total)}</td></tr>`).join("");
+  const more = order.length > 5 ? `<tr><td>${order.length - 5} others</td><td></td><td></td><td>${pct(rest)}</td></tr>` : "";
+  const later = d.pieces.length - i - 1;
+  panel.innerHTML = `<details open><summary>How the weights of '${escapeText(d.labels[i])}' (${i + 1}) are made</summary>` +
+    `<p>Its query is compared with the key of each ${root.dataset.unit} it may see (${i + 1}: itself and the ones before): ` +
+    `the dot product q·k, divided by √(head size), is the <b>score</b>. ` +
+    (later ? `The ${later} later ${root.dataset.unit}s are masked (score −∞, weight 0). ` : "") +
+    `Softmax turns scores into weights: e<sup>score − top score</sup>, divided by their sum (${total.toFixed(3)}).</p>` +
+    `<table><tr><th>key</th><th>score</th><th>e<sup>score − top</sup></th><th>weight</th></tr>${rows}${more}</table></details>`;
 }
 
 function drawHeat(root, focus) {

@@ -34,6 +34,10 @@ CSS = """
 .gc-dist .gc-bar span { display: inline-block; height: 0.9em; background: #60a5fa; border-radius: 2px; }
 .gc-dist .gc-bar.gc-hit span { background: #16a34a; }
 .gc-legend { font-size: 12px; color: #4b5563; }
+.gc-steps { font-size: 13px; margin: 4px 0 8px; }
+.gc-steps table { border-collapse: collapse; font-size: 13px; }
+.gc-steps th, .gc-steps td { border: 1px solid #e5e7eb; padding: 1px 8px; text-align: right; }
+.gc-steps td:first-child { font-family: ui-monospace, monospace; text-align: center; }
 .gc-lens { overflow-x: auto; max-width: 100%; }
 .gc-lens table { border-collapse: collapse; font-family: ui-monospace, monospace; font-size: 13px; }
 .gc-lens th, .gc-lens td { border: 1px solid #e5e7eb; padding: 1px 4px; text-align: center; white-space: pre; }
@@ -60,6 +64,14 @@ def packed_weights(weights: np.ndarray) -> str:
     return base64.b64encode(np.round(low * 65535).astype("<u2").tobytes()).decode("ascii")
 
 
+def packed_scores(scores: np.ndarray) -> str:
+    """The lower triangle of (T, T) attention scores (any sign and size) as base64 of little-endian
+    float16: three significant digits, enough to read."""
+    T = scores.shape[0]
+    return base64.b64encode(np.asarray(scores, dtype=np.float64)[np.tril_indices(T)].astype("<f2").tobytes()
+                            ).decode("ascii")
+
+
 def unpacked_weights(packed: str, T: int) -> np.ndarray:
     """:func:`packed_weights` read back into a (T, T) matrix (zero above the diagonal)."""
     out = np.zeros((T, T))
@@ -80,13 +92,17 @@ def token_strip(pieces: Sequence[str], styles: Sequence[str] | None = None,
     return f'<div class="gc-tokens">{"".join(spans)}</div>'
 
 
-def attention_html(pieces: Sequence[str], weights: np.ndarray, title: str, unit: str) -> str:
-    """One head's (T, T) attention: the text to hover and click, and a heatmap that zooms and scrolls."""
+def attention_html(pieces: Sequence[str], weights: np.ndarray, title: str, unit: str,
+                   scores: np.ndarray | None = None) -> str:
+    """One head's (T, T) attention: the text to hover and click, and a heatmap that zooms and scrolls.
+    With the head's ``scores`` (q·k/sqrt(d) before the mask and softmax), the view also shows how the
+    weights of the token in focus are made from them."""
     T = len(pieces)
-    if weights.shape != (T, T):
+    if weights.shape != (T, T) or (scores is not None and scores.shape != (T, T)):
         raise ValueError(f"attention of shape {weights.shape} does not match {T} tokens")
+    steps = (f' data-scores="{packed_scores(scores)}"' if scores is not None else "")
     return (f'<div class="gc-view gc-att" data-jpieces="{_attr(list(pieces))}" '
-            f'data-weights="{packed_weights(weights)}" '
+            f'data-weights="{packed_weights(weights)}"{steps} '
             f'data-jlabels="{_attr([visible_piece(p) for p in pieces])}" data-dir="from" '
             f'data-hint="{html.escape(ATTENTION_HINT)}" data-unit="{unit}">'
             f'<p><b>{html.escape(title)}</b></p>'
@@ -96,7 +112,7 @@ def attention_html(pieces: Sequence[str], weights: np.ndarray, title: str, unit:
             '<button data-act="zoom-out" aria-label="zoom out">−</button>'
             '<button data-act="zoom-in" aria-label="zoom in">+</button></div>'
             f'{token_strip(pieces)}<div class="gc-info" aria-live="polite">{html.escape(ATTENTION_HINT)}</div>'
-            '<div class="gc-heat-wrap"><canvas class="gc-heat" aria-label="attention heatmap"></canvas></div>'
+            '<div class="gc-steps"></div><div class="gc-heat-wrap"><canvas class="gc-heat" aria-label="attention heatmap"></canvas></div>'
             '<div class="gc-tip"></div></div>')
 
 

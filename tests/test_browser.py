@@ -116,6 +116,8 @@ def test_attention_tab_hover_click_zoom_and_the_roles_table(page):
     expect(page.locator("#attention-roles")).to_contain_text(re.compile("attends|spreads|prefers"), timeout=30_000)
     tokens.nth(5).hover()
     expect(view.locator(".gc-info")).to_contain_text("(6) looks at:")
+    expect(view.locator(".gc-steps")).to_contain_text("How the weights of")  # scores, mask, softmax
+    assert view.locator(".gc-steps tr").count() >= 2
     assert "rgba" in (tokens.nth(4).get_attribute("style") or "")  # the tokens it looks at are shaded
     view.get_by_role("button", name="what looks at a token").click()
     tokens.nth(2).click()  # pinned: moving away keeps it

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 
 from demo import registry as registry_module
 from demo.attention import (ALL, AVERAGE, attention_view, attention_weights, compute_maps, head_choices,
@@ -112,6 +114,25 @@ def test_a_single_head_is_an_interactive_view_of_its_weights(registry):
     assert [row[:2] for row in view.roles] == [[1, 1], [1, 2]]  # roles of layer 1's two heads only
 
 
+def test_a_single_head_carries_its_scores_and_an_average_does_not(registry):
+    from demo.views_html import packed_scores
+
+    view = attention_view(registry, LIMITS, "tiny-bpe-rope", TEXT, "2", "1")
+    ck = registry.get("tiny-bpe-rope")
+    ids = ck.tokenizer.encode(TEXT)
+    scores = ck.model.attention_scores(torch.tensor([ids]))[1][0, 0].numpy()
+    assert f'data-scores="{packed_scores(scores)}"' in view.html and 'class="gc-steps"' in view.html
+    assert "data-scores" not in attention_view(registry, LIMITS, "tiny", TEXT, "1", AVERAGE).html
+
+
+def test_packed_scores_keep_three_digits():
+    from demo.views_html import packed_scores
+
+    s = np.tril(np.random.default_rng(1).normal(scale=4, size=(6, 6)))
+    back = np.frombuffer(base64.b64decode(packed_scores(s)), dtype="<f2").astype(np.float64)
+    assert np.allclose(back, s[np.tril_indices(6)], rtol=1e-3, atol=1e-3)
+
+
 def test_text_in_a_view_is_escaped(registry):
     view = attention_view(registry, LIMITS, "tiny-bpe-rope", "<b>x</b>&amp;", "1", "1")
     assert "<b>x" not in view.html and ">&lt;</span>" in view.html  # escaped in the token boxes
@@ -144,6 +165,7 @@ def test_the_weights_api_gives_numbers(registry):
     assert out["tokens"] == list(TEXT) and len(out["weights"][-1]) == len(TEXT)
     assert out["weights"][-1] == pytest.approx(compute_maps(registry.get("tiny"), TEXT).maps[1][0][-1], abs=1e-5)
     assert out["role"]
+    assert np.allclose(np.exp(out["scores"][-1]) / np.exp(out["scores"][-1]).sum(), out["weights"][-1], atol=1e-3)
     with pytest.raises(gr.Error, match="head must be one of 1-2"):
         attention_weights(registry, LIMITS, "tiny", TEXT, 1, 3)
 

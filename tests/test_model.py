@@ -89,6 +89,17 @@ def test_attention_maps_are_causal_distributions():
         assert torch.all(m.triu(diagonal=1) == 0)
 
 
+@pytest.mark.parametrize("variant", [{}, {"norm": "post"}, {"pos_emb": "rope"}, {"qk_norm": True, "pos_emb": "rope"}])
+def test_attention_scores_masked_and_softmaxed_are_the_attention_maps(variant):
+    model = GPT(small_config(n_layer=2, n_head=2, **variant)).eval()
+    idx = torch.randint(0, 65, (1, 10))
+    scores, maps = model.attention_scores(idx), model.attention_maps(idx)
+    future = torch.ones(10, 10, dtype=torch.bool).triu(1)
+    for s, m in zip(scores, maps):
+        assert s.shape == (1, 2, 10, 10) and not torch.isinf(s).any()  # before the mask
+        assert torch.allclose(s.masked_fill(future, float("-inf")).softmax(-1), m, atol=1e-5)
+
+
 def test_exact_parameter_count():
     c = ModelConfig(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=256)
     d, v, L = c.n_embd, c.vocab_size, c.n_layer

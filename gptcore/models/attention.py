@@ -96,6 +96,27 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, path: str = "expli
     return probs @ v
 
 
+def project_heads(x: torch.Tensor, qkv: tuple, n_head: int, qk_norm: bool,
+                  rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
+    """Queries, keys and values of ``x`` (B, T, C), each (B, n_head, T, C / n_head); queries and keys
+    normalised per head (``qk_norm``), then rotated (``rope``)."""
+    B, T, C = x.shape
+    heads = F.linear(x, *qkv).view(B, T, 3, n_head, C // n_head).permute(2, 0, 3, 1, 4)
+    q, k, v = heads.unbind(0)
+    if qk_norm or rope is not None:  # queries and keys together: normalised per head, then rotated
+        qk = F.rms_norm(heads[:2], (C // n_head,)) if qk_norm else heads[:2]
+        q, k = (rotate(qk, *rope) if rope is not None else qk).unbind(0)
+    return q, k, v
+
+
+def scaled_scores(x: torch.Tensor, qkv: tuple, n_head: int, qk_norm: bool,
+                  rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """(B, n_head, T, T) every query's dot product with every key over sqrt(head_dim), before the causal
+    mask and the softmax: what :func:`attend` turns into weights, for looking inside (float32)."""
+    q, k, _ = project_heads(x, qkv, n_head, qk_norm, rope)
+    return (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.size(-1))
+
+
 def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_norm: bool,
                    cache: KVCache | None = None, layer: int = 0, path: str = "explicit", dropout_p: float = 0.0,
                    dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -111,11 +132,7 @@ def self_attention(x: torch.Tensor, qkv: tuple, proj: tuple, n_head: int, qk_nor
     batch row: each head's output is multiplied by its entry before the heads are mixed (0 switches a head
     off, for ablations)."""
     B, T, C = x.shape
-    heads = F.linear(x, *qkv).view(B, T, 3, n_head, C // n_head).permute(2, 0, 3, 1, 4)
-    q, k, v = heads.unbind(0)
-    if qk_norm or rope is not None:  # queries and keys together: normalised per head, then rotated
-        qk = F.rms_norm(heads[:2], (C // n_head,)) if qk_norm else heads[:2]
-        q, k = (rotate(qk, *rope) if rope is not None else qk).unbind(0)
+    q, k, v = project_heads(x, qkv, n_head, qk_norm, rope)
     if cache is not None:
         k, v = cache.update(layer, k, v)
     y = attend(q, k, v, path, dropout_p, dropout, attn_out, hidden, window)

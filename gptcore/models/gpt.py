@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
-from .attention import CausalSelfAttention, causal_mask, rope_tables, self_attention
+from .attention import CausalSelfAttention, causal_mask, rope_tables, scaled_scores, self_attention
 from .dropout import Dropout
 from .kv_cache import KVCache
 
@@ -47,6 +47,10 @@ class Block(nn.Module):
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None) -> torch.Tensor:
         x = self._sublayer(x, lambda h: self.attn(h, cache, attn_out, rope, window), self.ln1)
         return self._sublayer(x, self.mlp, self.ln2)
+
+    def attention_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the attention sublayer reads from the residual stream ``x``: normalised first if pre-norm."""
+        return self.ln1(x) if self.pre_norm else x
 
     def _sublayer(self, x: torch.Tensor, f, norm: nn.LayerNorm) -> torch.Tensor:
         if self.pre_norm:
@@ -198,6 +202,17 @@ class GPT(nn.Module):
         """A cache for the full context, plus ``extra`` slots (useful only to a model that ``slides``)."""
         weight = self.tok_emb.weight
         return KVCache(self.config, batch_size, weight.dtype, weight.device, extra if self.slides else 0)
+
+    @torch.no_grad()
+    def attention_scores(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's scaled scores q·k/sqrt(head_dim) for ``idx``, before the mask and the softmax:
+        a list of (batch, head, T, T) float32 tensors. Masked and softmaxed, they are :meth:`attention_maps`."""
+        residuals: list[torch.Tensor] = []
+        self.forward(idx, residuals=residuals)
+        rope = self._rope(0, idx.size(1))
+        return [scaled_scores(block.attention_input(x), (block.attn.qkv.weight, block.attn.qkv.bias),
+                              self.config.n_head, self.config.qk_norm, rope)
+                for block, x in zip(self.blocks, residuals)]
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
