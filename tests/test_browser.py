@@ -240,6 +240,15 @@ def test_models_tab_downloads_a_model_and_uploads_it_for_sampling_and_attention(
     expect(page.locator("#attention-roles")).to_contain_text("what it mostly does", timeout=30_000)
 
 
+def _run_and_tap(page: Page, button: str, view: str, nth: int, answer: str, text: str) -> None:
+    """On the tiny model: press ``button``, tap the ``nth`` token of ``view`` and see ``text`` in its ``answer``."""
+    _choose(page, "checkpoint", "tiny")
+    page.locator(button).click()
+    expect(page.locator(f"{view} .gc-tok").first).to_be_visible(timeout=30_000)
+    page.locator(f"{view} .gc-tok").nth(nth).tap()
+    expect(page.locator(f"{view} {answer}")).to_contain_text(text)
+
+
 def test_every_tab_at_phone_width(browser, app_url):
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
     page = context.new_page()
@@ -253,17 +262,9 @@ def test_every_tab_at_phone_width(browser, app_url):
         tab.click()
         expect(page.locator(ready)).to_be_visible(timeout=30_000)
         if name == "Attention":
-            _choose(page, "checkpoint", "tiny")
-            page.locator("#attention-btn").click()
-            expect(page.locator("#attention-view .gc-tok").first).to_be_visible(timeout=30_000)
-            page.locator("#attention-view .gc-tok").nth(3).tap()
-            expect(page.locator("#attention-view .gc-info")).to_contain_text("(4) looks at:")
+            _run_and_tap(page, "#attention-btn", "#attention-view", 3, ".gc-info", "(4) looks at:")
         if name == "Inside":
-            _choose(page, "checkpoint", "tiny")
-            page.locator("#inside-btn").click()
-            expect(page.locator("#inside-predictions-view .gc-tok").first).to_be_visible(timeout=30_000)
-            page.locator("#inside-predictions-view .gc-tok").nth(2).tap()
-            expect(page.locator("#inside-predictions-view .gc-dist")).to_contain_text("(character 3)")
+            _run_and_tap(page, "#inside-btn", "#inside-predictions-view", 2, ".gc-dist", "(character 3)")
             for view, ready_view in [("Logit lens", "#inside-lens-view table"),
                                      ("Embeddings", "#inside-embeddings-map img"),
                                      ("Switch heads off", "#inside-each-head")]:
