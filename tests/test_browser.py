@@ -169,6 +169,14 @@ def test_inside_tab_predictions_lens_embeddings_and_heads_off(page):
     expect(page.locator("#inside-heads-summary")).to_contain_text("layer 1 head 2", timeout=30_000)
     expect(page.locator("#inside-heads-view .gc-tok").first).to_be_visible()
     _shot(page, "inside-heads-laptop")
+    for view, key, words in [("Predictions", "predictions", "surprised"), ("Logit lens", "lens", "stopped early"),
+                             ("Embeddings", "embeddings", "principal component"),
+                             ("Switch heads off", "heads_off", "residual stream")]:
+        page.get_by_role("tab", name=view).click()  # each view explains itself, closed until asked
+        explanation = page.locator(f"#explain-{key}")
+        expect(explanation).to_be_hidden()
+        page.get_by_text("How to read this").filter(visible=True).nth(1).click()  # after the tab's own
+        expect(explanation).to_contain_text(words, timeout=10_000)
 
 
 def _step(status) -> int:
