@@ -90,3 +90,24 @@ def test_the_shipped_model_row_evaluates_a_bpe_checkpoint_in_its_own_tokens(tmp_
     row = shipped_model(str(tmp_path / "bpe"), corpus_text)
     assert row["val_loss"] == result.val_loss and row["val_nats_per_char"] == result.val_nats_per_char
     assert row["val_nats_per_char"] < row["val_loss"]
+
+
+def test_the_inside_findings_script_measures_a_checkpoint(tmp_path, tiny_checkpoint):
+    """bench/inside_shipped.py, which README's findings on the shipped model come from, on a tiny model."""
+    import importlib.util
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "inside_shipped.py"
+    spec = importlib.util.spec_from_file_location("inside_shipped", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "inside.json"
+    data = ["--data", os.environ["GPTCORE_DATA"]] if os.environ.get("GPTCORE_DATA") else []  # else downloaded
+    assert script.main(["--checkpoint", str(tiny_checkpoint), "--windows", "2", *data, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    stages = result["logit_lens"]
+    assert [s["stage"] for s in stages][0] == "embeddings" and len(stages) == 1 + 2  # the tiny preset: 2 layers
+    assert len(result["heads"]) == 2 * 2 and result["windows"] == 2
+    assert all(0 <= s["top1_accuracy"] <= 1 for s in stages) and result["surprise_by_kind"]
