@@ -56,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="Tiny Shakespeare (default: $GPTCORE_DATA, or download)")
     parser.add_argument("--out", default=str(REPO / "bench" / "inside_shipped.json"))
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
     ck = load_checkpoint(args.checkpoint)
     model, tok, m = ck.model.eval(), ck.tokenizer, ck.config.model
     corpus = Corpus.load(args.data, tokenizer=tok)  # the model's own vocabulary, the usual 90/10 split
