@@ -10,6 +10,7 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 
 from .errors import GptcoreError
 
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=device_help)
     p.add_argument("--step-cost", action="store_true", help="instead of training: measure each arm's seconds per "
                    "step on this machine (at --threads) into <out>/<study>.step_cost.json, for the equal-time view")
+    p.add_argument("--summary", action="store_true", help="instead of training: print the Markdown table and "
+                   "verdicts of the results already in <out> (what README shows)")
 
     p = sub.add_parser("bench", help="speed benchmark: training tokens/s, time to loss, sampling chars/s")
     p.add_argument("--checkpoint", default="checkpoints/shakespeare-char")
@@ -228,6 +231,15 @@ def cmd_presets(args) -> int:
 
 
 def cmd_ablate(args) -> int:
+    if args.summary:
+        from .experiments.ablate import resolve_studies
+        from .experiments.ablation_results import load_results, summarize
+
+        for study in resolve_studies(args.study):
+            path = Path(args.out) / f"{study.name}.json"
+            if path.exists() or args.study != "all":
+                print(summarize(load_results(path)) + "\n")
+        return 0
     if args.step_cost:
         from .data import Corpus
         from .experiments.wallclock import run_step_cost

@@ -226,6 +226,11 @@ def test_cli_runs_a_study(tmp_path, capsys, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["tiny-heads.json"]  # no weights left behind
     assert cli.main(argv + ["--quiet"]) == 0
     assert "0 trained, 2 kept" in capsys.readouterr().out
+    assert cli.main(["ablate", "--study", "tiny-heads", "--summary", "--out", str(tmp_path)]) == 0
+    summary = capsys.readouterr().out  # the same table, from the file, without training
+    assert "| 2 heads |" in summary and "tiny-heads.json" not in summary
+    assert cli.main(["ablate", "--study", "heads", "--summary", "--out", str(tmp_path)]) != 0  # no results
+    assert "heads.json" in capsys.readouterr().err
 
 
 def test_an_interrupted_run_continues_from_its_work_dir(tmp_path, corpus):
