@@ -269,7 +269,9 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "draft":
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, so that a reader gone away is caught below, not at interpreter exit
+        return code
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
     except (GptcoreError, ValueError) as e:
