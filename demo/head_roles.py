@@ -138,10 +138,10 @@ def head_role(probs: np.ndarray, pieces: Sequence[str], index: TextIndex | None 
     reaches MIN_SHARE); an even spread over the whole context; a window of the last few tokens; a kind of
     token it prefers; else "no single pattern", with the tokens it looks at most."""
     probs = np.tril(np.asarray(probs, dtype=np.float64))  # a causal head gives the future nothing
-    unit = unit_name(pieces)
+    index = index or index_text(pieces)
+    unit = index.unit  # worked out once per text, with the rest of the index
     if len(pieces) < 2:
         return HeadRole(f"too little text to tell (needs at least 2 {unit}s)", 1.0, broad=True)
-    index = index or index_text(pieces)
     shares = target_shares(probs, pieces, index)
     if shares:
         name, share = max(shares.items(), key=lambda kv: kv[1])
