@@ -55,21 +55,26 @@ def _attr(value) -> str:
     return html.escape(json.dumps(value, ensure_ascii=False, separators=(",", ":")), quote=True)
 
 
+def _lower_triangle(a: np.ndarray) -> np.ndarray:
+    """Row by row, the entries on and below the diagonal of a (T, T) matrix: row q has q + 1 of them."""
+    return np.asarray(a, dtype=np.float64)[np.tril_indices(a.shape[0])]
+
+
+def _packed(values: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(values.astype(dtype).tobytes()).decode("ascii")
+
+
 def packed_weights(weights: np.ndarray) -> str:
     """The lower triangle of a (T, T) attention matrix, row by row (row q has q + 1 weights), as base64 of
     little-endian uint16 (weight x 65535): a third of the size of the numbers written out, which the
     browser decodes faster too."""
-    T = weights.shape[0]
-    low = np.clip(np.asarray(weights, dtype=np.float64)[np.tril_indices(T)], 0.0, 1.0)
-    return base64.b64encode(np.round(low * 65535).astype("<u2").tobytes()).decode("ascii")
+    return _packed(np.round(np.clip(_lower_triangle(weights), 0.0, 1.0) * 65535), "<u2")
 
 
 def packed_scores(scores: np.ndarray) -> str:
     """The lower triangle of (T, T) attention scores (any sign and size) as base64 of little-endian
     float16: three significant digits, enough to read."""
-    T = scores.shape[0]
-    return base64.b64encode(np.asarray(scores, dtype=np.float64)[np.tril_indices(T)].astype("<f2").tobytes()
-                            ).decode("ascii")
+    return _packed(_lower_triangle(scores), "<f2")
 
 
 def unpacked_weights(packed: str, T: int) -> np.ndarray:
