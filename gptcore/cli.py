@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "step on this machine (at --threads) into <out>/<study>.step_cost.json, for the equal-time view")
     p.add_argument("--summary", action="store_true", help="instead of training: print the Markdown table and "
                    "verdicts of the results already in <out> (what README shows)")
+    p.add_argument("--against", action="append", default=[], metavar="DIR", help="with --summary: also compare "
+                   "each comparison's verdict with the same study's results in DIR (another budget); repeatable")
 
     p = sub.add_parser("bench", help="speed benchmark: training tokens/s, time to loss, sampling chars/s")
     p.add_argument("--checkpoint", default="checkpoints/shakespeare-char")
@@ -234,12 +236,17 @@ def cmd_presets(args) -> int:
 def cmd_ablate(args) -> int:
     if args.summary:
         from .experiments.ablate import resolve_studies
-        from .experiments.ablation_results import load_results, summarize
+        from .experiments.ablation_results import load_results, summarize, verdicts_across_budgets
 
         for study in resolve_studies(args.study):
             path = Path(args.out) / f"{study.name}.json"
             if path.exists() or args.study != "all":
-                print(summarize(load_results(path)) + "\n")
+                results = load_results(path)
+                print(summarize(results) + "\n")
+                others = [Path(d) / f"{study.name}.json" for d in args.against]
+                others = [load_results(p) for p in others if p.exists() or args.study != "all"]
+                if others:
+                    print("Verdicts at each budget:\n\n" + verdicts_across_budgets([results, *others]) + "\n")
         return 0
     if args.step_cost:
         from .data import Corpus

@@ -229,6 +229,17 @@ def test_cli_runs_a_study(tmp_path, capsys, monkeypatch):
     assert cli.main(["ablate", "--study", "tiny-heads", "--summary", "--out", str(tmp_path)]) == 0
     summary = capsys.readouterr().out  # the same table, from the file, without training
     assert "| 2 heads |" in summary and "tiny-heads.json" not in summary
+    longer = tmp_path / "longer"
+    longer.mkdir()
+    data = json.loads((tmp_path / "tiny-heads.json").read_text())
+    data["budget"]["max_iters"] = 4
+    (longer / "tiny-heads.json").write_text(json.dumps(data))
+    argv = ["ablate", "--study", "tiny-heads", "--summary", "--out", str(tmp_path), "--against", str(longer)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out  # one seed an arm: the verdicts cannot be compared yet, and it says so
+    assert "Verdicts at each budget" in out and "| one vs two | too few seeds | too few seeds | not yet |" in out
+    assert cli.main(argv[:-1] + [str(tmp_path / "nowhere")]) != 0
+    assert "nowhere" in capsys.readouterr().err
     assert cli.main(["ablate", "--study", "heads", "--summary", "--out", str(tmp_path)]) != 0  # no results
     assert "heads.json" in capsys.readouterr().err
 
@@ -267,3 +278,40 @@ def test_unsettled_comparisons_get_more_seeds(tmp_path, corpus):
     report = run_study(TINY, corpus, tmp_path, seeds=1, budget=tiny_budget(2), quiet=True, arm_seeds={"one": 3})
     seeds = {arm["name"]: sorted(r["seed"] for r in arm["runs"]) for arm in report.results["arms"]}
     assert seeds == {"two": [BASE_SEED], "one": [BASE_SEED, BASE_SEED + 1, BASE_SEED + 2]}
+
+
+def _two_arm_study(steps: int, a: tuple, b: tuple, name: str = "x") -> dict:
+    return {"study": name, "budget": {"max_iters": steps}, "comparisons": [["a", "b"]],
+            "arms": [{"name": "a", "runs": [{"val_loss": v} for v in a]},
+                     {"name": "b", "runs": [{"val_loss": v} for v in b]}]}
+
+
+def test_verdicts_across_budgets_say_whether_a_budget_changes_them():
+    from gptcore.experiments.ablation_results import verdicts_across_budgets
+
+    better_short = _two_arm_study(150, (1.00, 1.01, 1.02), (1.20, 1.21, 1.22))
+    better_long = _two_arm_study(600, (0.80, 0.81, 0.82), (0.90, 0.91, 0.92))
+    table = verdicts_across_budgets([better_long, better_short])
+    lines = table.splitlines()
+    assert lines[0] == "| comparison | 150 steps | 600 steps | same verdict at every budget? |"
+    assert lines[2].startswith("| a vs b | a better (Δ -0.2000, p = ") and lines[2].endswith(" | yes |")
+    assert lines[2].count("a better") == 2  # the shorter budget's column first, whatever the order given
+    worse_long = _two_arm_study(600, (0.95, 0.96, 0.97), (0.90, 0.91, 0.92))
+    assert "a worse" in verdicts_across_budgets([better_short, worse_long]) and \
+        verdicts_across_budgets([better_short, worse_long]).splitlines()[2].endswith(" | **no** |")
+    noise_long = _two_arm_study(600, (0.90, 1.30, 1.10), (1.00, 1.01, 1.02))
+    row = verdicts_across_budgets([better_short, noise_long]).splitlines()[2]
+    assert "no difference beyond seed noise (Δ" in row and row.endswith(" | **no** |")
+    one_seed = _two_arm_study(600, (0.80,), (0.90,))
+    row = verdicts_across_budgets([better_short, one_seed]).splitlines()[2]
+    assert "too few seeds" in row and row.endswith(" | not yet |")
+    with_new_arm = _two_arm_study(600, (0.80, 0.81, 0.82), (0.90, 0.91, 0.92))
+    with_new_arm["arms"].append({"name": "c", "runs": [{"val_loss": v} for v in (0.70, 0.71, 0.72)]})
+    with_new_arm["comparisons"].append(["c", "b"])
+    lines = verdicts_across_budgets([better_short, with_new_arm]).splitlines()
+    assert lines[2].startswith("| a vs b |") and lines[2].endswith(" | yes |")
+    assert lines[3].startswith("| c vs b | not run at this budget | c better (Δ -0.2000") and lines[3].endswith(" | – |")
+    with pytest.raises(GptcoreError, match="different studies"):
+        verdicts_across_budgets([better_short, _two_arm_study(600, (1,), (1,), name="y")])
+    with pytest.raises(GptcoreError, match="two budgets"):
+        verdicts_across_budgets([better_short])

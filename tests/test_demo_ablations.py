@@ -114,6 +114,9 @@ def test_a_sibling_directory_adds_the_same_studies_at_another_budget(results_dir
                                       ("heads, 6 steps a run", "heads")]
     intro, summary, notes, table, curves, runs = ablations(primary, "ablations-2000/heads")
     assert "**Budget:** 2000 steps" in notes and "Still running" in notes and len(runs) == 3
+    budgets = table.split("at each budget the study ran")[1]
+    assert "| 6 steps | 2,000 steps |" in budgets and " | not yet |" in budgets  # the 2,000-step arm has 1 seed
+    assert "at each budget" in ablations(primary, "heads")[3]  # from either budget's page
     assert "Still running" in ablations(primary, "heads")[2]  # the tiny study has 2 seeds an arm
     with pytest.raises(gr.Error, match="no results for study"):
         ablations(primary, "../ablations-2000/heads")

@@ -192,3 +192,40 @@ def summarize(results: dict) -> str:
                   f"({budget.get('tokens_per_run', 0):,} tokens), {budget.get('schedule')} lr {budget.get('lr')} "
                   f"with {budget.get('warmup_iters')} warmup steps; final loss on the whole validation split."]
     return "\n".join(lines) + "\n"
+
+
+def _verdict_kind(c: Comparison) -> str | None:
+    if c.beyond_noise is None:
+        return None
+    return "noise" if not c.beyond_noise else ("better" if c.diff < 0 else "worse")
+
+
+def _short_verdict(c: Comparison) -> str:
+    kind = _verdict_kind(c)
+    if kind is None:
+        return "too few seeds"
+    detail = f"Δ {c.diff:+.4f}, p = {c.p_value:.2g}"
+    return f"no difference beyond seed noise ({detail})" if kind == "noise" else f"{c.a} {kind} ({detail})"
+
+
+def verdicts_across_budgets(studies: list[dict]) -> str:
+    """A Markdown table of one study's comparisons at each of several budgets (step counts), shortest first,
+    and whether each verdict (better, worse, or within seed noise) is the same at every budget: the evidence a
+    study needs before its conclusions may rest on a shorter budget than the others'."""
+    if len(studies) < 2:
+        raise GptcoreError("comparing verdicts across budgets needs the study's results at two budgets or more")
+    names = {s["study"] for s in studies}
+    if len(names) > 1:
+        raise GptcoreError(f"these results are of different studies: {', '.join(sorted(names))}")
+    studies = sorted(studies, key=lambda s: s["budget"]["max_iters"])
+    header = ["comparison", *(f"{s['budget']['max_iters']:,} steps" for s in studies), "same verdict at every budget?"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    pairs = list(dict.fromkeys(tuple(c) for s in reversed(studies) for c in s.get("comparisons") or []))
+    for a, b in pairs:  # a comparison added later (a new arm) shows where its arms ran
+        found = [compare_arms(s, a, b) if {a, b} <= {arm["name"] for arm in s["arms"]} else None for s in studies]
+        kinds = {_verdict_kind(c) for c in found if c is not None}
+        same = ("–" if sum(c is not None for c in found) < 2 else "not yet" if None in kinds
+                else "yes" if len(kinds) == 1 else "**no**")
+        cells = ["not run at this budget" if c is None else _short_verdict(c) for c in found]
+        lines.append("| " + " | ".join([f"{a} vs {b}", *cells, same]) + " |")
+    return "\n".join(lines) + "\n"
