@@ -85,7 +85,7 @@ def ablation_summary_figure(labels: list[str], runs: list[list[float]], writeup:
     ax = fig.add_subplot()
     x = np.arange(len(labels))
     means = np.array([np.mean(r) if r else np.nan for r in runs])
-    stds = np.array([np.std(r) if len(r) > 1 else 0.0 for r in runs])
+    stds = np.array([np.std(r, ddof=1) if len(r) > 1 else 0.0 for r in runs])  # sample std, as the tables
     for xi, values in zip(x, runs):
         ax.scatter([xi] * len(values), values, s=14, color="#1f77b4", alpha=0.35, zorder=2)
     n_seeds = sorted({len(r) for r in runs})

@@ -78,6 +78,11 @@ def test_categorical_arms_are_points_and_ordered_arms_a_line(results_dir):
     assert ticks[0].get_rotation() == 30 and all(len(line) <= 10 for t in ticks for line in t.get_text().split("\n"))
     fig = ablation_summary_figure(["1", "2"], [[2.4, 2.41]] * 2, [None] * 2, "n_head", "heads", ordered=True)
     assert fig.axes[0].lines[0].get_linestyle() == "-"
+    # the error bar is the sample standard deviation (n - 1), the one the table beside it reports
+    fig = ablation_summary_figure(["1"], [[2.0, 2.1, 2.2]], [None], "n_head", "heads")
+    (bar,) = fig.axes[0].containers[0].lines[2]
+    (low, high), = [segment[:, 1] for segment in bar.get_segments()]
+    assert high - low == pytest.approx(2 * 0.1)
 
 
 def test_equal_wall_clock_time_needs_measured_step_costs(results_dir, tmp_path):
