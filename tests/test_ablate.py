@@ -7,6 +7,7 @@ import json
 import statistics
 
 import pytest
+import torch
 
 from gptcore import cli
 from gptcore.experiments import ablate
@@ -61,6 +62,8 @@ def test_runner_writes_a_valid_results_file(study_dir, corpus):
             assert run["config"]["train"]["seed"] == run["seed"]
             assert run["grad_norm_first_layer"] > 0 and run["grad_norm_ratio"] > 0
             assert len(run["grad_norm_curve"]) == 6 and run["diverged"] is False
+            # where it ran: the device and the torch of that machine, per run (a study may gather runs from several)
+            assert run["device"] == "cpu" and run["torch"] == torch.__version__ and run["wall_time_s"] > 0
     # different seeds really are different runs
     two = results["arms"][0]["runs"]
     assert two[0]["val_loss"] != two[1]["val_loss"]

@@ -302,6 +302,7 @@ def train_run(config: RunConfig, corpus: Corpus, command: str = "",
         "best_step": result.best_step if result else None,
         "elapsed_s": round(elapsed, 2),
         "device": describe(trainer.device),
+        "torch": torch.__version__,
     }
     record.update(monitor.stability())
     record.update(monitor.gradient_summary())
