@@ -142,14 +142,11 @@ def study_notes(directory: Path, results: dict) -> str:
 def equal_time_markdown(directory: Path, results: dict) -> str:
     """The arms read at equal wall-clock time (``gptcore.experiments.wallclock``), when the study's step
     costs have been measured on this machine; otherwise how to measure them."""
-    import json
+    from gptcore.experiments.ablation_results import read_step_costs
+    from gptcore.experiments.wallclock import equal_time
 
-    from gptcore.experiments.wallclock import equal_time, step_cost_path
-
-    path = step_cost_path(directory, results["study"])
-    try:
-        cost = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    cost = read_step_costs(directory, results["study"])
+    if cost is None:
         return (f"*Equal wall-clock time:* not measured yet (`python -m gptcore ablate --study {results['study']} "
                 f"--step-cost --out {directory}`).")
     view = equal_time(results, cost)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import statistics
 
@@ -318,3 +319,28 @@ def test_verdicts_across_budgets_say_whether_a_budget_changes_them():
         verdicts_across_budgets([better_short, _two_arm_study(600, (1,), (1,), name="y")])
     with pytest.raises(GptcoreError, match="two budgets"):
         verdicts_across_budgets([better_short])
+
+
+def test_the_estimate_uses_measured_step_costs_when_they_match_the_runs(tmp_path, corpus, capsys):
+    """The printed estimate: the FLOP model at the base speed, or, where this study's seconds per step were
+    measured (``--step-cost``) at the runs' threads on the same kind of device, those."""
+    from gptcore.experiments.ablate import estimate_seconds
+    from gptcore.experiments.ablation_results import step_cost_path
+
+    budget = tiny_budget(6)
+    configs = [arm_config(TINY, arm, budget, BASE_SEED, corpus.tokenizer.vocab_size) for arm in TINY_ARMS]
+    flops_only = estimate_seconds(configs, len(corpus.val))
+    eval_only = estimate_seconds(configs, len(corpus.val), step_seconds=[0.0, 0.0])
+    assert 0 < eval_only < flops_only
+    assert estimate_seconds(configs, len(corpus.val), step_seconds=[2.0, None]) == pytest.approx(
+        eval_only + 6 * 2.0 + (flops_only - eval_only) / 2)  # the tiny arms cost the same by the FLOP model
+    budget = dataclasses.replace(budget, threads=1, device="cpu")
+    cost = {"arms": {"two": {"seconds_per_step": 30.0}, "one": {"seconds_per_step": 10.0}}, "threads": 1, "device": "cpu"}
+    step_cost_path(tmp_path, TINY.name).write_text(json.dumps(cost))
+    run_study(TINY, corpus, tmp_path, seeds=1, budget=budget)
+    out = capsys.readouterr().out
+    assert "estimated 4.0 min from the seconds per step measured at 1 thread(s)" in out  # 6 steps x (30 + 10) s
+    (tmp_path / "again").mkdir()
+    step_cost_path(tmp_path / "again", TINY.name).write_text(json.dumps(dict(cost, threads=2)))  # measured otherwise
+    run_study(TINY, corpus, tmp_path / "again", seeds=1, budget=budget)
+    assert "tokens/s for the base model" in capsys.readouterr().out

@@ -86,7 +86,7 @@ def test_categorical_arms_are_points_and_ordered_arms_a_line(results_dir):
 
 
 def test_equal_wall_clock_time_needs_measured_step_costs(results_dir, tmp_path):
-    from gptcore.experiments.wallclock import step_cost_path
+    from gptcore.experiments.ablation_results import step_cost_path
 
     directory = tmp_path / "study"
     shutil.copytree(results_dir, directory)

@@ -38,7 +38,7 @@ from ..storage import write_json
 from ..training import Trainer, TrainEvent
 from .stats import ALPHA
 from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
-                               load_results, summarize, validate_results)
+                               load_results, read_step_costs, summarize, validate_results)
 
 # The one budget knob: optimisation steps per run (of batch_size x block_size tokens). 150 steps makes all
 # six studies x 3 seeds take about 70 minutes on a 2-core CPU (see estimate_seconds and docs/ABLATIONS.md).
@@ -186,21 +186,37 @@ def relative_cost(model: ModelConfig) -> float:
     return flops(model) / flops(dataclasses.replace(WRITEUP_MODEL, vocab_size=model.vocab_size))
 
 
-def estimate_seconds(configs: list[RunConfig], val_tokens: int,
-                     tokens_per_sec: float = BASE_TOKENS_PER_SEC) -> float:
-    """A rough wall-time estimate for training ``configs``, from FLOPs relative to the measured base speed.
+def estimate_seconds(configs: list[RunConfig], val_tokens: int, tokens_per_sec: float = BASE_TOKENS_PER_SEC,
+                     step_seconds: list[float | None] | None = None) -> float:
+    """A rough wall-time estimate for training ``configs``, from FLOPs relative to the measured base speed,
+    or, for a config whose ``step_seconds`` entry is given, its measured seconds per training step.
 
     Evaluation (the periodic estimates plus the final whole-split pass, forward only in float32) is counted
     at half the cost of a training token; checkpoint I/O is ignored.
     """
     total = 0.0
-    for cfg in configs:
+    for cfg, measured in zip(configs, step_seconds or [None] * len(configs)):
         tc, mc = cfg.train, cfg.model
         train_tokens = tc.max_iters * tc.batch_size * mc.block_size
         n_evals = math.ceil(tc.max_iters / tc.eval_interval)
         eval_tokens = val_tokens + n_evals * (tc.eval_windows or 0) * mc.block_size
-        total += (train_tokens + 0.5 * eval_tokens) * relative_cost(mc) / tokens_per_sec
+        seconds_per_token = relative_cost(mc) / tokens_per_sec
+        train = train_tokens * seconds_per_token if measured is None else tc.max_iters * measured
+        total += train + 0.5 * eval_tokens * seconds_per_token
     return total
+
+
+def measured_step_seconds(out_dir: Path, study: Study, budget: TrainConfig) -> dict[str, float] | None:
+    """The study's arms' seconds per step as ``ablate --step-cost`` measured them in ``out_dir``, when they
+    were measured at the budget's threads on its kind of device (and the default budget's batch); else None."""
+    cost = read_step_costs(out_dir, study.name)
+    if cost is None or cost.get("threads") != budget.threads or cost.get("batch_size", budget.batch_size) != \
+            budget.batch_size or str(cost.get("device", "")).split(" ")[0] != budget.device.split(":")[0]:
+        return None
+    try:
+        return {name: float(arm["seconds_per_step"]) for name, arm in cost["arms"].items()}
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 def _finite(value: float | None) -> float | None:
@@ -444,13 +460,16 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
                 report.kept += 1
             else:
                 todo.append((arm, config))
-    to_train = [c for _, c in todo if _config_key(c.to_dict()) not in siblings]
+    to_train = [(arm, c) for arm, c in todo if _config_key(c.to_dict()) not in siblings]
     if not quiet:
-        seconds = estimate_seconds(to_train, len(corpus.val))
+        measured = measured_step_seconds(out_dir, study, budget)
+        seconds = estimate_seconds([c for _, c in to_train], len(corpus.val), step_seconds=[
+            measured.get(arm.name) for arm, _ in to_train] if measured else None)
+        basis = (f"from the seconds per step measured at {budget.threads} thread(s)" if measured else
+                 f"at {BASE_TOKENS_PER_SEC:,.0f} tokens/s for the base model")
         print(f"{study.name}: {len(todo) + report.kept} runs ({report.kept} already done, "
               f"{len(todo) - len(to_train)} reusable from other studies, {len(to_train)} to train; "
-              f"estimated {seconds / 60:.1f} min at {BASE_TOKENS_PER_SEC:,.0f} tokens/s for the base model)",
-              flush=True)
+              f"estimated {seconds / 60:.1f} min {basis})", flush=True)
 
     def save() -> dict:
         results = validate_results(build_results(study, shared, base_model, runs, command, corpus.source))

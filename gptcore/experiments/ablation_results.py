@@ -19,6 +19,7 @@ from ..storage import read_json
 from .stats import ALPHA, welch
 
 SCHEMA_VERSION = 1
+STEP_COST_SUFFIX = ".step_cost.json"  # beside <study>.json: the arms' measured seconds per step
 NOISE_RULE = ("two arms differ beyond seed noise when Welch's t-test (two-sided, unequal variances, "
               f"Welch-Satterthwaite degrees of freedom) gives p < {ALPHA}")
 
@@ -90,6 +91,20 @@ def load_results(path: str | Path) -> dict:
     """Read and validate a results file; every problem is a GptcoreError with a clear message."""
     path = Path(path)
     return validate_results(read_json(path), str(path))
+
+
+def step_cost_path(out_dir: str | Path, study: str) -> Path:
+    """Where ``ablate --step-cost`` writes a study's measured seconds per step (``gptcore.experiments.wallclock``)."""
+    return Path(out_dir) / f"{study}{STEP_COST_SUFFIX}"
+
+
+def read_step_costs(out_dir: str | Path, study: str) -> dict | None:
+    """The study's measured step costs, or None when they were never measured or the file is unreadable."""
+    try:
+        cost = read_json(step_cost_path(out_dir, study))
+    except (GptcoreError, OSError):
+        return None
+    return cost if isinstance(cost.get("arms"), dict) else None
 
 
 def arm_stats(runs: list[dict]) -> tuple[float | None, float | None]:

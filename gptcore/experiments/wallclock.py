@@ -23,13 +23,8 @@ from ..data import Corpus
 from ..device import describe, resolve_device
 from ..storage import write_json
 from .ablate import Study, arm_config, default_budget, resolve_studies
+from .ablation_results import step_cost_path
 from .bench import train_tokens_per_sec
-
-STEP_COST_SUFFIX = ".step_cost.json"
-
-
-def step_cost_path(out_dir: str | Path, study: str) -> Path:
-    return Path(out_dir) / f"{study}{STEP_COST_SUFFIX}"
 
 
 def measure_step_seconds(study: Study, corpus: Corpus, threads: int, device: torch.device,
