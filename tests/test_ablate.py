@@ -265,6 +265,48 @@ def test_an_interrupted_run_continues_from_its_work_dir(tmp_path, corpus):
     assert [p["step"] for p in resumed["curve"]] == [p["step"] for p in whole["curve"]] == [3, 6, 9]
 
 
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_at", [3, 9])  # mid-run, and at the last step (only the final evaluation left)
+def test_a_resumed_run_reports_the_measurements_of_the_whole_run(tmp_path, corpus, stop_at):
+    """Spikes, the final training loss, divergence and gradient norms cover every step, not only those trained
+    after the resume: the monitor's measurements are saved with each checkpoint and restored with it."""
+    from gptcore.experiments.ablate import train_run
+
+    config = arm_config(TINY, TINY_ARMS[0], tiny_budget(9), BASE_SEED, corpus.tokenizer.vocab_size)
+    whole = train_run(config, corpus)
+
+    def interrupt(event):
+        if event.step == stop_at:
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        train_run(config, corpus, on_eval=interrupt, work_dir=tmp_path / "work")
+    resumed = train_run(config, corpus, work_dir=tmp_path / "work")
+    assert resumed["steps"] == 9 - stop_at and resumed["diverged"] is False
+    for key in ("val_loss", "final_train_loss", "min_train_loss", "loss_spikes", "max_loss_jump", "nonfinite_steps"):
+        assert resumed[key] == pytest.approx(whole[key]), key
+    assert resumed["grad_norm_first_layer"] == pytest.approx(whole["grad_norm_first_layer"], rel=1e-4)
+    assert [p["step"] for p in resumed["grad_norm_curve"]] == [p["step"] for p in whole["grad_norm_curve"]]
+
+
+def test_a_monitor_restored_behind_its_checkpoint_drops_the_steps_it_sees_again(tmp_path):
+    config = RunConfig(TINY_MODEL, tiny_budget(20))
+    monitor = RunMonitor(config, state_path=tmp_path / "monitor.json")
+    for step in range(1, 7):
+        monitor.on_backward(None, step)
+        monitor.on_event(TrainEvent("step", step, 20, 0.0, train_loss=3.0 - 0.1 * step))
+    monitor.on_event(TrainEvent("eval", 6, 20, 0.0, train_loss=2.5, val_loss=2.6))
+    again = RunMonitor(config, state_path=tmp_path / "monitor.json")
+    assert [s for s, _ in again.losses] == list(range(1, 7)) and again.evals[0]["step"] == 6
+    again.on_event(TrainEvent("step", 4, 20, 0.0, train_loss=9.0))  # the run went on from an earlier checkpoint
+    assert [s for s, _ in again.losses] == [1, 2, 3, 4] and again.losses[-1][1] == 9.0 and again.evals == []
+    (tmp_path / "monitor.json").write_text("{not json")
+    assert RunMonitor(config, state_path=tmp_path / "monitor.json").losses == []  # unreadable: start afresh
+
+
 def test_posemb_compares_rope_with_learned_positions():
     study = resolve_studies("posemb")[0]
     assert [a.name for a in study.arms] == ["learned", "none", "rope"]

@@ -34,7 +34,7 @@ from ..device import describe, resolve_device
 from ..errors import ConfigError, GptcoreError, TrainingDivergedError
 from ..models import build_model, count_parameters
 from ..presets import WRITEUP_MODEL
-from ..storage import write_json
+from ..storage import atomic_write_bytes, write_json
 from ..training import Trainer, TrainEvent
 from .stats import ALPHA
 from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
@@ -228,50 +228,90 @@ def _grad_norm(module: nn.Module) -> float:
     return torch.linalg.vector_norm(torch.stack(norms)).item() if norms else 0.0
 
 
+MONITOR_FILE = "monitor.json"  # in a run's work dir: the monitor's measurements up to the last checkpoint
+
+
+def _drop_from(items: list, step: int, step_of: Callable) -> None:
+    """Remove the trailing items of step ``step`` or later: a resumed run trains them again."""
+    while items and step_of(items[-1]) >= step:
+        items.pop()
+
+
 class RunMonitor:
     """What a run's TrainResult does not carry: per-step losses (stability) and per-block gradient norms.
 
     Fed by the Trainer's ``on_event`` and ``on_backward`` hooks. Gradient norms are of the raw gradients
-    (before clipping) of all parameters of the first and the last transformer block.
+    (before clipping) of all parameters of the first and the last transformer block. With a ``state_path``
+    the measurements are saved at every evaluation (just after the Trainer's checkpoint) and read back when
+    the monitor is created, so a resumed run reports its whole run, not only the steps trained after the
+    resume; steps the resumed run trains again replace the saved ones.
     """
 
-    def __init__(self, config: RunConfig, on_eval: Callable[[TrainEvent], None] | None = None):
+    def __init__(self, config: RunConfig, on_eval: Callable[[TrainEvent], None] | None = None,
+                 state_path: Path | None = None):
         self.warmup = config.train.warmup_iters
         self.max_iters = config.train.max_iters
         self.on_eval = on_eval
-        self.losses: list[float] = []
+        self.state_path = state_path
+        self.losses: list[tuple[int, float]] = []  # (step, training loss)
         self.evals: list[dict] = []
         self.grads: list[tuple[int, float, float]] = []
+        self.trained = 0  # steps trained since this monitor was created
+        self._restore()
+
+    def _restore(self) -> None:
+        if self.state_path is None or not self.state_path.is_file():
+            return
+        try:  # Python's JSON (NaN allowed): a diverged step's loss is a measurement too
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            losses = [(int(s), float(v)) for s, v in state["losses"]]
+            grads = [(int(s), float(f), float(l)) for s, f, l in state["grads"]]
+            evals = [dict(e, step=int(e["step"])) for e in state["evals"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # unreadable: measure what this call trains, as without a saved state
+        self.losses, self.grads, self.evals = losses, grads, evals
+
+    def _save(self) -> None:
+        if self.state_path is not None:
+            state = {"losses": self.losses, "grads": self.grads, "evals": self.evals}
+            atomic_write_bytes(self.state_path, json.dumps(state).encode("utf-8"))
 
     def on_event(self, event: TrainEvent) -> None:
         if event.kind == "step":
-            self.losses.append(event.train_loss)
+            _drop_from(self.losses, event.step, lambda item: item[0])
+            _drop_from(self.evals, event.step, lambda item: item["step"])
+            self.losses.append((event.step, event.train_loss))
+            self.trained += 1
         elif event.kind == "eval":
+            _drop_from(self.evals, event.step, lambda item: item["step"])
             self.evals.append({"step": event.step, "train_loss": _finite(event.train_loss),
                                "val_loss": _finite(event.val_loss)})
+            self._save()
             if self.on_eval is not None:
                 self.on_eval(event)
 
     def on_backward(self, model: nn.Module, step: int) -> None:
+        _drop_from(self.grads, step, lambda item: item[0])
         blocks = getattr(model, "blocks", None)
         if blocks:
             self.grads.append((step, _grad_norm(blocks[0]), _grad_norm(blocks[-1])))
 
     def stability(self) -> dict:
         """Non-finite steps, loss spikes after warmup, the largest jump, the final loss and a divergence flag."""
-        nonfinite = sum(1 for x in self.losses if not math.isfinite(x))
+        nonfinite = sum(1 for _, x in self.losses if not math.isfinite(x))
         best, spikes, max_jump = math.inf, 0, 0.0
-        for i, loss in enumerate(self.losses):
+        for step, loss in self.losses:
             if not math.isfinite(loss):
                 continue
-            if i >= self.warmup and best < math.inf:
+            if step > self.warmup and best < math.inf:
                 jump = loss - best
                 max_jump = max(max_jump, jump)
                 spikes += jump > SPIKE_NATS
             best = min(best, loss)
-        tail = self.losses[-10:]
+        tail = [x for _, x in self.losses[-10:]]
         final = sum(tail) / len(tail) if tail and all(math.isfinite(x) for x in tail) else None
-        diverged = nonfinite > 0 or final is None or final > best + DIVERGE_NATS
+        # (no measured steps at all, a saved state lost, is not evidence of divergence)
+        diverged = nonfinite > 0 or (final is not None and final > best + DIVERGE_NATS)
         return {"final_train_loss": final, "min_train_loss": _finite(best), "loss_spikes": spikes,
                 "max_loss_jump": round(max_jump, 4), "nonfinite_steps": nonfinite, "diverged": diverged}
 
@@ -292,9 +332,9 @@ def train_run(config: RunConfig, corpus: Corpus, command: str = "",
               on_eval: Callable[[TrainEvent], None] | None = None, work_dir: Path | None = None) -> dict:
     """Train one run and return its results record. In ``work_dir`` (kept until the run is recorded), a run
     that was interrupted continues from its last evaluation, as ``train --resume`` does; without one, in a
-    temporary directory. The monitor's measurements (spikes, gradient norms) cover the steps trained in
-    this call."""
-    monitor = RunMonitor(config, on_eval)
+    temporary directory. The monitor's measurements (spikes, gradient norms) cover the whole run: they are
+    saved in ``work_dir`` with each checkpoint and restored with it."""
+    monitor = RunMonitor(config, on_eval, None if work_dir is None else Path(work_dir) / MONITOR_FILE)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gptcore-ablate-") as tmp:
         trainer = Trainer(config, corpus, work_dir or tmp, command=command, resume=work_dir is not None)
@@ -305,7 +345,7 @@ def train_run(config: RunConfig, corpus: Corpus, command: str = "",
             # the loss became non-finite: the run stopped; its kept checkpoint (if any) was evaluated
             result = e.result
     elapsed = time.perf_counter() - started
-    steps = len(monitor.losses)
+    steps = monitor.trained
     record = {
         "seed": config.train.seed,
         "val_loss": _finite(result.val_loss) if result else None,
