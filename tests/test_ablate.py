@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import shutil
 import statistics
 
 import pytest
@@ -386,3 +387,47 @@ def test_the_estimate_uses_measured_step_costs_when_they_match_the_runs(tmp_path
     step_cost_path(tmp_path / "again", TINY.name).write_text(json.dumps(dict(cost, threads=2)))  # measured otherwise
     run_study(TINY, corpus, tmp_path / "again", seeds=1, budget=budget)
     assert "tokens/s for the base model" in capsys.readouterr().out
+
+
+def test_a_run_another_study_is_training_waits_for_it_instead_of_training_twice(tmp_path, corpus, monkeypatch):
+    """Two studies side by side share a run (the base model is an arm of both): the second to reach it trains
+    its other runs first, then waits for the first study's result and reuses it. A run is in progress while
+    a live process holds its lock; the lock of a process that died is not."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from gptcore.experiments.ablate import LOCK_FILE, WORK_DIR, _config_key
+
+    budget = tiny_budget(6)
+    other = Study("tiny-twin", "the same two-head arm in another study", "", (TINY_ARMS[0],), base_model=TINY_MODEL)
+    shared = arm_config(TINY, TINY_ARMS[0], budget, BASE_SEED, corpus.tokenizer.vocab_size)
+    key = ablate.hashlib.sha256(_config_key(shared.to_dict()).encode()).hexdigest()[:16]
+
+    def lock(directory, pid):
+        busy = directory / WORK_DIR / f"two-seed{BASE_SEED}-{key}"  # same arm name: the lock tells them apart
+        busy.mkdir(parents=True)
+        (busy / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": pid}))
+        return busy
+
+    busy = lock(tmp_path, os.getppid())  # a live process other than this one
+    trained, waited = [], []
+    real_train_run = ablate.train_run
+    monkeypatch.setattr(ablate, "train_run", lambda config, *a, **k: trained.append(config.model.n_head)
+                        or real_train_run(config, *a, **k))
+
+    def twin_finishes(seconds):  # while this study waits, the twin records the shared run
+        waited.append(seconds)
+        shutil.rmtree(busy)
+        run_study(other, corpus, tmp_path, seeds=1, budget=budget, quiet=True)
+
+    monkeypatch.setattr(ablate.time, "sleep", twin_finishes)
+    report = run_study(TINY, corpus, tmp_path, seeds=1, budget=budget, quiet=True)
+    assert trained == [1, 2]  # its own run first (1 head), then the twin trained the shared one (2 heads)
+    assert len(waited) == 1 and report.trained == 1 and report.reused == 1
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock(tmp_path / "orphan", int(dead.stdout))  # a run whose process died: resumed here, no waiting
+    trained.clear()
+    assert run_study(TINY, corpus, tmp_path / "orphan", seeds=1, budget=budget, quiet=True).trained == 2
+    assert trained == [2, 1] and len(waited) == 1 and not (tmp_path / "orphan" / WORK_DIR).exists()

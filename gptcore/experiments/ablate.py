@@ -18,9 +18,12 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import shutil
+import socket
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +37,7 @@ from ..device import describe, resolve_device
 from ..errors import ConfigError, GptcoreError, TrainingDivergedError
 from ..models import build_model, count_parameters
 from ..presets import WRITEUP_MODEL
-from ..storage import atomic_write_bytes, write_json
+from ..storage import atomic_write_bytes, read_json, write_json
 from ..training import Trainer, TrainEvent
 from .stats import ALPHA
 from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
@@ -49,6 +52,9 @@ SPIKE_NATS = 0.5  # a step's loss this far above the best loss so far counts as 
 DIVERGE_NATS = 1.0  # a run whose final loss ends this far above its best loss has diverged
 DEFAULT_OUT = Path("checkpoints/ablations")
 WORK_DIR = ".work"  # inside a results directory: runs in progress, so an interrupted one resumes
+LOCK_FILE = "in_progress.json"  # in a run's work directory: the process training it (host, pid)
+IN_PROGRESS_POLL_S = 60.0  # how often a study waiting for another's run looks again
+IN_PROGRESS_STALE_S = 30 * 60.0  # a lock from another host not touched for this long is abandoned
 
 
 def default_budget(max_iters: int = DEFAULT_MAX_ITERS) -> TrainConfig:
@@ -377,6 +383,42 @@ class StudyReport:
     reused: int = 0
 
 
+def _run_key(config: RunConfig) -> str:
+    """The short name of a run's exact config, the suffix of its work directory (shared by studies)."""
+    return hashlib.sha256(_config_key(config.to_dict()).encode()).hexdigest()[:16]
+
+
+def _process_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # alive, another user's; or no such pid
+        return True
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _locked_elsewhere(work: Path, key: str) -> bool:
+    """Whether another live process is training the run ``key`` in some study's work directory: its lock
+    names a live process on this host, or, from another host (a shared disk), was written to recently."""
+    me = (socket.gethostname(), os.getpid())
+    for lock in work.glob(f"*-{key}/{LOCK_FILE}"):
+        try:
+            owner = read_json(lock)
+            newest = max(p.stat().st_mtime for p in lock.parent.iterdir())
+        except (GptcoreError, OSError, ValueError):
+            continue
+        if (owner.get("host"), owner.get("pid")) == me:
+            continue
+        if owner.get("host") == me[0] and _process_alive(owner.get("pid")):
+            return True
+        if owner.get("host") != me[0] and time.time() - newest < IN_PROGRESS_STALE_S:
+            return True
+    return False
+
+
 def _config_key(config: dict) -> str:
     return json.dumps(_normalized(config), sort_keys=True)
 
@@ -520,12 +562,20 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
 
     bar = tqdm(total=len(todo) + report.kept, initial=report.kept, unit="run", desc=study.name,
                disable=quiet, dynamic_ncols=True)
+    queue = deque(todo)
     try:
-        for arm, config in todo:
+        while queue:
+            arm, config = queue.popleft()
             bar.set_postfix_str(f"{arm.name} seed {config.train.seed}")
             if reuse and out_dir.is_dir():  # read again: a study running beside this one may have just made it
                 siblings = _sibling_runs(out_dir, path)
             hit = siblings.get(_config_key(config.to_dict()))
+            key = _run_key(config)
+            if hit is None and reuse and _locked_elsewhere(out_dir / WORK_DIR, key):
+                queue.append((arm, config))  # another study is training it: the others first, then its result
+                if all(_locked_elsewhere(out_dir / WORK_DIR, _run_key(c)) for _, c in queue):
+                    time.sleep(IN_PROGRESS_POLL_S)
+                continue
             if hit is not None:
                 run = dict(hit[1], reused_from=hit[0])
                 report.reused += 1
@@ -534,8 +584,9 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
                     bar.set_postfix_str(f"{arm.name} seed {config.train.seed} step {event.step}/{event.max_iters} "
                                         f"val {event.val_loss:.3f}")
 
-                key = hashlib.sha256(_config_key(config.to_dict()).encode()).hexdigest()[:16]
                 work_dir = out_dir / WORK_DIR / f"{arm.name}-seed{config.train.seed}-{key}"
+                work_dir.mkdir(parents=True, exist_ok=True)
+                write_json(work_dir / LOCK_FILE, {"host": socket.gethostname(), "pid": os.getpid()})
                 run = train_run(config, corpus, command, on_eval, work_dir)
                 report.trained += 1
             runs[arm.name].append(run)
