@@ -431,3 +431,28 @@ def test_a_run_another_study_is_training_waits_for_it_instead_of_training_twice(
     trained.clear()
     assert run_study(TINY, corpus, tmp_path / "orphan", seeds=1, budget=budget, quiet=True).trained == 2
     assert trained == [2, 1] and len(waited) == 1 and not (tmp_path / "orphan" / WORK_DIR).exists()
+
+
+def test_two_processes_running_one_study_keep_each_others_runs(tmp_path, corpus, monkeypatch):
+    """A study run in two processes (to use two cores): each rewrites the results file after every run, so
+    each must keep the runs the other recorded, and never train a run the other has recorded meanwhile."""
+    budget = tiny_budget(6)
+    elsewhere = run_study(TINY, corpus, tmp_path / "other", seeds=1, budget=budget, quiet=True).results
+    mine = tmp_path / "shared"
+    trained = []
+    real_train_run = ablate.train_run
+
+    def train(config, *args, **kwargs):
+        trained.append(config.model.n_head)
+        run = real_train_run(config, *args, **kwargs)
+        # meanwhile the other process recorded its runs (here: both arms' seed 0) in the same file
+        shutil.copy(tmp_path / "other" / "tiny-heads.json", mine / "tiny-heads.json")
+        return run
+
+    monkeypatch.setattr(ablate, "train_run", train)
+    report = run_study(TINY, corpus, mine, seeds=1, budget=budget, quiet=True)
+    assert trained == [2] and report.trained == 1 and report.kept == 1  # the 1-head run came from the other
+    saved = load_results(mine / "tiny-heads.json")
+    one = [a for a in saved["arms"] if a["name"] == "one"][0]["runs"]
+    assert one == [a for a in elsewhere["arms"] if a["name"] == "one"][0]["runs"]
+    assert [len(a["runs"]) for a in saved["arms"]] == [1, 1]  # the run both made is recorded once

@@ -24,6 +24,7 @@ import socket
 import tempfile
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -388,14 +389,33 @@ def _run_key(config: RunConfig) -> str:
     return hashlib.sha256(_config_key(config.to_dict()).encode()).hexdigest()[:16]
 
 
+@contextmanager
+def _results_dir_lock(out_dir: Path):
+    """An exclusive lock (POSIX ``flock`` on the results directory itself, so it leaves no file behind), held
+    while a results file is read, merged and rewritten: two processes running the same study never drop
+    each other's runs. Without ``fcntl`` (Windows) there is no lock: run one process per study there."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def _process_alive(pid) -> bool:
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError):  # alive, another user's; or no such pid
+    except PermissionError:  # alive, another user's
         return True
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # not a pid
         return False
     return True
 
@@ -521,17 +541,22 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
     vocab = corpus.tokenizer.vocab_size
     base_model = dataclasses.replace(study.base_model, vocab_size=vocab)
     shared = budget_dict(budget, base_model)
-    existing = _existing_runs(path, shared)
+    arms_by_name = {arm.name: arm for arm in study.arms}
+
+    def recorded() -> dict[tuple[str, int], dict]:
+        """The runs in the results file (read now: another process may run this study too) whose arm, seed
+        and config match the study's definition; every one is kept, even of seeds beyond --seeds."""
+        return {(name, seed): run for (name, seed), run in _existing_runs(path, shared).items()
+                if name in arms_by_name and _normalized(run.get("config")) == _normalized(
+                    arm_config(study, arms_by_name[name], budget, seed, vocab).to_dict())}
+
     siblings = _sibling_runs(out_dir, path) if reuse and out_dir.is_dir() else {}
     report = StudyReport(path, {})
 
     runs: dict[str, list[dict]] = {arm.name: [] for arm in study.arms}
     todo: list[tuple[Arm, RunConfig]] = []
-    for arm in study.arms:  # keep every matching run already in the file, even of seeds beyond --seeds
-        for (name, seed), run in existing.items():
-            if name == arm.name and _normalized(run.get("config")) == _normalized(
-                    arm_config(study, arm, budget, seed, vocab).to_dict()):
-                runs[arm.name].append(run)
+    for (name, _), run in recorded().items():
+        runs[name].append(run)
     wanted = {arm.name: max(seeds, (arm_seeds or {}).get(arm.name, seeds)) for arm in study.arms}
     for i in range(max(wanted.values())):
         for arm in study.arms:
@@ -554,8 +579,12 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
               f"estimated {seconds / 60:.1f} min {basis})", flush=True)
 
     def save() -> dict:
-        results = validate_results(build_results(study, shared, base_model, runs, command, corpus.source))
-        write_json(path, results)
+        with _results_dir_lock(out_dir):  # read, merge and write as one step against the other process
+            for (name, seed), run in recorded().items():
+                if not any(r["seed"] == seed for r in runs[name]):
+                    runs[name].append(run)
+            results = validate_results(build_results(study, shared, base_model, runs, command, corpus.source))
+            write_json(path, results)
         return results
 
     from tqdm import tqdm
@@ -567,6 +596,12 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
         while queue:
             arm, config = queue.popleft()
             bar.set_postfix_str(f"{arm.name} seed {config.train.seed}")
+            done = recorded().get((arm.name, config.train.seed))
+            if done is not None:  # another process running this study recorded it meanwhile
+                runs[arm.name].append(done)
+                report.kept += 1
+                bar.update(1)
+                continue
             if reuse and out_dir.is_dir():  # read again: a study running beside this one may have just made it
                 siblings = _sibling_runs(out_dir, path)
             hit = siblings.get(_config_key(config.to_dict()))
