@@ -165,14 +165,14 @@ def equal_time_markdown(directory: Path, results: dict) -> str:
     return "\n".join(rows)
 
 
-def budgets_markdown(directory: Path, name: str, results: dict) -> str:
-    """Where the study was also run at other budgets (sibling directories): each comparison's verdict at each
-    budget, and whether it stays the same; empty when this is the study's only budget."""
+def budgets_markdown(directory: Path, source: Path, name: str, results: dict) -> str:
+    """Where the study (``results``, read from ``source``) was also run at other budgets (the other directories
+    of ``directory``'s family): each comparison's verdict at each budget, and whether it stays the same;
+    empty when this is the study's only budget."""
     from gptcore.experiments.ablation_results import load_results, verdicts_across_budgets
 
-    others = [source / f"{name}.json" for source in sources(directory)]
+    others = [other / f"{name}.json" for other in sources(directory) if other != source]
     others = [load_results(path) for path in others if path.is_file()]
-    others = [o for o in others if o["budget"].get("max_iters") != results["budget"].get("max_iters")]
     if not others:
         return ""
     return ("\n\n**The same comparisons at each budget the study ran** (does a longer run change a verdict?):\n\n"
@@ -189,15 +189,14 @@ def ablations(directory: Path, study: str | None):
         if study not in studies:
             raise ValueError(f"no results for study {study!r:.80}; available: {', '.join(studies)}")
         load_results, summarize = _reader()
-        root = directory
-        directory, name = _locate(directory, study)
-        results = load_results(directory / f"{name}.json")
+        source, name = _locate(directory, study)
+        results = load_results(source / f"{name}.json")
         summary, curves, runs = study_figures(results)
         intro = (f"**{results['study']}** — {results['description']}. The write-up claimed: "
                  f"*{results['claim']}*")
-        table = (summarize(results) + "\n\n" + equal_time_markdown(directory, results)
-                 + budgets_markdown(root, name, results))
-        return intro, summary, study_notes(directory, results), table, curves, runs
+        table = (summarize(results) + "\n\n" + equal_time_markdown(source, results)
+                 + budgets_markdown(directory, source, name, results))
+        return intro, summary, study_notes(source, results), table, curves, runs
 
 
 def build_tab(directory: Path) -> dict:
