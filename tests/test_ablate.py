@@ -13,9 +13,10 @@ import torch
 
 from gptcore import cli
 from gptcore.experiments import ablate
-from gptcore.experiments.ablate import (BASE_SEED, STUDIES, Arm, RunMonitor, Study, arm_config, budget_dict, compare_arms,
+from gptcore.experiments.ablate import (BASE_SEED, STUDIES, Arm, Study, arm_config, budget_dict, compare_arms,
                             load_results, resolve_studies, run_study, summarize)
 from gptcore.config import ModelConfig, RunConfig, TrainConfig
+from gptcore.experiments.run_record import RunMonitor
 from gptcore.errors import ConfigError, GptcoreError
 from gptcore.training import Trainer, TrainEvent
 
@@ -252,7 +253,7 @@ def test_cli_runs_a_study(tmp_path, capsys, monkeypatch):
 def test_an_interrupted_run_continues_from_its_work_dir(tmp_path, corpus):
     import threading
 
-    from gptcore.experiments.ablate import train_run
+    from gptcore.experiments.run_record import train_run
     from gptcore.training import Trainer
 
     config = arm_config(TINY, TINY_ARMS[0], tiny_budget(9), BASE_SEED, corpus.tokenizer.vocab_size)
@@ -274,7 +275,7 @@ class _Interrupted(Exception):
 def test_a_resumed_run_reports_the_measurements_of_the_whole_run(tmp_path, corpus, stop_at):
     """Spikes, the final training loss, divergence and gradient norms cover every step, not only those trained
     after the resume: the monitor's measurements are saved with each checkpoint and restored with it."""
-    from gptcore.experiments.ablate import train_run
+    from gptcore.experiments.run_record import train_run
 
     config = arm_config(TINY, TINY_ARMS[0], tiny_budget(9), BASE_SEED, corpus.tokenizer.vocab_size)
     whole = train_run(config, corpus)
@@ -398,7 +399,8 @@ def test_a_run_another_study_is_training_waits_for_it_instead_of_training_twice(
     import subprocess
     import sys
 
-    from gptcore.experiments.ablate import LOCK_FILE, WORK_DIR, _config_key
+    from gptcore.experiments.ablate import WORK_DIR, _config_key
+    from gptcore.experiments.sharing import LOCK_FILE
 
     budget = tiny_budget(6)
     other = Study("tiny-twin", "the same two-head arm in another study", "", (TINY_ARMS[0],), base_model=TINY_MODEL)

@@ -1,12 +1,13 @@
 """Ablation studies: the write-up's tables and untested claims, rerun with seeds on one shared budget.
 
 ``python -m gptcore ablate --study NAME|all`` trains every arm of a study once per seed with the real
-:class:`~gptcore.training.Trainer`, each run in a temporary directory that is deleted afterwards, and
-rewrites ``<out>/<study>.json`` atomically after every run. Rerunning the command keeps the runs
+:class:`~gptcore.training.Trainer` (:mod:`gptcore.experiments.run_record`), each run in a work directory
+that is deleted once the run is recorded, and rewrites ``<out>/<study>.json`` atomically after every run. Rerunning the command keeps the runs
 already in the file (same arm, seed and full config) and trains only what is missing, so a study can
 be interrupted at any point. A run whose exact config (architecture, recipe and seed) was already
 trained by another study in the same directory is copied, marked ``reused_from``, instead of being
-trained twice: the base model appears in five studies.
+trained twice: the base model appears in five studies. Studies may run side by side, and one study in
+two processes (:mod:`gptcore.experiments.sharing`).
 
 Studies are data (:class:`Study`, :class:`Arm`), so tests can run a tiny study through the same code.
 The schema of the results file lives in ``gptcore.experiments.ablation_results`` and docs/ABLATIONS.md.
@@ -18,28 +19,24 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import shutil
-import socket
-import tempfile
 import time
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-import torch.nn as nn
 
 from ..config import ModelConfig, RunConfig, TrainConfig
 from ..data import Corpus
-from ..device import describe, resolve_device
-from ..errors import ConfigError, GptcoreError, TrainingDivergedError
-from ..models import build_model, count_parameters
+from ..device import resolve_device
+from ..errors import ConfigError, GptcoreError
 from ..presets import WRITEUP_MODEL
-from ..storage import atomic_write_bytes, read_json, write_json
-from ..training import Trainer, TrainEvent
+from ..storage import write_json
+from ..training import TrainEvent
+from .run_record import DIVERGE_NATS, SPIKE_NATS, train_run
+from .sharing import claim_run, locked_elsewhere, results_dir_lock
 from .stats import ALPHA
 from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
                                load_results, read_step_costs, summarize, validate_results)
@@ -49,13 +46,9 @@ from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats
 DEFAULT_MAX_ITERS = 150
 BASE_SEED = 1337  # seed i of a study is BASE_SEED + i, so seed 0 matches the presets' default
 BASE_TOKENS_PER_SEC = 8000.0  # measured training speed of the write-up model on this machine (bfloat16)
-SPIKE_NATS = 0.5  # a step's loss this far above the best loss so far counts as a spike
-DIVERGE_NATS = 1.0  # a run whose final loss ends this far above its best loss has diverged
 DEFAULT_OUT = Path("checkpoints/ablations")
 WORK_DIR = ".work"  # inside a results directory: runs in progress, so an interrupted one resumes
-LOCK_FILE = "in_progress.json"  # in a run's work directory: the process training it (host, pid)
 IN_PROGRESS_POLL_S = 60.0  # how often a study waiting for another's run looks again
-IN_PROGRESS_STALE_S = 30 * 60.0  # a lock from another host not touched for this long is abandoned
 
 
 def default_budget(max_iters: int = DEFAULT_MAX_ITERS) -> TrainConfig:
@@ -226,153 +219,6 @@ def measured_step_seconds(out_dir: Path, study: Study, budget: TrainConfig) -> d
         return None
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _grad_norm(module: nn.Module) -> float:
-    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(norms)).item() if norms else 0.0
-
-
-MONITOR_FILE = "monitor.json"  # in a run's work dir: the monitor's measurements up to the last checkpoint
-
-
-def _drop_from(items: list, step: int, step_of: Callable) -> None:
-    """Remove the trailing items of step ``step`` or later: a resumed run trains them again."""
-    while items and step_of(items[-1]) >= step:
-        items.pop()
-
-
-class RunMonitor:
-    """What a run's TrainResult does not carry: per-step losses (stability) and per-block gradient norms.
-
-    Fed by the Trainer's ``on_event`` and ``on_backward`` hooks. Gradient norms are of the raw gradients
-    (before clipping) of all parameters of the first and the last transformer block. With a ``state_path``
-    the measurements are saved at every evaluation (just after the Trainer's checkpoint) and read back when
-    the monitor is created, so a resumed run reports its whole run, not only the steps trained after the
-    resume; steps the resumed run trains again replace the saved ones.
-    """
-
-    def __init__(self, config: RunConfig, on_eval: Callable[[TrainEvent], None] | None = None,
-                 state_path: Path | None = None):
-        self.warmup = config.train.warmup_iters
-        self.max_iters = config.train.max_iters
-        self.on_eval = on_eval
-        self.state_path = state_path
-        self.losses: list[tuple[int, float]] = []  # (step, training loss)
-        self.evals: list[dict] = []
-        self.grads: list[tuple[int, float, float]] = []
-        self.trained = 0  # steps trained since this monitor was created
-        self._restore()
-
-    def _restore(self) -> None:
-        if self.state_path is None or not self.state_path.is_file():
-            return
-        try:  # Python's JSON (NaN allowed): a diverged step's loss is a measurement too
-            state = json.loads(self.state_path.read_text(encoding="utf-8"))
-            losses = [(int(s), float(v)) for s, v in state["losses"]]
-            grads = [(int(s), float(f), float(l)) for s, f, l in state["grads"]]
-            evals = [dict(e, step=int(e["step"])) for e in state["evals"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            return  # unreadable: measure what this call trains, as without a saved state
-        self.losses, self.grads, self.evals = losses, grads, evals
-
-    def _save(self) -> None:
-        if self.state_path is not None:
-            state = {"losses": self.losses, "grads": self.grads, "evals": self.evals}
-            atomic_write_bytes(self.state_path, json.dumps(state).encode("utf-8"))
-
-    def on_event(self, event: TrainEvent) -> None:
-        if event.kind == "step":
-            _drop_from(self.losses, event.step, lambda item: item[0])
-            _drop_from(self.evals, event.step, lambda item: item["step"])
-            self.losses.append((event.step, event.train_loss))
-            self.trained += 1
-        elif event.kind == "eval":
-            _drop_from(self.evals, event.step, lambda item: item["step"])
-            self.evals.append({"step": event.step, "train_loss": _finite(event.train_loss),
-                               "val_loss": _finite(event.val_loss)})
-            self._save()
-            if self.on_eval is not None:
-                self.on_eval(event)
-
-    def on_backward(self, model: nn.Module, step: int) -> None:
-        _drop_from(self.grads, step, lambda item: item[0])
-        blocks = getattr(model, "blocks", None)
-        if blocks:
-            self.grads.append((step, _grad_norm(blocks[0]), _grad_norm(blocks[-1])))
-
-    def stability(self) -> dict:
-        """Non-finite steps, loss spikes after warmup, the largest jump, the final loss and a divergence flag."""
-        nonfinite = sum(1 for _, x in self.losses if not math.isfinite(x))
-        best, spikes, max_jump = math.inf, 0, 0.0
-        for step, loss in self.losses:
-            if not math.isfinite(loss):
-                continue
-            if step > self.warmup and best < math.inf:
-                jump = loss - best
-                max_jump = max(max_jump, jump)
-                spikes += jump > SPIKE_NATS
-            best = min(best, loss)
-        tail = [x for _, x in self.losses[-10:]]
-        final = sum(tail) / len(tail) if tail and all(math.isfinite(x) for x in tail) else None
-        # (no measured steps at all, a saved state lost, is not evidence of divergence)
-        diverged = nonfinite > 0 or (final is not None and final > best + DIVERGE_NATS)
-        return {"final_train_loss": final, "min_train_loss": _finite(best), "loss_spikes": spikes,
-                "max_loss_jump": round(max_jump, 4), "nonfinite_steps": nonfinite, "diverged": diverged}
-
-    def gradient_summary(self) -> dict:
-        if not self.grads:
-            return {}
-        finite = [(s, f, l) for s, f, l in self.grads if math.isfinite(f) and math.isfinite(l)]
-        first = sum(f for _, f, _ in finite) / len(finite) if finite else None
-        last = sum(l for _, _, l in finite) / len(finite) if finite else None
-        every = max(1, len(self.grads) // 50)
-        return {"grad_norm_first_layer": first, "grad_norm_last_layer": last,
-                "grad_norm_ratio": first / last if first is not None and last else None,
-                "grad_norm_curve": [{"step": s, "first": _finite(f), "last": _finite(l)}
-                                    for s, f, l in self.grads if s % every == 0 or s == self.max_iters]}
-
-
-def train_run(config: RunConfig, corpus: Corpus, command: str = "",
-              on_eval: Callable[[TrainEvent], None] | None = None, work_dir: Path | None = None) -> dict:
-    """Train one run and return its results record. In ``work_dir`` (kept until the run is recorded), a run
-    that was interrupted continues from its last evaluation, as ``train --resume`` does; without one, in a
-    temporary directory. The monitor's measurements (spikes, gradient norms) cover the whole run: they are
-    saved in ``work_dir`` with each checkpoint and restored with it."""
-    monitor = RunMonitor(config, on_eval, None if work_dir is None else Path(work_dir) / MONITOR_FILE)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="gptcore-ablate-") as tmp:
-        trainer = Trainer(config, corpus, work_dir or tmp, command=command, resume=work_dir is not None)
-        try:
-            result = trainer.run(
-                on_event=monitor.on_event, on_backward=monitor.on_backward)
-        except TrainingDivergedError as e:
-            # the loss became non-finite: the run stopped; its kept checkpoint (if any) was evaluated
-            result = e.result
-    elapsed = time.perf_counter() - started
-    steps = monitor.trained
-    record = {
-        "seed": config.train.seed,
-        "val_loss": _finite(result.val_loss) if result else None,
-        "params": result.params if result else count_parameters(build_model(config.model)),
-        "tokens_seen": result.tokens_seen if result else steps * config.train.batch_size * config.model.block_size,
-        "wall_time_s": round(result.wall_time if result else elapsed, 2),
-        "curve": ([{"step": h["step"], "train_loss": _finite(h["train_loss"]), "val_loss": _finite(h["val_loss"])}
-                   for h in result.history] if result else monitor.evals),
-        "steps": steps,
-        "best_step": result.best_step if result else None,
-        "elapsed_s": round(elapsed, 2),
-        "device": describe(trainer.device),
-        "torch": torch.__version__,
-    }
-    record.update(monitor.stability())
-    record.update(monitor.gradient_summary())
-    record["config"] = config.to_dict()
-    return record
-
-
 @dataclass
 class StudyReport:
     """What one call of :func:`run_study` did: the results it wrote and how each run was obtained."""
@@ -387,56 +233,6 @@ class StudyReport:
 def _run_key(config: RunConfig) -> str:
     """The short name of a run's exact config, the suffix of its work directory (shared by studies)."""
     return hashlib.sha256(_config_key(config.to_dict()).encode()).hexdigest()[:16]
-
-
-@contextmanager
-def _results_dir_lock(out_dir: Path):
-    """An exclusive lock (POSIX ``flock`` on the results directory itself, so it leaves no file behind), held
-    while a results file is read, merged and rewritten: two processes running the same study never drop
-    each other's runs. Without ``fcntl`` (Windows) there is no lock: run one process per study there."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _process_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    except (TypeError, ValueError, OverflowError):  # not a pid
-        return False
-    return True
-
-
-def _locked_elsewhere(work: Path, key: str) -> bool:
-    """Whether another live process is training the run ``key`` in some study's work directory: its lock
-    names a live process on this host, or, from another host (a shared disk), was written to recently."""
-    me = (socket.gethostname(), os.getpid())
-    for lock in work.glob(f"*-{key}/{LOCK_FILE}"):
-        try:
-            owner = read_json(lock)
-            newest = max(p.stat().st_mtime for p in lock.parent.iterdir())
-        except (GptcoreError, OSError, ValueError):
-            continue
-        if (owner.get("host"), owner.get("pid")) == me:
-            continue
-        if owner.get("host") == me[0] and _process_alive(owner.get("pid")):
-            return True
-        if owner.get("host") != me[0] and time.time() - newest < IN_PROGRESS_STALE_S:
-            return True
-    return False
 
 
 def _config_key(config: dict) -> str:
@@ -579,7 +375,7 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
               f"estimated {seconds / 60:.1f} min {basis})", flush=True)
 
     def save() -> dict:
-        with _results_dir_lock(out_dir):  # read, merge and write as one step against the other process
+        with results_dir_lock(out_dir):  # read, merge and write as one step against the other process
             for (name, seed), run in recorded().items():
                 if not any(r["seed"] == seed for r in runs[name]):
                     runs[name].append(run)
@@ -606,9 +402,9 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
                 siblings = _sibling_runs(out_dir, path)
             hit = siblings.get(_config_key(config.to_dict()))
             key = _run_key(config)
-            if hit is None and reuse and _locked_elsewhere(out_dir / WORK_DIR, key):
+            if hit is None and reuse and locked_elsewhere(out_dir / WORK_DIR, key):
                 queue.append((arm, config))  # another study is training it: the others first, then its result
-                if all(_locked_elsewhere(out_dir / WORK_DIR, _run_key(c)) for _, c in queue):
+                if all(locked_elsewhere(out_dir / WORK_DIR, _run_key(c)) for _, c in queue):
                     time.sleep(IN_PROGRESS_POLL_S)
                 continue
             if hit is not None:
@@ -620,8 +416,7 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
                                         f"val {event.val_loss:.3f}")
 
                 work_dir = out_dir / WORK_DIR / f"{arm.name}-seed{config.train.seed}-{key}"
-                work_dir.mkdir(parents=True, exist_ok=True)
-                write_json(work_dir / LOCK_FILE, {"host": socket.gethostname(), "pid": os.getpid()})
+                claim_run(work_dir)
                 run = train_run(config, corpus, command, on_eval, work_dir)
                 report.trained += 1
             runs[arm.name].append(run)
