@@ -129,8 +129,9 @@ def study_notes(directory: Path, results: dict) -> str:
               f"validation split. Verdicts: Welch's t-test over seeds, p < 0.05.")
     seeds = [len(arm["runs"]) for arm in results["arms"]]
     if min(seeds) < 3:  # the runner's minimum: a study below it is still being run
+        count = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)} to {max(seeds)}"
         budget += (f"\n\n**Still running:** {sum(n > 0 for n in seeds)} of {len(seeds)} arms have results, with "
-                   f"{min(seeds)} to {max(seeds)} seeds each; every arm gets at least 3 before a verdict.")
+                   f"{count} seed{'s' if max(seeds) != 1 else ''} each; every arm gets at least 3 before a verdict.")
     path = Path(directory) / f"{results['study']}.md"
     try:
         written = path.read_bytes()[:MAX_NOTES_BYTES].decode("utf-8", errors="replace").strip()

@@ -122,6 +122,8 @@ def test_a_sibling_directory_adds_the_same_studies_at_another_budget(results_dir
     budgets = table.split("at each budget the study ran")[1]
     assert "| 6 steps | 2,000 steps |" in budgets and " | not yet |" in budgets  # the 2,000-step arm has 1 seed
     assert "at each budget" in ablations(primary, "heads")[3]  # from either budget's page
+    assert "with 1 to 2 seeds each" in notes
     assert "Still running" in ablations(primary, "heads")[2]  # the tiny study has 2 seeds an arm
+    assert "with 2 seeds each" in ablations(primary, "heads")[2]
     with pytest.raises(gr.Error, match="no results for study"):
         ablations(primary, "../ablations-2000/heads")
