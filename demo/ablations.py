@@ -195,7 +195,7 @@ def ablations(directory: Path, study: str | None):
         summary, curves, runs = study_figures(results)
         intro = (f"**{results['study']}** — {results['description']}. The write-up claimed: "
                  f"*{results['claim']}*")
-        table = (summarize(results) + "\n\n" + equal_time_markdown(source, results)
+        table = (summarize(results, heading=False) + "\n\n" + equal_time_markdown(source, results)
                  + budgets_markdown(directory, source, name, results))
         return intro, summary, study_notes(source, results), table, curves, runs
 

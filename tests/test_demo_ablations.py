@@ -34,6 +34,7 @@ def test_a_study_gives_charts_with_the_writeup_and_tables(results_dir):
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("2 seed" in t for t in legend) and "write-up" in legend
     assert "| 1 head |" in table and "1.7172" in table  # gptcore's summary table, with the write-up's number
+    assert "more heads help" not in table and "###" not in table  # the intro above says it already
     assert [t.get_text() for t in curves.axes[0].get_legend().get_texts()] == ["1 head", "2 heads"]
     assert len(runs) == 4 and set(runs["arm"]) == {"1 head", "2 heads"} and runs["final val loss"].gt(0).all()
 

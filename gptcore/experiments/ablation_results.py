@@ -172,11 +172,12 @@ def _mean_of(runs: list[dict], key: str) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def summarize(results: dict) -> str:
-    """A Markdown section for one study: the per-arm table, the study's comparisons and its budget."""
+def summarize(results: dict, heading: bool = True) -> str:
+    """A Markdown section for one study: its heading and the write-up's claim (unless ``heading`` is False:
+    the app shows them already), the per-arm table, the study's comparisons and its budget."""
     budget = results["budget"]
     lines = [f"### {results['study']}: {results['description']}", "",
-             f"Write-up's claim: {results['claim']}", ""]
+             f"Write-up's claim: {results['claim']}", ""] if heading else []
     grads = any("grad_norm_first_layer" in r for arm in results["arms"] for r in arm["runs"])
     header = ["arm", "val loss (mean ± std)", "seeds", "params", "write-up", "ours − write-up",
               "final train loss", "diverged"]
