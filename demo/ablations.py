@@ -24,7 +24,7 @@ def _reader():
     return load_results, summarize
 
 PREFERRED_ORDER = ["heads", "depth", "baseline", "residual", "norm", "posemb"]
-RUN_COLUMNS = ["arm", "seed", "final val loss", "params", "tokens seen", "wall time (s)", "diverged"]
+RUN_COLUMNS = ["arm", "seed", "final val loss", "params", "tokens seen", "wall time (s)", "diverged", "ran on"]
 
 
 def sources(directory: Path) -> list[Path]:
@@ -99,6 +99,11 @@ def is_ordered(arms: list[dict]) -> bool:
     return all(isinstance(a["value"], (int, float)) and not isinstance(a["value"], bool) for a in arms)
 
 
+def _ran_on(run: dict, results: dict) -> str:
+    """Where a run trained: its device and torch (older records have only the file's torch)."""
+    return f"{run.get('device', '?')}, torch {run.get('torch') or results.get('torch', '?')}"
+
+
 def study_figures(results: dict):
     """(summary figure, loss-curves figure, per-run table) for one validated results dict."""
     arms = results["arms"]
@@ -112,8 +117,8 @@ def study_figures(results: dict):
                               for r in arm["runs"]]) for arm in arms]
     curves = loss_curves_figure(series, f"{results['study']}: validation loss during training, per arm")
     rows = [(arm["label"], r["seed"], None if r["val_loss"] is None else round(r["val_loss"], 4), r["params"],
-             r["tokens_seen"], round(r["wall_time_s"], 1),
-             "yes" if r.get("diverged") else "no") for arm in arms for r in arm["runs"]]
+             r["tokens_seen"], round(r["wall_time_s"], 1), "yes" if r.get("diverged") else "no",
+             _ran_on(r, results)) for arm in arms for r in arm["runs"]]
     return summary, curves, pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 

@@ -7,6 +7,7 @@ import shutil
 
 import gradio as gr
 import pytest
+import torch
 
 from demo.ablations import ablations, list_studies
 from demo_support import make_ablations
@@ -37,6 +38,7 @@ def test_a_study_gives_charts_with_the_writeup_and_tables(results_dir):
     assert "more heads help" not in table and "###" not in table  # the intro above says it already
     assert [t.get_text() for t in curves.axes[0].get_legend().get_texts()] == ["1 head", "2 heads"]
     assert len(runs) == 4 and set(runs["arm"]) == {"1 head", "2 heads"} and runs["final val loss"].gt(0).all()
+    assert set(runs["ran on"]) == {f"cpu, torch {torch.__version__}"}
 
 
 def test_studies_are_listed_with_the_writeups_tables_first(results_dir, tmp_path):
