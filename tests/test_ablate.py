@@ -145,6 +145,8 @@ def test_summary_table_and_noise_rule(study_dir):
     out, _, _ = study_dir
     text = summarize(load_results(out / "tiny-heads.json"))
     assert "| 2 heads |" in text and "| 1 head |" in text and "1.7000" in text and "- one vs two:" in text
+    c = compare_arms(load_results(out / "tiny-heads.json"), "one", "two")
+    assert f"- one vs two: Δ = {c.diff:+.4f} (95% CI {c.ci95[0]:+.4f} to {c.ci95[1]:+.4f}), SE" in text
     fake = {"study": "x", "arms": [
         {"name": "a", "runs": [{"val_loss": v} for v in (1.00, 1.01, 1.02)]},
         {"name": "b", "runs": [{"val_loss": v} for v in (1.20, 1.21, 1.22)]},
@@ -153,6 +155,7 @@ def test_summary_table_and_noise_rule(study_dir):
     ab = compare_arms(fake, "a", "b")
     assert ab.diff == pytest.approx(-0.2) and ab.beyond_noise and "a is better" in ab.verdict
     assert ab.df == pytest.approx(4.0) and ab.p_value < 1e-4 and "Welch's t-test, p = " in ab.verdict
+    assert ab.ci95[0] < -0.2 < ab.ci95[1] < 0  # the whole interval below zero: a is better
     ca = compare_arms(fake, "c", "a")
     assert ca.beyond_noise is False and ca.p_value > 0.05 and "not distinguishable" in ca.verdict
     # 2.3 standard errors with 3 seeds each passed the old rule of 2 SE; Welch's test does not call it

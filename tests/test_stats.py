@@ -44,3 +44,26 @@ def test_false_positives_are_about_alpha_under_the_null():
     hits = sum(welch([rng.gauss(0, 1) for _ in range(5)], [rng.gauss(0, 1) for _ in range(5)]).p_value < 0.05
                for _ in range(trials))
     assert 0.035 < hits / trials < 0.065
+
+
+@pytest.mark.parametrize("df, t", [(1, 12.7062), (2, 4.302653), (4, 2.776445), (10, 2.228139), (1e9, 1.959964),
+                                   (2.5, None)])
+def test_the_critical_t_value_inverts_the_p_value(df, t):
+    from gptcore.experiments.stats import t_critical
+
+    found = t_critical(df)
+    if t is not None:
+        assert found == pytest.approx(t, abs=1e-4)  # the tables' two-sided 5% values
+    assert t_two_sided_p(found, df) == pytest.approx(0.05, abs=1e-7)  # fractional degrees of freedom too
+    assert t_critical(df, alpha=0.01) > found
+
+
+def test_welch_gives_a_95_percent_interval_for_the_difference():
+    a, b = [1.0, 2.0, 3.0], [4.0, 6.0, 8.0]
+    r = welch(a, b)
+    from gptcore.experiments.stats import t_critical
+
+    half = t_critical(r.df) * r.stderr
+    assert r.ci95 == pytest.approx((r.diff - half, r.diff + half))
+    assert (r.ci95[1] < 0) == (r.p_value < 0.05)  # the interval excludes 0 exactly when the test rejects
+    assert welch([1.0, 1.0], [2.0, 2.0]).ci95 == (-1.0, -1.0)

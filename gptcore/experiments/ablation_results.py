@@ -130,6 +130,7 @@ class Comparison:
     beyond_noise: bool | None  # None: not enough seeds to tell
     p_value: float | None = None
     df: float | None = None
+    ci95: tuple[float, float] | None = None  # 95% confidence interval of diff (Welch)
 
     @property
     def verdict(self) -> str:
@@ -154,7 +155,7 @@ def compare_arms(results: dict, a: str, b: str, alpha: float = ALPHA) -> Compari
     if test is None:
         diff = statistics.fmean(la) - statistics.fmean(lb) if la and lb else None
         return Comparison(a, b, diff, None, None)
-    return Comparison(a, b, test.diff, test.stderr, test.p_value < alpha, test.p_value, test.df)
+    return Comparison(a, b, test.diff, test.stderr, test.p_value < alpha, test.p_value, test.df, test.ci95)
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -202,6 +203,7 @@ def summarize(results: dict, heading: bool = True) -> str:
         for a, b in comparisons:
             c = compare_arms(results, a, b)
             detail = "" if c.diff is None else f"Δ = {c.diff:+.4f}"
+            detail += "" if c.ci95 is None else f" (95% CI {c.ci95[0]:+.4f} to {c.ci95[1]:+.4f})"
             detail += "" if c.stderr is None else f", SE {c.stderr:.4f}, df {c.df:.1f}"
             lines.append(f"- {a} vs {b}: {detail} → {c.verdict}")
     lines += ["", f"Budget: {budget.get('max_iters')} steps of {budget.get('batch_size')}×{budget.get('block_size')} "

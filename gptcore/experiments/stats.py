@@ -22,6 +22,7 @@ class WelchResult:
     t: float
     df: float
     p_value: float
+    ci95: tuple[float, float]  # the 95% confidence interval of diff: diff ± t_critical(df) · stderr
 
 
 def _beta_continued_fraction(a: float, b: float, x: float, iterations: int = 300, eps: float = 1e-15) -> float:
@@ -62,6 +63,23 @@ def t_two_sided_p(t: float, df: float) -> float:
     return regularized_beta(df / 2.0, 0.5, df / (df + t * t))
 
 
+def t_critical(df: float, alpha: float = ALPHA) -> float:
+    """The t with P(|T| >= t) = ``alpha`` for Student's t with ``df`` degrees of freedom (4.30 for df 2,
+    1.96 as df grows): the inverse of :func:`t_two_sided_p`, by bisection, since the p-value falls as t grows."""
+    low, high = 0.0, 1.0
+    while t_two_sided_p(high, df) > alpha:
+        high *= 2.0
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if t_two_sided_p(middle, df) > alpha:
+            low = middle
+        else:
+            high = middle
+        if high - low < 1e-12 * high:
+            break
+    return (low + high) / 2.0
+
+
 def welch(a: list[float], b: list[float]) -> WelchResult | None:
     """Welch's t-test of mean(a) - mean(b); None with fewer than two values in either sample."""
     if len(a) < 2 or len(b) < 2:
@@ -71,7 +89,8 @@ def welch(a: list[float], b: list[float]) -> WelchResult | None:
     stderr = math.sqrt(va + vb)
     if stderr == 0.0:  # identical runs within each arm: any difference is exact, none is no difference
         return WelchResult(diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0, math.inf,
-                           0.0 if diff else 1.0)
+                           0.0 if diff else 1.0, (diff, diff))
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     t = diff / stderr
-    return WelchResult(diff, stderr, t, df, t_two_sided_p(t, df))
+    half = t_critical(df) * stderr
+    return WelchResult(diff, stderr, t, df, t_two_sided_p(t, df), (diff - half, diff + half))
