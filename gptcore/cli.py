@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iters", type=int, help="the step budget of every run (default 150)")
     p.add_argument("--threads", type=int, help="torch threads per run (1 for background studies)")
     p.add_argument("--max-seeds", type=int, help="add seeds, one at a time, to the arms of comparisons whose "
-                   "verdict is unsettled (Welch's p between 0.05 and 0.2), up to this many")
+                   "verdict is unsettled (Welch's p between 0.01 and 0.2), up to this many")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--device", default="auto", help=device_help)
     p.add_argument("--step-cost", action="store_true", help="instead of training: measure each arm's seconds per "

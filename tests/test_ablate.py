@@ -326,6 +326,13 @@ def test_unsettled_comparisons_get_more_seeds(tmp_path, corpus):
         {"name": "b", "runs": [{"val_loss": v} for v in (1.0188, 1.0288, 1.0388)]},  # p about 0.08: unsettled
         {"name": "c", "runs": [{"val_loss": v} for v in (1.50, 1.51, 1.52)]}]}  # far apart: settled
     assert unclear_arms(fake) == {"a", "b"}
+    # just under 0.05 is no clearer than just over it: heads at 2,000 steps, 8 against 4, had p = 0.048
+    edge = {"comparisons": [["a", "b"]], "study": "x", "arms": [
+        {"name": "a", "runs": [{"val_loss": v} for v in (1.00, 1.01, 1.02)]},
+        {"name": "b", "runs": [{"val_loss": v} for v in (1.0228, 1.0328, 1.0428)]}]}
+    assert 0.01 < compare_arms(edge, "b", "a").p_value < 0.05 and unclear_arms(edge) == {"a", "b"}
+    clear = dict(edge, arms=[edge["arms"][0], {"name": "b", "runs": [{"val_loss": v} for v in (1.05, 1.06, 1.07)]}])
+    assert compare_arms(clear, "b", "a").p_value < 0.01 and unclear_arms(clear) == set()
     report = run_study(TINY, corpus, tmp_path, seeds=1, budget=tiny_budget(2), quiet=True, arm_seeds={"one": 3})
     seeds = {arm["name"]: sorted(r["seed"] for r in arm["runs"]) for arm in report.results["arms"]}
     assert seeds == {"two": [BASE_SEED], "one": [BASE_SEED, BASE_SEED + 1, BASE_SEED + 2]}

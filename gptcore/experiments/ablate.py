@@ -435,15 +435,18 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
     return report
 
 
-UNCLEAR_P = 0.2  # 0.05 <= p < 0.2: suggestive, not significant: more seeds may settle it
+# Welch's p in [CLEAR_P, UNCLEAR_P): too close to the 0.05 line, on either side, for one seed more or less not
+# to change the verdict, so more seeds may settle it. Below 0.01 the difference is clear; from 0.2 the seeds
+# say the difference, if any, is smaller than this budget of seeds can see.
+CLEAR_P, UNCLEAR_P = 0.01, 0.2
 
 
 def unclear_arms(results: dict) -> set[str]:
-    """The arms of the study's comparisons whose verdict is not yet clear (Welch's p in [0.05, 0.2))."""
+    """The arms of the study's comparisons whose verdict is not yet clear (Welch's p in [0.01, 0.2))."""
     out: set[str] = set()
     for a, b in results.get("comparisons") or []:
         c = compare_arms(results, a, b)
-        if c.p_value is not None and ALPHA <= c.p_value < UNCLEAR_P:
+        if c.p_value is not None and CLEAR_P <= c.p_value < UNCLEAR_P:
             out |= {a, b}
     return out
 
