@@ -468,3 +468,12 @@ def test_two_processes_running_one_study_keep_each_others_runs(tmp_path, corpus,
     one = [a for a in saved["arms"] if a["name"] == "one"][0]["runs"]
     assert one == [a for a in elsewhere["arms"] if a["name"] == "one"][0]["runs"]
     assert [len(a["runs"]) for a in saved["arms"]] == [1, 1]  # the run both made is recorded once
+
+
+def test_only_a_live_process_holds_a_run():
+    import os
+
+    from gptcore.experiments.sharing import _process_alive
+
+    assert _process_alive(os.getpid()) and _process_alive(str(os.getppid()))
+    assert not any(_process_alive(pid) for pid in (0, -1, None, "x", 2 ** 80))

@@ -48,6 +48,8 @@ def results_dir_lock(out_dir: Path):
 
 def _process_alive(pid) -> bool:
     try:
+        if int(pid) <= 0:  # kill(0) and kill(-n) signal process groups: never a lock holder
+            return False
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
