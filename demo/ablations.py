@@ -145,32 +145,6 @@ def study_notes(directory: Path, results: dict) -> str:
     return budget + "\n\n" + written
 
 
-def equal_time_markdown(directory: Path, results: dict) -> str:
-    """The arms read at equal wall-clock time (``gptcore.experiments.wallclock``), when the study's step
-    costs have been measured on this machine; otherwise how to measure them."""
-    from gptcore.experiments.ablation_results import read_step_costs
-    from gptcore.experiments.wallclock import equal_time
-
-    cost = read_step_costs(directory, results["study"])
-    if cost is None:
-        return (f"*Equal wall-clock time:* not measured yet (`python -m gptcore ablate --study {results['study']} "
-                f"--step-cost --out {directory}`).")
-    view = equal_time(results, cost)
-    if view is None:
-        return "*Equal wall-clock time:* the step costs do not cover every arm of these results; measure again."
-    rows = [f"**At equal wall-clock time** ({view['seconds'] / 60:.0f} min on {cost.get('device', '?')} at "
-            f"{cost.get('threads', '?')} thread(s): the least time any arm needs for its whole budget; each arm's "
-            "curve read where it would be by then, from its measured seconds per step):", "",
-            "| arm | s/step | step reached | validation loss (periodic estimate) |", "|---|---|---|---|"]
-    for arm in view["arms"]:
-        spread = f" ± {arm['std']:.3f}" if arm["std"] is not None else ""
-        n = len(arm["values"])
-        loss = f"{arm['mean']:.3f}{spread} ({n} seed{'s' if n != 1 else ''})" if arm["mean"] is not None else "n/a"
-        rows.append(f"| {arm['label']} | {cost['arms'][arm['name']]['seconds_per_step']:.3f} | {arm['step']:,} | "
-                    f"{loss} |")
-    return "\n".join(rows)
-
-
 def budgets_markdown(directory: Path, source: Path, name: str, results: dict) -> str:
     """Where the study (``results``, read from ``source``) was also run at other budgets (the other directories
     of ``directory``'s family): each comparison's verdict at each budget, and whether it stays the same;
@@ -195,6 +169,7 @@ def ablations(directory: Path, study: str | None):
         if study not in studies:
             raise ValueError(f"no results for study {study!r:.80}; available: {', '.join(studies)}")
         load_results, summarize = _reader()
+        from gptcore.experiments.wallclock import equal_time_markdown
         source, name = _locate(directory, study)
         results = load_results(source / f"{name}.json")
         summary, curves, runs = study_figures(results)

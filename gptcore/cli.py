@@ -243,6 +243,9 @@ def cmd_ablate(args) -> int:
             if path.exists() or args.study != "all":
                 results = load_results(path)
                 print(summarize(results) + "\n")
+                from .experiments.wallclock import equal_time_markdown
+
+                print(equal_time_markdown(Path(args.out), results) + "\n")
                 others = [Path(d) / f"{study.name}.json" for d in args.against]
                 others = [load_results(p) for p in others if p.exists() or args.study != "all"]
                 if others:

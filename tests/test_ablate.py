@@ -238,6 +238,7 @@ def test_cli_runs_a_study(tmp_path, capsys, monkeypatch):
     assert cli.main(["ablate", "--study", "tiny-heads", "--summary", "--out", str(tmp_path)]) == 0
     summary = capsys.readouterr().out  # the same table, from the file, without training
     assert "| 2 heads |" in summary and "tiny-heads.json" not in summary
+    assert "*Equal wall-clock time:* not measured yet" in summary  # the tab's equal-time view, from the same code
     longer = tmp_path / "longer"
     longer.mkdir()
     data = json.loads((tmp_path / "tiny-heads.json").read_text())

@@ -23,7 +23,7 @@ from ..data import Corpus
 from ..device import describe, resolve_device
 from ..storage import write_json
 from .ablate import Study, arm_config, default_budget, resolve_studies
-from .ablation_results import step_cost_path
+from .ablation_results import read_step_costs, step_cost_path
 from .bench import train_tokens_per_sec
 
 
@@ -101,3 +101,25 @@ def run_step_cost(study_name: str, corpus: Corpus, out_dir: str | Path, threads:
         written.append(path)
     return written
 
+
+def equal_time_markdown(directory: Path, results: dict) -> str:
+    """The arms read at equal wall-clock time (``gptcore.experiments.wallclock``), when the study's step
+    costs have been measured on this machine; otherwise how to measure them."""
+    cost = read_step_costs(directory, results["study"])
+    if cost is None:
+        return (f"*Equal wall-clock time:* not measured yet (`python -m gptcore ablate --study {results['study']} "
+                f"--step-cost --out {directory}`).")
+    view = equal_time(results, cost)
+    if view is None:
+        return "*Equal wall-clock time:* the step costs do not cover every arm of these results; measure again."
+    rows = [f"**At equal wall-clock time** ({view['seconds'] / 60:.0f} min on {cost.get('device', '?')} at "
+            f"{cost.get('threads', '?')} thread(s): the least time any arm needs for its whole budget; each arm's "
+            "curve read where it would be by then, from its measured seconds per step):", "",
+            "| arm | s/step | step reached | validation loss (periodic estimate) |", "|---|---|---|---|"]
+    for arm in view["arms"]:
+        spread = f" ± {arm['std']:.3f}" if arm["std"] is not None else ""
+        n = len(arm["values"])
+        loss = f"{arm['mean']:.3f}{spread} ({n} seed{'s' if n != 1 else ''})" if arm["mean"] is not None else "n/a"
+        rows.append(f"| {arm['label']} | {cost['arms'][arm['name']]['seconds_per_step']:.3f} | {arm['step']:,} | "
+                    f"{loss} |")
+    return "\n".join(rows)
