@@ -70,15 +70,37 @@ def sample_windows(n_tokens: int, block_size: int, n_windows: int, seed: int = 0
     return [starts[i] for i in picked.tolist()]
 
 
+def predicted_token_counts(data: torch.Tensor | ShardSet, vocab_size: int) -> torch.Tensor:
+    """(vocab_size,) how often each token id is a target in ``data``: tokens 1 .. n-1, the ones a whole-split
+    loss predicts (the first has nothing before it)."""
+    if isinstance(data, ShardSet):  # counted shard by shard
+        counts = torch.from_numpy(data.bincount(vocab_size)).long()
+        first = data.head(1)
+    else:
+        counts = torch.bincount(data.reshape(-1).long(), minlength=vocab_size)
+        first = data[:1]
+    counts[first.long()] -= 1
+    return counts
+
+
 def nats_per_char(loss: float, data: torch.Tensor, tokenizer: Tokenizer) -> float:
     """A whole-split loss per token (:func:`split_loss` of ``data``) as nats per character of the text it
     predicted (tokens 1 .. n-1): total nats over characters. The only fair way to compare models whose
     tokenizers differ; for a character-level model it equals the loss per token."""
     per_token = torch.tensor(tokenizer.char_counts())
-    if isinstance(data, ShardSet):  # counted shard by shard, the first token (not predicted) left out
-        chars = int((torch.from_numpy(data.bincount(len(per_token))) * per_token).sum() - per_token[data.head(1)].sum())
-    else:
-        chars = int(per_token[data[1:]].sum())
+    chars = int((predicted_token_counts(data, len(per_token)) * per_token).sum())
     if chars == 0:
         raise GptcoreError("the evaluated tokens hold no characters: no loss per character exists")
     return loss * (len(data) - 1) / chars
+
+
+def unigram_loss(train: torch.Tensor | ShardSet, val: torch.Tensor | ShardSet, vocab_size: int) -> float:
+    """The whole-split loss of predicting every token of ``val`` from its frequency in ``train`` alone
+    (add-one smoothed), blind to all context: where a model that learned nothing about order ends, and so
+    the scale a trained model's loss is read against. Same tokens as :func:`split_loss` (1 .. n-1)."""
+    counts = predicted_token_counts(train, vocab_size).double() + 1
+    log_p = (counts / counts.sum()).log()
+    targets = predicted_token_counts(val, vocab_size).double()
+    if targets.sum() == 0:
+        raise GptcoreError(f"the validation split has {len(val)} token(s): at least 2 are needed to measure a loss")
+    return float(-(targets * log_p).sum() / targets.sum())

@@ -71,6 +71,11 @@ def test_runner_writes_a_valid_results_file(study_dir, corpus):
     two = results["arms"][0]["runs"]
     assert two[0]["val_loss"] != two[1]["val_loss"]
     assert results["arms"][0]["writeup_val_loss"] == 1.7 and results["arms"][1]["writeup_val_loss"] is None
+    # the scale to read the arms against, measured on the same split: what context-blind frequencies give
+    from gptcore.evaluate import unigram_loss
+    unigram = unigram_loss(corpus.train, corpus.val, corpus.tokenizer.vocab_size)
+    assert results["references"] == {"unigram_val_loss": round(unigram, 4)}
+    assert f"alone, blind to all context, gives {unigram:.4f} on the same validation split" in summarize(results)
 
 
 def test_finished_runs_are_kept_not_retrained(study_dir):
@@ -102,6 +107,31 @@ def test_a_different_budget_is_refused(study_dir, corpus):
         run_study(TINY, corpus, out, seeds=1, budget=tiny_budget(7), quiet=True)
 
 
+def test_runs_the_study_no_longer_defines_are_not_dropped(study_dir, corpus, tmp_path):
+    """A results file with a run made under another definition is refused, not rewritten without it."""
+    out, _, _ = study_dir
+    shutil.copy(out / "tiny-heads.json", tmp_path / "tiny-heads.json")
+    data = json.loads((tmp_path / "tiny-heads.json").read_text())
+    data["arms"][1]["runs"][0]["config"]["model"]["n_embd"] = 48
+    (tmp_path / "tiny-heads.json").write_text(json.dumps(data))
+    before = (tmp_path / "tiny-heads.json").read_bytes()
+    with pytest.raises(GptcoreError, match=r"1 run\(s\) the study no longer defines.*\(one seed 1337\).*would lose them"):
+        run_study(TINY, corpus, tmp_path, seeds=2, budget=tiny_budget(), quiet=True)
+    assert (tmp_path / "tiny-heads.json").read_bytes() == before
+
+
+def test_the_attention_kernel_does_not_make_a_run_another_run(study_dir, corpus, tmp_path):
+    """Runs recorded with another attention kernel (older results: "fused") are the same runs: kept, not retrained."""
+    out, _, _ = study_dir
+    data = json.loads((out / "tiny-heads.json").read_text())
+    for arm in data["arms"]:
+        for run in arm["runs"]:
+            run["config"]["model"]["attention"] = "fused"
+    (tmp_path / "tiny-heads.json").write_text(json.dumps(data))
+    report = run_study(TINY, corpus, tmp_path, seeds=2, budget=tiny_budget(), quiet=True)
+    assert report.trained == 0 and report.kept == 4
+
+
 def _corrupt(results: dict, how: str) -> dict:
     bad = copy.deepcopy(results)
     if how == "no-arms":
@@ -114,6 +144,8 @@ def _corrupt(results: dict, how: str) -> dict:
         bad["arms"][0]["runs"][1]["curve"][0]["step"] = 1.5
     elif how == "version":
         bad["schema_version"] = 2
+    elif how == "reference":
+        bad["references"] = {"unigram_val_loss": "high"}
     return bad
 
 
@@ -123,6 +155,7 @@ def _corrupt(results: dict, how: str) -> dict:
     ("string-loss", "arm 'one' runs[0]: key 'val_loss' should be a finite number or null"),
     ("curve-step", "arm 'two' runs[1] curve[0]: key 'step' should be an integer"),
     ("version", "schema_version 2 is not supported"),
+    ("reference", "'references' should map names to finite numbers"),
 ])
 def test_loader_rejects_a_malformed_file(study_dir, tmp_path, how, message):
     out, _, _ = study_dir

@@ -39,3 +39,29 @@ def test_nats_per_char_is_the_token_loss_for_characters_and_fair_for_bpe(corpus,
     assert bpe.tokenizer.decode(bpe.val.tolist()) == corpus.tokenizer.decode(corpus.val.tolist())
     predicted_chars = len(bpe.tokenizer.decode(bpe.val[1:].tolist()))
     assert nats_per_char(2.0, bpe.val, bpe.tokenizer) == pytest.approx(2.0 * (len(bpe.val) - 1) / predicted_chars)
+
+
+def test_the_unigram_loss_is_the_cross_entropy_of_training_frequencies():
+    import math
+
+    from gptcore.evaluate import unigram_loss
+
+    train = torch.tensor([0, 0, 0, 1, 1, 2])  # targets (tokens 1..n-1): 0 twice, 1 twice, 2 once; +1 each
+    val = torch.tensor([2, 0, 1, 1])  # targets: 0, 1, 1
+    p = {0: 3 / 9, 1: 3 / 9, 2: 2 / 9, 3: 1 / 9}
+    expected = -(math.log(p[0]) + 2 * math.log(p[1])) / 3
+    assert unigram_loss(train, val, 4) == pytest.approx(expected)
+    # a model that learns nothing beats no less than this: a uniform corpus gives log(vocab)
+    uniform = torch.arange(8).repeat(50)
+    assert unigram_loss(uniform, uniform, 8) == pytest.approx(math.log(8), abs=1e-3)
+    with pytest.raises(Exception, match="at least 2"):
+        unigram_loss(train, torch.tensor([1]), 4)
+
+
+def test_the_unigram_loss_of_tiny_shakespeare_is_below_a_uniform_guess_and_above_a_bigram(corpus):
+    import math
+
+    from gptcore.evaluate import unigram_loss
+
+    loss = unigram_loss(corpus.train, corpus.val, corpus.tokenizer.vocab_size)
+    assert 2.5 < loss < math.log(corpus.tokenizer.vocab_size)

@@ -14,7 +14,7 @@ from gptcore import prepare as prepare_module
 from gptcore.cli import main
 from gptcore.data import BatchSampler, Corpus
 from gptcore.errors import CheckpointError, GptcoreError
-from gptcore.evaluate import nats_per_char, split_loss
+from gptcore.evaluate import nats_per_char, split_loss, unigram_loss
 from gptcore.models import GPT
 from gptcore.prepare import VAL_EVERY, PrepareConfig, input_files, piece_size, prepare, text_pieces
 from gptcore.shards import open_splits
@@ -115,6 +115,8 @@ def test_shards_give_the_same_batches_and_losses_as_a_tensor(text_dir, tmp_path)
     loss = split_loss(model, corpus.val, 16)
     assert loss == pytest.approx(split_loss(model, val, 16), abs=1e-6)
     assert nats_per_char(loss, corpus.val, corpus.tokenizer) == pytest.approx(nats_per_char(loss, val, corpus.tokenizer))
+    vocab = corpus.tokenizer.vocab_size
+    assert unigram_loss(corpus.train, corpus.val, vocab) == pytest.approx(unigram_loss(as_tensor, val, vocab))
 
 
 def test_the_cli_prepares_trains_and_evaluates(text_dir, tmp_path, capsys):

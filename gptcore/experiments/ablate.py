@@ -32,6 +32,7 @@ from ..config import ModelConfig, RunConfig, TrainConfig
 from ..data import Corpus
 from ..device import resolve_device
 from ..errors import ConfigError, GptcoreError
+from ..evaluate import unigram_loss
 from ..presets import WRITEUP_MODEL
 from ..storage import write_json
 from ..training import TrainEvent
@@ -248,6 +249,7 @@ def _normalized(config: dict) -> dict | None:
         return None
     out["train"]["device"] = "auto"  # where a run ran, and on how many threads, does not change what it is
     out["train"]["threads"] = None
+    out["model"]["attention"] = "auto"  # nor which kernel computed the attention: each computes the same function
     return out
 
 
@@ -284,9 +286,14 @@ def _sibling_runs(out_dir: Path, exclude: Path) -> dict[str, tuple[str, dict]]:
     return found
 
 
+REFERENCES = {"unigram_val_loss": "the whole-split validation loss of predicting each token from its frequency in "
+                                    "the training split alone (add-one smoothed; gptcore.evaluate.unigram_loss)"}
+
+
 def build_results(study: Study, budget: dict, base_model: ModelConfig, runs: dict[str, list[dict]],
-                  command: str, corpus_source: str) -> dict:
-    """The results document (schema version 1) for the runs gathered so far."""
+                  command: str, corpus_source: str, references: dict[str, float] | None = None) -> dict:
+    """The results document (schema version 1) for the runs gathered so far; ``references``: losses on the
+    same validation split that need no training (:data:`REFERENCES`), to read the arms' losses against."""
     arms = []
     for arm in study.arms:
         arm_runs = sorted(runs[arm.name], key=lambda r: r["seed"])
@@ -313,7 +320,9 @@ def build_results(study: Study, budget: dict, base_model: ModelConfig, runs: dic
             "diverged": f"a non-finite loss, or a final training loss > {DIVERGE_NATS} nats above the best",
             "grad_norm_first_layer": "mean over steps of the raw (pre-clip) gradient norm of blocks.0",
             "grad_norm_ratio": "grad_norm_first_layer / the same for the last block",
+            **{f"references.{name}": what for name, what in REFERENCES.items()},
         },
+        **({"references": references} if references else {}),
         "total_train_time_s": round(sum(r.get("elapsed_s", r["wall_time_s"]) for r in trained), 1),
         "created_by": command,
         "corpus": corpus_source,
@@ -338,6 +347,7 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
     base_model = dataclasses.replace(study.base_model, vocab_size=vocab)
     shared = budget_dict(budget, base_model)
     arms_by_name = {arm.name: arm for arm in study.arms}
+    references = {"unigram_val_loss": round(unigram_loss(corpus.train, corpus.val, vocab), 4)}
 
     def recorded() -> dict[tuple[str, int], dict]:
         """The runs in the results file (read now: another process may run this study too) whose arm, seed
@@ -346,12 +356,19 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
                 if name in arms_by_name and _normalized(run.get("config")) == _normalized(
                     arm_config(study, arms_by_name[name], budget, seed, vocab).to_dict())}
 
+    matching = recorded()
+    stale = [f"{name} seed {seed}" for name, seed in _existing_runs(path, shared) if (name, seed) not in matching]
+    if stale:  # rewriting the file would drop them
+        raise GptcoreError(
+            f"{path} holds {len(stale)} run(s) the study no longer defines, or defines with another config "
+            f"({', '.join(stale[:4])}{', ...' if len(stale) > 4 else ''}); rewriting it would lose them. "
+            f"Move the file away to start the study over, or give another --out")
     siblings = _sibling_runs(out_dir, path) if reuse and out_dir.is_dir() else {}
     report = StudyReport(path, {})
 
     runs: dict[str, list[dict]] = {arm.name: [] for arm in study.arms}
     todo: list[tuple[Arm, RunConfig]] = []
-    for (name, _), run in recorded().items():
+    for (name, _), run in matching.items():
         runs[name].append(run)
     wanted = {arm.name: max(seeds, (arm_seeds or {}).get(arm.name, seeds)) for arm in study.arms}
     for i in range(max(wanted.values())):
@@ -379,7 +396,8 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
             for (name, seed), run in recorded().items():
                 if not any(r["seed"] == seed for r in runs[name]):
                     runs[name].append(run)
-            results = validate_results(build_results(study, shared, base_model, runs, command, corpus.source))
+            results = validate_results(build_results(study, shared, base_model, runs, command, corpus.source,
+                                                       references))
             write_json(path, results)
         return results
 

@@ -68,6 +68,9 @@ def validate_results(data, source: str = "results") -> dict:
     if data["schema_version"] != SCHEMA_VERSION:
         raise GptcoreError(f"{source}: schema_version {data['schema_version']} is not supported "
                            f"(this gptcore reads version {SCHEMA_VERSION})")
+    references = data.get("references", {})
+    if not isinstance(references, dict) or not all(_is_number(v) for v in references.values()):
+        raise GptcoreError(f"{source}: 'references' should map names to finite numbers, got {references!r:.60}")
     if not data["arms"]:
         raise GptcoreError(f"{source}: 'arms' is empty")
     seen = set()
@@ -209,6 +212,10 @@ def summarize(results: dict, heading: bool = True) -> str:
     lines += ["", f"Budget: {budget.get('max_iters')} steps of {budget.get('batch_size')}×{budget.get('block_size')} "
                   f"({budget.get('tokens_per_run', 0):,} tokens), {budget.get('schedule')} lr {budget.get('lr')} "
                   f"with {budget.get('warmup_iters')} warmup steps; final loss on the whole validation split."]
+    unigram = (results.get("references") or {}).get("unigram_val_loss")
+    if unigram is not None:
+        lines += ["", f"For scale: predicting each token from its frequency in the training split alone, blind to "
+                      f"all context, gives {unigram:.4f} on the same validation split."]
     return "\n".join(lines) + "\n"
 
 
