@@ -1,6 +1,6 @@
 """README's ablation tables are the runner's results, not a copy that goes stale: every arm row, comparison
-line and verdicts-at-each-budget row in README's Ablations section must be a line that ``ablate --summary``
-prints from a committed results file today. When a study gains seeds, this fails until README follows."""
+line, verdicts-at-each-budget row and reference loss in README's Ablations section must be a line that
+``ablate --summary`` prints from a committed results file today. When a study gains seeds, this fails until README follows."""
 
 import itertools
 import re
@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARM_ROW = re.compile(r"^\| [^|]+ \| \d+\.\d{4} ± ")
 COMPARISON = re.compile(r"^- \S+ vs \S+: Δ = ")
 VERDICT_ROW = re.compile(r"^\| \S+ vs \S+ \| ")
+SCALE = re.compile(r"^For scale: ")
 
 
 def ablations_section(readme: str) -> list[str]:
@@ -38,7 +39,7 @@ def results_lines() -> set[str]:
 
 
 def readme_result_lines(section: list[str]) -> list[str]:
-    return [line for line in section if ARM_ROW.match(line) or COMPARISON.match(line) or VERDICT_ROW.match(line)]
+    return [line for line in section if any(p.match(line) for p in (ARM_ROW, COMPARISON, VERDICT_ROW, SCALE))]
 
 
 def test_readme_ablation_tables_are_the_committed_results():
