@@ -112,7 +112,8 @@ def study_figures(results: dict):
     xlabel = _x_label(arms)
     summary = ablation_summary_figure(labels, finals, [arm["writeup_val_loss"] for arm in arms], xlabel,
                                       f"{results['study']}: final validation loss against {xlabel}",
-                                      ordered=is_ordered(arms))
+                                      ordered=is_ordered(arms),
+                                      unigram=(results.get("references") or {}).get("unigram_val_loss"))
     series = [(arm["label"], [[(p["step"], p["val_loss"]) for p in r["curve"] if p["val_loss"] is not None]
                               for r in arm["runs"]]) for arm in arms]
     curves = loss_curves_figure(series, f"{results['study']}: validation loss during training, per arm")

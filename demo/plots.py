@@ -79,11 +79,13 @@ ABLATION_FIGSIZE = (5.6, 4.0)
 
 
 def ablation_summary_figure(labels: list[str], runs: list[list[float]], writeup: list[float | None],
-                            xlabel: str, title: str, ordered: bool = True):
+                            xlabel: str, title: str, ordered: bool = True, unigram: float | None = None):
     """Final validation loss per arm: our mean ± std over seeds, each seed, and the write-up's number.
 
     ``ordered``: the arms are values on a scale (1, 2, 4, 8 heads), so their means are joined by a line;
-    categorical arms (pre- or post-norm, positions) are separate points, since a line would suggest a trend."""
+    categorical arms (pre- or post-norm, positions) are separate points, since a line would suggest a trend.
+    ``unigram``: the loss of token frequencies alone, drawn where an arm comes near it (an arm that learned
+    nothing about context); elsewhere it would only squash the arms into a corner of the chart."""
     import textwrap
 
     fig = _figure(*ABLATION_FIGSIZE, dpi=150)
@@ -100,6 +102,10 @@ def ablation_summary_figure(labels: list[str], runs: list[list[float]], writeup:
     if any(w is not None for w in writeup):
         w = np.array([np.nan if v is None else v for v in writeup], dtype=float)
         ax.plot(x, w, "D--" if ordered else "D", color="#d62728", mfc="none", label="write-up")
+    finite = [v for r in runs for v in r]
+    if unigram is not None and finite and unigram <= max(finite) + 0.1 * (max(finite) - min(finite) or 1.0):
+        ax.axhline(unigram, color="0.4", linestyle=":", linewidth=1.2, zorder=1,
+                   label=f"unigram (token frequencies alone, no context): {unigram:.3f}")
     # long labels wrap onto several lines, and many arms tilt theirs, so neighbours never overlap
     width = 14 if len(labels) <= 4 else 10
     ax.set_xticks(x, ["\n".join(textwrap.wrap(label, width)) for label in labels],

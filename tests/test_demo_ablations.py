@@ -88,6 +88,18 @@ def test_categorical_arms_are_points_and_ordered_arms_a_line(results_dir):
     assert high - low == pytest.approx(2 * 0.1)
 
 
+def test_the_unigram_level_is_drawn_only_where_an_arm_comes_near_it():
+    from demo.plots import ablation_summary_figure
+
+    def unigram_lines(runs):
+        fig = ablation_summary_figure(["on", "off"], runs, [None] * 2, "arm", "residual", ordered=False, unigram=3.35)
+        return [line for line in fig.axes[0].lines if "unigram" in str(line.get_label())]
+
+    (line,) = unigram_lines([[2.0, 2.01], [3.357, 3.356]])  # an arm stuck at character frequencies
+    assert list(line.get_ydata()) == [3.35, 3.35]
+    assert unigram_lines([[1.62, 1.63], [1.72, 1.73]]) == []  # far above every arm: left out
+
+
 def test_equal_wall_clock_time_needs_measured_step_costs(results_dir, tmp_path):
     from gptcore.experiments.ablation_results import step_cost_path
 
