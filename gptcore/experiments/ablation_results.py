@@ -208,7 +208,7 @@ def summarize(results: dict, heading: bool = True) -> str:
             detail = "" if c.diff is None else f"Δ = {c.diff:+.4f}"
             detail += "" if c.ci95 is None else f" (95% CI {c.ci95[0]:+.4f} to {c.ci95[1]:+.4f})"
             detail += "" if c.stderr is None else f", SE {c.stderr:.4f}, df {c.df:.1f}"
-            lines.append(f"- {a} vs {b}: {detail} → {c.verdict}")
+            lines.append(f"- {a} vs {b}: {detail + ' → ' if detail else ''}{c.verdict}")
     lines += ["", f"Budget: {budget.get('max_iters')} steps of {budget.get('batch_size')}×{budget.get('block_size')} "
                   f"({budget.get('tokens_per_run', 0):,} tokens), {budget.get('schedule')} lr {budget.get('lr')} "
                   f"with {budget.get('warmup_iters')} warmup steps; final loss on the whole validation split."]
