@@ -126,6 +126,23 @@ def study_figures(results: dict):
 MAX_NOTES_BYTES = 20_000
 
 
+CLAIMS_FILE = "claims.md"  # beside the default budget's results: every claim's verdict, README's table too
+
+
+def _read_notes(path: Path) -> str | None:
+    """A Markdown file a person wrote beside the results (at most MAX_NOTES_BYTES), or None when it is absent."""
+    try:
+        return path.read_bytes()[:MAX_NOTES_BYTES].decode("utf-8", errors="replace").strip()
+    except OSError:
+        return None
+
+
+def claims_markdown(directory: Path) -> str:
+    """Every claim of the write-up with its budget, what the studies found and the verdict, in one table
+    (``<directory>/claims.md``, the table README shows), so the tab opens on the answers, not on one study."""
+    return _read_notes(Path(directory) / CLAIMS_FILE) or "*No claim-by-claim summary has been written yet.*"
+
+
 def study_notes(directory: Path, results: dict) -> str:
     """The study's budget, then its caveats and conclusion as a person wrote them after reading the results
     (``<study>.md`` beside ``<study>.json``), so the chart is never read without them."""
@@ -138,11 +155,8 @@ def study_notes(directory: Path, results: dict) -> str:
         count = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)} to {max(seeds)}"
         budget += (f"\n\n**Still running:** {sum(n > 0 for n in seeds)} of {len(seeds)} arms have results, with "
                    f"{count} seed{'s' if max(seeds) != 1 else ''} each; every arm gets at least 3 before a verdict.")
-    path = Path(directory) / f"{results['study']}.md"
-    try:
-        written = path.read_bytes()[:MAX_NOTES_BYTES].decode("utf-8", errors="replace").strip()
-    except OSError:
-        written = "*No conclusion has been written for these results yet.*"
+    written = (_read_notes(Path(directory) / f"{results['study']}.md")
+               or "*No conclusion has been written for these results yet.*")
     return budget + "\n\n" + written
 
 
@@ -184,6 +198,8 @@ def ablations(directory: Path, study: str | None):
 def build_tab(directory: Path) -> dict:
     studies = study_choices(directory)
     how_to_read("ablations")
+    with gr.Accordion("What the studies found, claim by claim", open=False):
+        claims = gr.Markdown(claims_markdown(directory), elem_id="ablations-claims")
     with gr.Row():
         study = gr.Dropdown(studies, value=studies[0][1] if studies else None, label="study", scale=3,
                             allow_custom_value=True)
@@ -206,8 +222,8 @@ def build_tab(directory: Path) -> dict:
         choices = study_choices(directory)
         names = [value for _, value in choices]
         name = name if name in names else (names[0] if names else None)
-        return gr.update(choices=choices, value=name), *ablations(directory, name)
+        return gr.update(choices=choices, value=name), claims_markdown(directory), *ablations(directory, name)
 
     study.input(_show, study, outputs, api_name="ablations", concurrency_limit=2)
-    reload.click(_reload, study, [study, *outputs], api_visibility="private", concurrency_limit=2)
-    return {"load": (_reload, study, [study, *outputs])}
+    reload.click(_reload, study, [study, claims, *outputs], api_visibility="private", concurrency_limit=2)
+    return {"load": (_reload, study, [study, claims, *outputs])}

@@ -218,6 +218,9 @@ def test_ablations_tab_shows_the_study(page):
     expect(page.locator("#ablations-summary-table")).to_contain_text("2 heads")
     expect(page.locator("#ablations-curves img")).to_be_visible()
     _shot(page, "ablations-laptop")
+    # the overview of every claim folds open above the study (this results folder has none written yet)
+    page.get_by_text("What the studies found, claim by claim").click()
+    expect(page.locator("#ablations-claims")).to_contain_text("No claim-by-claim summary", timeout=10_000)
 
 
 def test_models_tab_downloads_a_model_and_uploads_it_for_sampling_and_attention(page, tmp_path):

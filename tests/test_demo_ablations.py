@@ -88,6 +88,14 @@ def test_categorical_arms_are_points_and_ordered_arms_a_line(results_dir):
     assert high - low == pytest.approx(2 * 0.1)
 
 
+def test_the_tab_opens_on_every_claims_verdict(tmp_path):
+    from demo.ablations import claims_markdown
+
+    assert "No claim-by-claim summary" in claims_markdown(tmp_path)
+    (tmp_path / "claims.md").write_text("| claim | verdict |\n|---|---|\n| residuals | confirmed |\n")
+    assert "| residuals | confirmed |" in claims_markdown(tmp_path)
+
+
 def test_the_unigram_level_is_drawn_only_where_an_arm_comes_near_it():
     from demo.plots import ablation_summary_figure
 

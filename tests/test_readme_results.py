@@ -58,3 +58,11 @@ def test_the_check_catches_a_changed_number():
     row = next(line for line in section if ARM_ROW.match(line))
     changed = re.sub(r"(\d\.\d{3})(\d)", lambda m: m[1] + str((int(m[2]) + 1) % 10), row, count=1)
     assert changed != row and changed not in results_lines()
+
+
+def test_readme_claim_table_is_the_one_the_app_shows():
+    """The claim-by-claim table is written once (checkpoints/ablations/claims.md, the Ablations tab's
+    overview) and README carries it verbatim."""
+    claims = (ROOT / "checkpoints" / "ablations" / "claims.md").read_text(encoding="utf-8").strip()
+    assert claims.startswith("**Claim by claim.**") and claims.count("\n| ") >= 7
+    assert claims in "\n".join(ablations_section((ROOT / "README.md").read_text(encoding="utf-8")))
