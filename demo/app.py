@@ -27,6 +27,9 @@ CSS = """
 #attention-roles th, #attention-roles td:nth-child(-n+2) { white-space: nowrap; }
 #ablations-summary-table table { display: block; overflow-x: auto; }
 #ablations-summary-table th, #ablations-summary-table td { white-space: nowrap; }
+#ablations-claims table { display: block; overflow-x: auto; }
+#ablations-claims th, #ablations-claims td { min-width: 9rem; word-break: normal; overflow-wrap: normal; }
+#ablations-claims th:nth-child(n+3), #ablations-claims td:nth-child(n+3) { min-width: 15rem; }
 """
 
 
