@@ -349,15 +349,20 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
     arms_by_name = {arm.name: arm for arm in study.arms}
     references = {"unigram_val_loss": round(unigram_loss(corpus.train, corpus.val, vocab), 4)}
 
-    def recorded() -> dict[tuple[str, int], dict]:
-        """The runs in the results file (read now: another process may run this study too) whose arm, seed
-        and config match the study's definition; every one is kept, even of seeds beyond --seeds."""
-        return {(name, seed): run for (name, seed), run in _existing_runs(path, shared).items()
+    def defined(existing: dict[tuple[str, int], dict]) -> dict[tuple[str, int], dict]:
+        """The runs of ``existing`` whose arm, seed and config match the study's definition; every one is
+        kept, even of seeds beyond --seeds."""
+        return {(name, seed): run for (name, seed), run in existing.items()
                 if name in arms_by_name and _normalized(run.get("config")) == _normalized(
                     arm_config(study, arms_by_name[name], budget, seed, vocab).to_dict())}
 
-    matching = recorded()
-    stale = [f"{name} seed {seed}" for name, seed in _existing_runs(path, shared) if (name, seed) not in matching]
+    def recorded() -> dict[tuple[str, int], dict]:
+        """The study's runs in the results file, read now: another process may run this study too."""
+        return defined(_existing_runs(path, shared))
+
+    existing = _existing_runs(path, shared)
+    matching = defined(existing)
+    stale = [f"{name} seed {seed}" for name, seed in existing if (name, seed) not in matching]
     if stale:  # rewriting the file would drop them
         raise GptcoreError(
             f"{path} holds {len(stale)} run(s) the study no longer defines, or defines with another config "
