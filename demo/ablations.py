@@ -64,15 +64,16 @@ def list_studies(directory: Path) -> list[str]:
 
 def study_choices(directory: Path) -> list[tuple[str, str]]:
     """(label, value) for the picker: each study with its budget in steps, read from its results file."""
-    import json
+    from gptcore.bounded import read_json_file
+    from gptcore.errors import GptcoreError
 
     choices = []
     for value in list_studies(directory):
         source, name = _locate(directory, value)
         try:
-            steps = json.loads((source / f"{name}.json").read_text(encoding="utf-8"))["budget"]["max_iters"]
+            steps = read_json_file(source / f"{name}.json")["budget"]["max_iters"]
             choices.append((f"{name}, {steps:,} steps a run", value))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (GptcoreError, KeyError, TypeError, ValueError):
             choices.append((value, value))
     return choices
 

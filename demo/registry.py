@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from gptcore.errors import CheckpointError
+from gptcore.bounded import read_json_file
+from gptcore.errors import CheckpointError, GptcoreError
 
 if TYPE_CHECKING:
     from gptcore.checkpoint import Checkpoint
@@ -44,8 +44,8 @@ class Entry:
     def arch(self) -> str | None:
         """The architecture from config.json without loading weights (None if unreadable)."""
         try:
-            return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))["model"]["arch"]
-        except (OSError, ValueError, KeyError, TypeError):
+            return read_json_file(self.path / CONFIG)["model"]["arch"]
+        except (GptcoreError, KeyError, TypeError):
             return None
 
 
@@ -57,9 +57,8 @@ def _looks_like_checkpoint(path: Path) -> bool:
 def _finished(path: Path) -> bool:
     """An app run is offered once its trainer has written the final metrics."""
     try:
-        return json.loads((path / METRICS).read_text(encoding="utf-8")).get("status") in ("finished", "stopped",
-                                                                                         "diverged")
-    except (OSError, ValueError, AttributeError):
+        return read_json_file(path / METRICS).get("status") in ("finished", "stopped", "diverged")
+    except (GptcoreError, AttributeError):
         return False
 
 

@@ -7,14 +7,15 @@ redraws the loss chart, the numbers and the latest sample for every visitor.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
+from gptcore.bounded import read_json_file
 from gptcore.config import RunConfig
+from gptcore.errors import GptcoreError
 from gptcore.presets import PRESETS, get_preset
 
 from .explain import how_to_read
@@ -95,9 +96,9 @@ def prepared_corpora(directory: Path) -> list[str]:
     out = []
     for child in children:
         try:
-            if json.loads((child / "manifest.json").read_text(encoding="utf-8")).get("complete"):
+            if read_json_file(child / "manifest.json").get("complete"):
                 out.append(PREPARED + child.name)
-        except (OSError, ValueError, AttributeError):
+        except (GptcoreError, AttributeError):
             continue
     return out
 

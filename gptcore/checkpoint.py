@@ -106,6 +106,23 @@ def checkpoint_files(directory: str | os.PathLike) -> list[Path]:
     return [weights_file(directory)] + [directory / n for n in SHIPPED_FILES[1:] if (directory / n).exists()]
 
 
+def check_finite(tensors: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Refuse weights holding NaN or infinity (CheckpointError naming the tensor): such a model loads, then
+    fails or writes nonsense at every use, so it is refused once, here."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source} holds NaN or infinite numbers in {name}: the model cannot be used")
+
+
+def check_tied(tensors: dict[str, torch.Tensor], config: RunConfig, source: str | os.PathLike) -> None:
+    """A config that ties the output head to the token embedding must come with equal stored copies of them
+    (as every tied checkpoint is saved); otherwise loading would silently keep one and drop the other."""
+    head, embedding = tensors.get("lm_head.weight"), tensors.get("tok_emb.weight")
+    if config.model.tie_embeddings and head is not None and embedding is not None and not torch.equal(head, embedding):
+        raise CheckpointError(f"{source}: the config ties lm_head to tok_emb (tie_embeddings) but the stored "
+                              f"weights differ: the config does not belong to these weights")
+
+
 def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint for inference (eval mode) onto ``device``, with a clear CheckpointError for any
     problem with its files."""
@@ -114,12 +131,13 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         raise CheckpointError(f"checkpoint directory not found: {directory}")
     files = resolve_files(directory)
     path = lambda name: files.get(name, directory / name)  # noqa: E731
+    device = resolve_device(device)  # a device this machine lacks is the caller's mistake, not the checkpoint's
     try:
         config = RunConfig.from_dict(read_json(path(CONFIG)))
         config.model.validate()
-        check_fits(config.model, device, training=False)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / CONFIG} is not a valid run config ({e})") from None
+    check_fits(config.model, device, training=False)
     tokenizer = load_tokenizer(path(TOKENIZER))
     if tokenizer.vocab_size != config.model.vocab_size:
         raise CheckpointError(
@@ -127,6 +145,8 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         )
     weights = weights_file(directory, files)
     tensors = load_tensors(weights)
+    check_finite(tensors, weights)
+    check_tied(tensors, config, weights)
     stored = sum(t.numel() for name, t in tensors.items()
                  if not (config.model.tie_embeddings and name == "lm_head.weight"))
     needed = parameter_count(config.model)
@@ -138,7 +158,7 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         model.load_state_dict(tensors)
     except RuntimeError as e:
         raise CheckpointError(f"weights do not match the config in {directory}: {str(e).splitlines()[0]}") from None
-    model.to(resolve_device(device)).eval()
+    model.to(device).eval()
     metrics = read_json(path(METRICS)) if path(METRICS).exists() else {}
     draft = NgramDraft.load(path(DRAFT)) if path(DRAFT).exists() else None
     if draft is not None and draft.vocab_size != tokenizer.vocab_size:

@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args) -> int:
     from .config import parse_assignments
     from .data import Corpus
+    from .memory import check_fits
     from .presets import get_preset
+    from .storage import check_output_dir
     from .training import Trainer
 
     overrides = parse_assignments(args.set)
@@ -130,6 +132,8 @@ def cmd_train(args) -> int:
         if value is not None:
             overrides[key] = value
     config = get_preset(args.preset).with_overrides(overrides)
+    check_output_dir(args.out)
+    check_fits(config, config.train.device)
     corpus = Corpus.load(args.data, recipe=config.train)
     command = "python -m gptcore " + shlex.join(sys.argv[1:])
     trainer = Trainer(config, corpus, args.out, command=command, resume=args.resume)
@@ -185,9 +189,11 @@ def cmd_draft(args) -> int:
     from .checkpoint import load_checkpoint, save_draft
     from .data import Corpus
     from .inference.draft import NgramDraft, check_order
+    from .storage import check_output_dir
 
     ck = load_checkpoint(args.checkpoint)
     check_order(args.order, ck.tokenizer.vocab_size)
+    check_output_dir(ck.path, "--checkpoint")
     corpus = Corpus.load(args.data, tokenizer=ck.tokenizer)
     draft = NgramDraft.fit(corpus.train, ck.tokenizer.vocab_size, args.order)
     save_draft(ck.path, draft)
@@ -253,8 +259,12 @@ def cmd_ablate(args) -> int:
         return 0
     if args.step_cost:
         from .data import Corpus
+        from .experiments.ablate import check_counts
         from .experiments.wallclock import run_step_cost
+        from .storage import check_output_dir
 
+        check_counts(args)
+        check_output_dir(args.out)
         command = f"python -m gptcore ablate --study {args.study} --step-cost --threads {args.threads or 1}"
         for path in run_step_cost(args.study, Corpus.load(args.data), args.out, args.threads or 1, args.device,
                                   command):

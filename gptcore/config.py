@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .bounded import short_repr
 from .errors import ConfigError
 
 
@@ -49,8 +50,7 @@ class ModelConfig:
         _choice("pos_emb", self.pos_emb, ("learned", "rope", "none"))
         _choice("attention", self.attention, ("auto", "fused", "explicit", "tiled"))
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+            _count(name, getattr(self, name))
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.pos_emb == "rope" and (self.n_embd // self.n_head) % 2:
@@ -110,8 +110,11 @@ class TrainConfig:
             raise ConfigError(f"bpe_vocab_size must be at least 256 (one id per byte), got {self.bpe_vocab_size}")
         if self.device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
-        if self.batch_size < 1 or self.max_iters < 1 or self.grad_accum < 1:
-            raise ConfigError("batch_size, grad_accum and max_iters must be at least 1")
+        for name in ("batch_size", "grad_accum", "max_iters", "bpe_vocab_size", "eval_interval", "sample_chars"):
+            _count(name, getattr(self, name), low=0 if name == "sample_chars" else 1)
+        for name in ("eval_windows", "final_eval_tokens", "threads", "warmup_iters", "sample_interval"):
+            if getattr(self, name) is not None:
+                _count(name, getattr(self, name), low=-MAX_COUNT)  # their own lower bounds are checked below
         if self.time_budget is not None and self.time_budget <= 0:
             raise ConfigError(f"time_budget must be positive, got {self.time_budget}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
@@ -206,7 +209,7 @@ def check_value(cls, key: str, value: Any) -> Any:
     if base is str and isinstance(value, str):
         return value
     name = getattr(base, "__name__", str(base)) + (" or None" if optional else "")
-    raise ConfigError(f"setting {key} expects {name}, got {value!r:.80}")
+    raise ConfigError(f"setting {key} expects {name}, got {short_repr(value)}")
 
 
 def _check_types(config) -> None:
@@ -220,7 +223,7 @@ def _owner(key: str) -> type:
     for cls in (ModelConfig, TrainConfig):
         if key in _field_types(cls):
             return cls
-    raise ConfigError(f"unknown setting {key!r:.80}; known settings: {', '.join(setting_names())}")
+    raise ConfigError(f"unknown setting {short_repr(key)}; known settings: {', '.join(setting_names())}")
 
 
 def _base_type(kind) -> tuple[Any, bool]:
@@ -253,7 +256,7 @@ def _parse_value(key: str, raw: str, kind) -> Any:
         raise
     except ValueError:
         name = getattr(base, "__name__", str(base))
-        raise ConfigError(f"setting {key} expects {name}, got {raw!r:.80}") from None
+        raise ConfigError(f"setting {key} expects {name}, got {short_repr(raw)}") from None
     return raw
 
 
@@ -267,6 +270,16 @@ def _finite(key: str, value) -> float:
     return value
 
 
+MAX_COUNT = 2**31 - 1  # no size or count of a config is larger; beyond it torch's int64 arithmetic could overflow
+
+
+def _count(name: str, value: int, low: int = 1) -> None:
+    """A size or count within [low, MAX_COUNT]: checked before any estimate multiplies it."""
+    if not low <= value <= MAX_COUNT:
+        shown = f"{value:,}" if value.bit_length() < 200 else f"a number of {value.bit_length():,} bits"
+        raise ConfigError(f"{name} must be from {low} to {MAX_COUNT:,}, got {shown}")
+
+
 def _choice(name: str, value, options: tuple) -> None:
     if value not in options:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, options))}; got {value!r:.80}")
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, options))}; got {short_repr(value)}")

@@ -127,8 +127,11 @@ class Corpus:
     @classmethod
     def from_prepared(cls, directory: Path, tokenizer: Tokenizer | None = None) -> "Corpus":
         """A prepared corpus, read from its shards on demand (its shards' checksums are checked first)."""
-        train, val, _ = open_splits(directory)
+        train, val, manifest = open_splits(directory)
         own = load_tokenizer(directory / TOKENIZER_FILE)
+        if own.vocab_size != manifest["vocab_size"]:
+            raise GptcoreError(f"{directory}: its tokenizer has {own.vocab_size:,} tokens but its manifest says "
+                               f"{manifest['vocab_size']:,}")
         if tokenizer is not None and tokenizer.to_dict() != own.to_dict():
             raise GptcoreError(f"{directory} was prepared with another tokenizer than this checkpoint's")
         return cls(own, train, val, str(directory))

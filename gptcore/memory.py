@@ -17,6 +17,7 @@ from .device import resolve_device
 from .errors import ConfigError
 
 FLOAT_BYTES = 4
+ID_BYTES = 8  # token ids are int64
 
 
 def parameter_count(m: ModelConfig) -> int:
@@ -43,7 +44,8 @@ def estimate_bytes(m: ModelConfig, t: TrainConfig | None = None) -> int:
     tokens = t.batch_size * m.block_size
     per_layer = 16 * m.n_embd + 2 * m.n_head * m.block_size  # activations and attention weights per token
     activations = tokens * (m.n_layer * per_layer + 3 * m.vocab_size)
-    return FLOAT_BYTES * (4 * params + activations)
+    batches = 2 * ID_BYTES * tokens * t.grad_accum  # a step's micro-batches (inputs and targets) are drawn first
+    return FLOAT_BYTES * (4 * params + activations) + batches
 
 
 def memory_limit(device: torch.device) -> int:
@@ -56,7 +58,11 @@ def memory_limit(device: torch.device) -> int:
         return 16 * 2**30
 
 
-def human_bytes(n: float) -> str:
+def human_bytes(n: int | float) -> str:
+    """``n`` bytes in decimal units; an integer of any size (an estimate for absurd sizes) stays exact
+    until it is small enough to print."""
+    if n >= 10**18:
+        return "more than 1,000 PB"
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
         if n < 1000 or unit == "PB":
             return f"{n:,.1f} {unit}" if unit != "B" else f"{n:,.0f} B"
@@ -75,4 +81,5 @@ def check_fits(config: RunConfig | ModelConfig, device: str | torch.device = "cp
         what = "training this model" if train is not None else "this model"
         raise ConfigError(f"{what} needs about {human_bytes(need)} of memory ({parameter_count(model):,} parameters"
                           + (f", batch {train.batch_size}x{model.block_size}" if train is not None else "")
+                          + (f" in {train.grad_accum:,} micro-batches" if train is not None and train.grad_accum > 1 else "")
                           + f"); the limit on {device.type} is {human_bytes(limit)}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import glob
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,11 +29,12 @@ from typing import Iterator
 import numpy as np
 
 from .errors import GptcoreError
-from .shards import DTYPES, FORMAT, MANIFEST, TOKENIZER_FILE, dtype_for
+from .shards import DTYPES, FORMAT, MANIFEST, SHARD_NAME, TOKENIZER_FILE, dtype_for
 from .storage import atomic_write_bytes, check_output_dir, file_sha256, read_json, write_json
 from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 
 VAL_EVERY = 20  # every 20th piece is validation text: 5%
+MAX_SAMPLE_MB = 100_000.0
 MIN_PIECE, MAX_PIECE = 1 << 10, 4 << 20
 
 
@@ -47,6 +49,16 @@ class PrepareConfig:
     shard_tokens: int = 1 << 24
     hf_split: str = "train"  # with an hf: input: the dataset's split and the field holding the text
     hf_field: str = "text"
+
+    def validate(self) -> "PrepareConfig":
+        if not math.isfinite(self.bpe_sample_mb) or not 0 < self.bpe_sample_mb <= MAX_SAMPLE_MB:
+            raise GptcoreError(f"--bpe-sample-mb must be a number above 0 and at most {MAX_SAMPLE_MB:,}, got "
+                               f"{self.bpe_sample_mb}")
+        if not 1024 <= self.shard_tokens <= 1 << 31:
+            raise GptcoreError(f"--shard-tokens must be from 1024 to {1 << 31:,}, got {self.shard_tokens}")
+        if self.tokenizer not in ("char", "bpe") and Path(self.tokenizer).is_dir():
+            raise GptcoreError(f"--tokenizer {self.tokenizer} is a directory; give char, bpe or a tokenizer.json file")
+        return self
 
 
 HF_PREFIX = "hf:"
@@ -169,13 +181,27 @@ class _Split:
         self.chars += n_chars
 
 
+def check_only_ours(out: Path) -> None:
+    """Refuse an output directory holding any file this command did not write: prepare continues its own
+    earlier run there, and would otherwise overwrite a user's tokenizer.json or shard of the same name."""
+    if not out.is_dir():
+        return
+    ours = (out / MANIFEST).is_file()
+    for path in sorted(out.iterdir()):
+        leftover = path.name.startswith(".") and path.name.endswith(".tmp")  # an interrupted atomic write
+        if leftover or (ours and (path.name in (MANIFEST, TOKENIZER_FILE) or SHARD_NAME.fullmatch(path.name))):
+            continue
+        why = "which gptcore prepare did not write" if ours else "and no earlier gptcore prepare run"
+        raise GptcoreError(f"--out {out} holds {path.name}, {why}: choose a new or empty directory")
+
+
 def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True) -> dict:
     """Tokenize ``config.inputs`` into shards in ``out`` (continuing an interrupted run); returns the manifest."""
     from tqdm import tqdm
 
+    config.validate()
     out = check_output_dir(out)
-    if config.shard_tokens < 1024:
-        raise GptcoreError(f"--shard-tokens must be at least 1024, got {config.shard_tokens}")
+    check_only_ours(out)
     if is_hf(config):
         files, total, size = [], None, 0  # one record a piece
     else:
@@ -209,7 +235,8 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True
             name = f"{split.name}-{sum(s['split'] == split.name for s in manifest['shards']):05d}.bin"
             atomic_write_bytes(out / name, np.concatenate(split.ids).astype(dtype).tobytes())
             manifest["shards"].append({"file": name, "split": split.name, "tokens": split.count,
-                                       "bytes": split.bytes, "chars": split.chars, "sha256": file_sha256(out / name)})
+                                       "bytes": split.bytes, "chars": split.chars, "sha256": file_sha256(out / name),
+                                       "max_id": int(max(ids.max() for ids in split.ids if len(ids)))})
             splits[split.name] = _Split(split.name)
 
     done, skip = manifest["bytes_done"], manifest["pieces_done"]

@@ -14,19 +14,28 @@ as a gigabyte of memory, while reads keep the process's memory the same whatever
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .bounded import short_repr
+from .config import is_int
 from .errors import CheckpointError, GptcoreError
-from .storage import file_sha256, read_json
+from .storage import read_json
 
 MANIFEST, TOKENIZER_FILE = "manifest.json", "tokenizer.json"
+SHARD_NAME = re.compile(r"(train|val)-\d{5,}\.bin")  # what gptcore prepare names its shards
 FORMAT = 1
 DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+
+
+def is_count(value) -> bool:
+    return is_int(value) and value >= 0
 
 
 def dtype_for(vocab_size: int) -> str:
@@ -45,15 +54,27 @@ class Shard:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Shard":
-        return cls(str(data["file"]), str(data["split"]), int(data["tokens"]), int(data["bytes"]),
-                   int(data["chars"]), str(data["sha256"]))
+        """A manifest's shard entry, checked: a file name ``gptcore prepare`` writes (so no path leads
+        outside the corpus directory), a known split, and counts that are integers of at least zero."""
+        name = data["file"]
+        if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+            raise ValueError(f"shard file {short_repr(name, 60)} is not a name gptcore prepare writes")
+        if data["split"] not in ("train", "val"):
+            raise ValueError(f"shard {name} has split {short_repr(data['split'], 40)}, not train or val")
+        for key in ("tokens", "bytes", "chars"):
+            if not is_count(data[key]):
+                raise ValueError(f"shard {name} has {key} {short_repr(data[key], 40)}: counts are integers >= 0")
+        if not isinstance(data["sha256"], str):
+            raise ValueError(f"shard {name} has no sha256")
+        return cls(name, data["split"], data["tokens"], data["bytes"], data["chars"], data["sha256"])
 
 
 class ShardSet:
     """One split of a prepared corpus as a single sequence of token ids, read from its shards on demand."""
 
     def __init__(self, directory: Path, shards: list[Shard], dtype: str):
-        self.directory, self.shards, self.dtype = Path(directory), [s for s in shards if s.tokens > 0], DTYPES[dtype]
+        self.directory, self.listed, self.dtype = Path(directory), shards, DTYPES[dtype]
+        self.shards = [s for s in shards if s.tokens > 0]
         self.offsets = np.cumsum([0] + [s.tokens for s in self.shards])  # where each shard starts
         self._fds: dict[int, int] = {}
 
@@ -103,18 +124,32 @@ class ShardSet:
             counts += np.bincount(self.read(start, min(chunk, len(self) - start)), minlength=minlength)[:minlength]
         return counts
 
-    def verify(self) -> None:
-        """Each shard's size and sha256 against the manifest: a CheckpointError naming a damaged one."""
-        for shard in self.shards:
+    def verify(self, vocab_size: int) -> None:
+        """Each shard's size and sha256 against the manifest, and its ids against the vocabulary, in one read
+        of each shard: a CheckpointError naming a damaged one, or one whose ids the model has no row for."""
+        for shard in self.listed:
             path = self.directory / shard.file
             if not path.is_file():
                 raise CheckpointError(f"shard {path} is missing")
             if path.stat().st_size != shard.tokens * self.dtype.itemsize:
                 raise CheckpointError(f"shard {path} has {path.stat().st_size:,} bytes; the manifest says "
-                                      f"{shard.tokens * self.dtype.itemsize:,}")
-            if file_sha256(path) != shard.sha256:
+                                      f"{shard.tokens:,} tokens of {self.dtype.itemsize} bytes")
+            digest, top = self._scan(path)
+            if digest != shard.sha256:
                 raise CheckpointError(f"shard {path} failed its checksum: the file was modified or damaged; "
                                       f"rerun gptcore prepare into a new directory")
+            if top >= vocab_size:
+                raise CheckpointError(f"shard {path} holds token id {top:,}, but the corpus's vocabulary has "
+                                      f"{vocab_size:,} tokens: it does not fit its tokenizer or any model of it")
+
+    def _scan(self, path: Path) -> tuple[str, int]:
+        """(sha256, largest id) of a shard file, read once in chunks."""
+        h, top = hashlib.sha256(), -1
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 22):  # a multiple of every dtype's size
+                h.update(chunk)
+                top = max(top, int(np.frombuffer(chunk, dtype=self.dtype).max()))
+        return h.hexdigest(), top
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -144,6 +179,10 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     manifest = read_json(path)
     if manifest.get("format") != FORMAT or manifest.get("dtype") not in DTYPES:
         raise CheckpointError(f"{path} is not a prepared-corpus manifest this gptcore reads")
+    vocab = manifest.get("vocab_size")
+    if not is_count(vocab) or not 1 <= vocab <= np.iinfo(DTYPES[manifest["dtype"]]).max + 1:
+        raise CheckpointError(f"{path} gives vocab_size {short_repr(vocab, 40)}, which its {manifest['dtype']} "
+                              f"shards cannot hold")
     if not manifest.get("complete"):
         raise GptcoreError(f"{directory} is only partly prepared: rerun the same gptcore prepare command to finish it")
     return manifest
@@ -157,9 +196,15 @@ def open_splits(directory: str | os.PathLike, verify: bool = True) -> tuple[Shar
         shards = [Shard.from_dict(s) for s in manifest["shards"]]
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / MANIFEST} lists a shard it cannot describe ({e})") from None
+    if len({s.file for s in shards}) != len(shards):
+        raise CheckpointError(f"{directory / MANIFEST} lists a shard twice")
     splits = tuple(ShardSet(directory, [s for s in shards if s.split == name], manifest["dtype"])
                    for name in ("train", "val"))
+    totals = manifest.get("tokens")
+    if totals is not None and totals != {"train": len(splits[0]), "val": len(splits[1])}:
+        raise CheckpointError(f"{directory / MANIFEST}: its token totals {short_repr(totals, 80)} are not the sums "
+                              f"of its shards ({len(splits[0]):,} and {len(splits[1]):,})")
     if verify:
         for split in splits:
-            split.verify()
+            split.verify(manifest["vocab_size"])
     return splits[0], splits[1], manifest

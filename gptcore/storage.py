@@ -24,6 +24,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from .bounded import MAX_JSON_BYTES, read_json_file
 from .errors import CheckpointError, GptcoreError
 
 TENSORS_FORMAT = 1
@@ -68,29 +69,40 @@ def json_bytes(data: dict) -> bytes:
 
 
 def check_output_dir(path: str | os.PathLike, what: str = "--out") -> Path:
-    """``path`` as a directory that can be created or written: a GptcoreError now, rather than a
-    FileExistsError after the work, if it or a parent is a file."""
+    """``path`` as a directory this process can create or write, checked by trying (a probe directory made
+    and removed at once), so a GptcoreError says which path and why before any work rather than a
+    PermissionError after it. Nothing is left behind; ``path`` itself is not created."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise GptcoreError(f"{what} {path} is not a directory (a file has that name)")
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise GptcoreError(f"{what} {path}: {parent} is not a directory")
-            if not os.access(parent, os.W_OK):
-                raise GptcoreError(f"{what} {path}: {parent} is not writable")
-            break
+    _check_writable(path, what, path)
     return path
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    """A JSON object from ``path``; anything else (missing, not JSON, not an object) is a CheckpointError."""
+def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
+    """``path`` as a file this process can write: not a directory, in a directory it can create or write."""
+    path = Path(path)
+    if path.is_dir():
+        raise GptcoreError(f"{what} {path} is a directory; it should name a file")
+    _check_writable(path.parent, what, path)
+    return path
+
+
+def _check_writable(directory: Path, what: str, shown: Path) -> None:
+    existing = next((p for p in (directory, *directory.absolute().parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise GptcoreError(f"{what} {shown}: {existing} is not a directory")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"missing file: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".gptcore-write-check-"))
+    except OSError as e:
+        where = "" if existing == shown else f" (in {existing})"
+        raise GptcoreError(f"{what} {shown} cannot be written{where}: {e.strerror or type(e).__name__}") from None
+
+
+def read_json(path: str | os.PathLike, max_bytes: int = MAX_JSON_BYTES) -> dict:
+    """A JSON object from ``path``, bounded in size and depth (:mod:`gptcore.bounded`); anything else (missing,
+    not JSON, too large or deep, not an object) is a CheckpointError naming the file."""
+    data = read_json_file(path, max_bytes)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} should hold a JSON object")
     return data

@@ -124,7 +124,8 @@ def test_bad_output_paths(tmp_path, capsys):
 
 @pytest.mark.parametrize("setting, message", [
     ("threads=-1", "threads"),
-    ("batch_size=1000000000000", "memory"),
+    ("batch_size=1000000000000", "batch_size"),
+    ("grad_accum=1000000000", "memory"),
     ("block_size=100000", "memory"),
     ("n_embd=1000000000", "memory"),
     ("lr=inf", "finite"),

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gptcore"
 
 # lower layers first; a module may import from its own layer or below, never above
 LAYERS = [
-    {"gptcore.errors"},
+    {"gptcore.errors", "gptcore.bounded"},
     {"gptcore.config"},
     {"gptcore.storage", "gptcore.device", "gptcore.presets", "gptcore.memory"},
     {"gptcore.tokenizers", "gptcore.models"},

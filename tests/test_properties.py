@@ -4,6 +4,7 @@ Each must end in success or in gptcore's own error (GptcoreError, or ValueError 
 never another exception type, and quickly (hypothesis's deadline bounds each example)."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,14 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gptcore.bounded import check_plain, read_json_file, short_repr
 from gptcore.checkpoint import load_checkpoint
 from gptcore.config import ModelConfig, RunConfig, TrainConfig, parse_assignments, setting_names
 from gptcore.data import Corpus, read_corpus
-from gptcore.errors import GptcoreError
+from gptcore.errors import CheckpointError, GptcoreError
 from gptcore.experiments.ablation_results import validate_results
 from gptcore.inference.draft import NgramDraft
 from gptcore.storage import load_tensors
-from gptcore.tokenizers import load_tokenizer
+from gptcore.tokenizers import BPETokenizer, load_tokenizer
+from gptcore.tokenizers.bpe import PATTERNS
 from gptcore.training.state import TrainState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,3 +106,76 @@ def test_random_text_as_a_corpus(tmp_path, text):
     corpus = expect_clean(Corpus.load, path)
     read_as = text.replace("\r\n", "\n").replace("\r", "\n")  # text files are read with universal newlines
     assert corpus is None or len(corpus.train) + len(corpus.val) == len(read_as)
+
+
+# Bounded reading (gptcore.bounded) and the tokenizer's splitting patterns ------------------------------------
+
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=5) | st.tuples(inner) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30)
+
+
+@CASES
+@given(value=plain_values, limit=st.integers(5, 120))
+def test_short_repr_is_repr_cut_short(value, limit):
+    full, short = repr(value), short_repr(value, limit)
+    assert short == full if len(full) <= limit else (len(short) == limit + 1 and short.endswith("…"))
+
+
+@CASES
+@given(width=st.integers(2, 50), depth=st.integers(1, 40), limit=st.integers(5, 200))
+def test_shared_references_are_bounded_everywhere(width, depth, limit):
+    value: list = [0]
+    for _ in range(depth):
+        value = [value] * width
+    assert len(short_repr(value, limit)) <= limit + 1
+    try:
+        check_plain(value, "x", max_depth=64, max_nodes=10_000)
+    except CheckpointError as e:
+        assert "more than" in str(e)
+    else:
+        assert sum(width ** d for d in range(depth + 1)) <= 10_000
+
+
+@CASES
+@given(depth=st.integers(0, 100_000), kind=st.sampled_from("[{"))
+def test_json_of_any_depth_reads_or_is_refused_by_name(tmp_path, depth, kind):
+    path = tmp_path / "x.json"
+    path.write_text(('{"a":' * depth + "1" + "}" * depth) if kind == "{" else ("[" * depth + "1" + "]" * depth))
+    try:
+        read_json_file(path)
+    except CheckpointError as e:
+        assert str(path) in str(e) and depth > 32
+    else:
+        assert depth <= 33
+
+
+# every class of character: letters, marks, digits, other numbers, punctuation, symbols, spaces and controls,
+# surrogate-free Unicode from every plane, and runs of each
+any_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=200)
+EVERY_BYTE_CLASS = "".join(chr(c) for c in range(128)) + "é ü ß Ω 中文 ١٢٣ ² ½ \u00a0\u2028\u3000 \u0301 😀 'll 'S __ x_y 12345 "
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_every_known_pattern_covers_a_sample_of_every_character_class(name):
+    pieces = re.findall(PATTERNS[name], EVERY_BYTE_CLASS)
+    assert "".join(pieces) == EVERY_BYTE_CLASS and all(pieces)
+    tokenizer = BPETokenizer.train(EVERY_BYTE_CLASS * 3, 300, pattern=name)
+    assert tokenizer.decode(tokenizer.encode(EVERY_BYTE_CLASS)) == EVERY_BYTE_CLASS
+
+
+@CASES
+@given(text=any_text, name=st.sampled_from(sorted(PATTERNS)))
+def test_every_known_pattern_splits_any_text_into_pieces_that_join_back(text, name):
+    assert "".join(re.findall(PATTERNS[name], text)) == text
+
+
+@CASES
+@given(merges=st.lists(st.tuples(st.integers(-2, 300), st.integers(-2, 300)), max_size=60), text=any_text)
+def test_random_merges_load_and_round_trip_or_are_refused(tmp_path, merges, text):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps({"type": "bpe", "pattern": PATTERNS["gptcore"], "merges": merges}))
+    tokenizer = expect_clean(load_tokenizer, path)
+    assert tokenizer is None or tokenizer.decode(tokenizer.encode(text)) == text

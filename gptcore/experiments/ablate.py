@@ -34,7 +34,7 @@ from ..device import resolve_device
 from ..errors import ConfigError, GptcoreError
 from ..evaluate import unigram_loss
 from ..presets import WRITEUP_MODEL
-from ..storage import write_json
+from ..storage import check_output_dir, write_json
 from ..training import TrainEvent
 from .run_record import DIVERGE_NATS, SPIKE_NATS, train_run
 from .sharing import claim_run, locked_elsewhere, results_dir_lock
@@ -483,11 +483,21 @@ def _command(study: str, args) -> str:
     return " ".join(parts)
 
 
+def check_counts(args) -> None:
+    """--seeds, --max-seeds and --threads as counts, refused before any work (step costs included)."""
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.max_seeds is not None and args.max_seeds < args.seeds:
+        raise ConfigError(f"--max-seeds must be at least --seeds ({args.seeds}), got {args.max_seeds}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+
+
 def run_from_args(args) -> int:
     """``python -m gptcore ablate``: validate everything before the first (slow) run, then run each study."""
     studies = resolve_studies(args.study)
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    check_counts(args)
+    check_output_dir(args.out)
     budget = default_budget(args.max_iters if args.max_iters is not None else DEFAULT_MAX_ITERS)
     budget = dataclasses.replace(budget, device=str(resolve_device(args.device)), threads=args.threads)
     budget.validate()

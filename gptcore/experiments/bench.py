@@ -42,7 +42,7 @@ from ..inference.sampling import SamplingParams, stream_tokens
 from ..models import build_model, count_parameters
 from ..models.dropout import Dropout
 from ..presets import NANOGPT_BABY_MODEL, WRITEUP_MODEL, get_preset
-from ..storage import write_json
+from ..storage import check_output_file, write_json
 from ..tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from ..training import make_optimizer, train_step
 
@@ -456,12 +456,7 @@ def check_args(args) -> torch.device:
     for preset in args.runs or []:
         get_preset(preset)
     load_checkpoint(args.checkpoint)
-    out = Path(args.out)
-    if out.is_dir():
-        raise GptcoreError(f"--out {out} is a directory; give a file path such as {out / 'results.json'}")
-    parent = next((p for p in out.absolute().parents if p.exists()), None)
-    if parent is None or not parent.is_dir():
-        raise GptcoreError(f"cannot write --out {out}: {parent} is not a directory")
+    check_output_file(args.out)
     return resolve_device(args.device)
 
 

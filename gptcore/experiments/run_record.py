@@ -21,9 +21,9 @@ import torch.nn as nn
 from ..config import RunConfig
 from ..data import Corpus
 from ..device import describe
-from ..errors import TrainingDivergedError
+from ..errors import GptcoreError, TrainingDivergedError
 from ..models import build_model, count_parameters
-from ..storage import atomic_write_bytes
+from ..storage import atomic_write_bytes, read_json
 from ..training import Trainer, TrainEvent
 
 SPIKE_NATS = 0.5  # a step's loss this far above the best loss so far counts as a spike
@@ -74,11 +74,11 @@ class RunMonitor:
         if self.state_path is None or not self.state_path.is_file():
             return
         try:  # Python's JSON (NaN allowed): a diverged step's loss is a measurement too
-            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            state = read_json(self.state_path)
             losses = [(int(s), float(v)) for s, v in state["losses"]]
             grads = [(int(s), float(f), float(l)) for s, f, l in state["grads"]]
             evals = [dict(e, step=int(e["step"])) for e in state["evals"]]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (GptcoreError, ValueError, KeyError, TypeError, OverflowError):
             return  # unreadable: measure what this call trains, as without a saved state
         self.losses, self.grads, self.evals = losses, grads, evals
 

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import torch
 
+from ..bounded import short_repr
 from ..errors import CheckpointError
 from ..storage import load_tensors, save_tensors
 
 DEFAULT_ORDER = 5
 MAX_ORDER = 12  # contexts longer than this are never worth storing, and codes must fit in int64
+MAX_ENTRIES = 1 << 23  # contexts a stored table may hold; a table fit on a gigabyte corpus of characters has fewer
 
 
 def fitting_order(vocab_size: int, order: int = DEFAULT_ORDER) -> int:
@@ -36,7 +38,7 @@ def check_order(order: int, vocab_size: int) -> int:
     """``order`` if a table of that order can be built for ``vocab_size`` tokens, else a ValueError; checked
     before any arithmetic on it (``(vocab_size + 1) ** order`` of a huge order would never finish)."""
     if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
-        raise ValueError(f"order must be an integer from 1 to {MAX_ORDER}, got {order!r:.40}")
+        raise ValueError(f"order must be an integer from 1 to {MAX_ORDER}, got {short_repr(order, 40)}")
     if (vocab_size + 1) ** order * vocab_size >= 2**62:
         raise ValueError(f"order {order} is too large for a vocabulary of {vocab_size}: the codes overflow int64")
     return order
@@ -70,6 +72,8 @@ class NgramDraft:
             if shorter is not None:
                 suffix = contexts % base ** (n - 1)
                 keep = guesses != shorter[1][torch.searchsorted(shorter[0], suffix)]
+            if sum(map(len, kept_codes)) + int(keep.sum()) > MAX_ENTRIES:
+                break  # longer contexts would make a table too large to load: guesses back off to shorter ones
             kept_codes.append(contexts[keep])
             kept_guesses.append(guesses[keep])
             shorter = (contexts, guesses)
@@ -105,11 +109,26 @@ class NgramDraft:
         tensors = load_tensors(path)
         try:
             codes, guesses, (order, vocab_size) = tensors["codes"], tensors["guesses"], tensors["meta"].tolist()
-            if codes.shape != guesses.shape or codes.dim() != 1:
-                raise ValueError("codes and guesses differ in shape")
+            _check_table(codes, guesses, order, vocab_size)
         except (KeyError, ValueError, TypeError) as e:
-            raise CheckpointError(f"{path} is not an n-gram draft ({e})") from None
+            raise CheckpointError(f"{path} is not a usable n-gram draft ({e})") from None
         return cls(codes, guesses, int(order), int(vocab_size))
+
+
+def _check_table(codes: torch.Tensor, guesses: torch.Tensor, order, vocab_size) -> None:
+    """A stored table that sampling can use: integer codes of contexts up to ``order`` tokens, a guess within
+    the vocabulary for each, and no more entries than MAX_ENTRIES (the table becomes a Python dict)."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+        raise ValueError(f"its vocabulary size is {vocab_size!r}")
+    check_order(order, vocab_size)
+    if codes.shape != guesses.shape or codes.dim() != 1:
+        raise ValueError("codes and guesses differ in shape")
+    if codes.dtype != torch.long or guesses.dtype != torch.long:
+        raise ValueError("codes and guesses must be int64")
+    if len(codes) > MAX_ENTRIES:
+        raise ValueError(f"it has {len(codes):,} entries, more than {MAX_ENTRIES:,}")
+    if len(codes) and (int(guesses.min()) < 0 or int(guesses.max()) >= vocab_size or int(codes.min()) < 1):
+        raise ValueError(f"its guesses must be token ids below {vocab_size} and its codes positive")
 
 
 def _most_frequent_follower(contexts: torch.Tensor, followers: torch.Tensor, vocab_size: int):

@@ -14,14 +14,15 @@ characters that are numbers but not decimal digits (such as ``²``) may be cut d
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from ..bounded import read_bounded
 from ..errors import CheckpointError
+from ..storage import read_json
 from ..tokenizers import BPETokenizer
+from ..tokenizers.bpe import GPT2_PATTERN
 
-GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"
 MAX_FILE_BYTES = 20 * 2**20
 
 
@@ -38,22 +39,20 @@ def bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def _read(path: Path) -> str:
+def _read(path: Path, text: bool = True) -> str:
     if not path.is_file():
         raise CheckpointError(f"the GPT-2 vocabulary needs {path.name}, not found in {path.parent}")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise CheckpointError(f"{path} is too large for a GPT-2 vocabulary file")
-    return path.read_text(encoding="utf-8")
+    return read_bounded(path, MAX_FILE_BYTES).decode("utf-8", errors="replace") if text else ""
 
 
 def read_gpt2_vocab(directory: str | os.PathLike, vocab_size: int | None = None) -> BPETokenizer:
     """GPT-2's tokenizer from ``directory``/encoder.json and vocab.bpe; ``vocab_size`` pads it to a model's
     (nanoGPT rounds 50,257 up to 50,304)."""
     directory = Path(directory)
-    try:
-        encoder = json.loads(_read(directory / "encoder.json"))
-    except ValueError as e:
-        raise CheckpointError(f"{directory / 'encoder.json'} is not valid JSON ({e})") from None
+    _read(directory / "encoder.json", text=False)  # missing or too large: said in GPT-2's terms
+    encoder = read_json(directory / "encoder.json", MAX_FILE_BYTES)
     if not isinstance(encoder, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in encoder.items()):
         raise CheckpointError(f"{directory / 'encoder.json'} should map token strings to ids")
     lines = [line for line in _read(directory / "vocab.bpe").splitlines() if line and not line.startswith("#version")]

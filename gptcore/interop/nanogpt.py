@@ -18,9 +18,11 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..bounded import check_plain, cut, short_repr
+from ..checkpoint import check_finite, load_checkpoint, save_checkpoint
 from ..config import ModelConfig, RunConfig, TrainConfig
 from ..errors import CheckpointError, ConfigError
+from ..memory import check_fits
 from ..models import build_model
 from ..storage import safe_torch_load
 from ..tokenizers import CharTokenizer
@@ -29,7 +31,8 @@ from .gpt2 import read_gpt2_vocab
 PREFIX = "_orig_mod."  # what torch.compile puts before every parameter name
 GPT2_VOCAB_SIZES = (50257, 50304)  # GPT-2's vocabulary, and nanoGPT's padded copy of it
 META_MAX_BYTES = 10 * 2**20
-_PLAIN = (dict, list, tuple, str, int, float, bool, type(None))
+META_MAX_DEPTH, META_MAX_VALUES = 8, 1_000_000  # nanoGPT's meta.pkl: a dict of two tables and a size
+MAX_MODEL_ARGS_VALUES = 1_000  # nanoGPT's model_args: eight numbers and flags
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -41,18 +44,6 @@ class _PlainUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         raise CheckpointError("meta.pkl refers to outside objects: only plain data is accepted")
-
-
-def _check_plain(value, depth: int = 0) -> None:
-    if depth > 20 or not isinstance(value, _PLAIN):
-        raise CheckpointError(f"meta.pkl holds a {type(value).__name__}: only plain data is accepted")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_plain(k, depth + 1)
-            _check_plain(v, depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _check_plain(v, depth + 1)
 
 
 def read_meta(path: str | os.PathLike) -> CharTokenizer:
@@ -69,10 +60,12 @@ def read_meta(path: str | os.PathLike) -> CharTokenizer:
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001 - any malformed pickle is a bad file, never a crash
-        raise CheckpointError(f"{path} is not a readable pickle ({type(e).__name__}: {e})") from None
-    _check_plain(meta)
+        raise CheckpointError(f"{path} is not a readable pickle ({type(e).__name__}: {cut(str(e), 160)})") from None
+    # building shared references is cheap for the unpickler; walking them is what a crafted file makes
+    # endless, so the walk counts every value it reaches and stops past a limit
+    check_plain(meta, str(path), max_depth=META_MAX_DEPTH, max_nodes=META_MAX_VALUES)
     itos = meta.get("itos") if isinstance(meta, dict) else None
-    if not isinstance(itos, dict) or sorted(itos) != list(range(len(itos))):
+    if not isinstance(itos, dict) or set(itos) != set(range(len(itos))):
         raise CheckpointError(f"{path} has no 'itos' table of ids 0..n-1 (nanoGPT's character vocabulary)")
     try:
         return CharTokenizer([itos[i] for i in range(len(itos))])
@@ -81,15 +74,23 @@ def read_meta(path: str | os.PathLike) -> CharTokenizer:
 
 
 def model_config(model_args: dict) -> ModelConfig:
-    """gptcore's config for nanoGPT's ``model_args``."""
+    """gptcore's config for nanoGPT's ``model_args``, refused if it could not fit in memory (checked on the
+    sizes alone, before anything is allocated)."""
+    check_plain(model_args, "model_args", max_depth=4, max_nodes=MAX_MODEL_ARGS_VALUES)
     try:
         config = ModelConfig(vocab_size=int(model_args["vocab_size"]), block_size=int(model_args["block_size"]),
                              n_layer=int(model_args["n_layer"]), n_head=int(model_args["n_head"]),
                              n_embd=int(model_args["n_embd"]), dropout=float(model_args.get("dropout", 0.0)),
                              bias=bool(model_args.get("bias", True)), tie_embeddings=True, attention="auto")
-        return config.validate()
-    except (KeyError, TypeError, ValueError, ConfigError) as e:
-        raise CheckpointError(f"model_args {model_args!r:.200} do not describe a nanoGPT model ({e})") from None
+        config.validate()
+    except (KeyError, TypeError, ValueError, OverflowError, ConfigError) as e:
+        raise CheckpointError(f"model_args {short_repr(model_args, 200)} do not describe a nanoGPT model "
+                              f"({cut(str(e), 200)})") from None
+    try:
+        check_fits(config, training=False)
+    except ConfigError as e:
+        raise CheckpointError(f"model_args describe a model too large to load: {e}") from None
+    return config
 
 
 def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -136,7 +137,10 @@ def import_nanogpt(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
     if tokenizer.vocab_size != config.vocab_size:
         raise CheckpointError(f"{source_vocab} has {tokenizer.vocab_size} tokens but the model has "
                               f"{config.vocab_size} token ids: they are not the same vocabulary")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in raw["model"].items()):
+        raise CheckpointError(f"{ckpt_path}: 'model' should map parameter names to tensors")
     state = convert_state_dict(raw["model"])
+    check_finite(state, ckpt_path)
     if not torch.equal(state.get("lm_head.weight", torch.empty(0)), state.get("tok_emb.weight", torch.empty(1))):
         config = dataclasses.replace(config, tie_embeddings=False)  # a fork that does not tie them
     model = build_model(config)
@@ -161,4 +165,4 @@ def _plain_number(value):
     """A JSON-ready copy of a value of nanoGPT's checkpoint (its best_val_loss is a 0-d tensor)."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
-    return value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+    return value if isinstance(value, (int, float, str, bool, type(None))) else short_repr(value, 200)

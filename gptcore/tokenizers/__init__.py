@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from ..bounded import cut
 from ..errors import CheckpointError
+from ..storage import read_json
 from .base import UNKNOWN_POLICIES, Tokenizer
 from .bpe import BPETokenizer
 from .char import CharTokenizer
@@ -27,12 +28,13 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Read a tokenizer file, with a CheckpointError naming the file for anything wrong with it."""
+    if not Path(path).exists():
+        raise CheckpointError(f"tokenizer file not found: {path}")
+    data = read_json(path)  # bounded in size and depth, a CheckpointError naming the file
     try:
-        return tokenizer_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise CheckpointError(f"tokenizer file not found: {path}") from None
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"tokenizer file {path} is damaged: {e}") from None
+        return tokenizer_from_dict(data)
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
+        raise CheckpointError(f"tokenizer file {path} is damaged: {cut(str(e), 300)}") from None
 
 
 __all__ = ["Tokenizer", "CharTokenizer", "BPETokenizer", "UNKNOWN_POLICIES", "TOKENIZER_TYPES", "load_tokenizer",

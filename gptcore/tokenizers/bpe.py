@@ -18,13 +18,24 @@ from collections import Counter, defaultdict
 from itertools import chain, repeat
 from typing import Iterable, Iterator
 
+from ..bounded import short_repr
 from ..errors import UnknownCharactersError
 from .base import Tokenizer
 
 # contractions; letters (\w without digits and "_"); digits in threes; other symbols ("_" among them);
 # whitespace, leaving the last space before a word to that word. Together they match every character.
 SPLIT_PATTERN = r"'(?:s|t|re|ve|m|ll|d)| ?[^\W\d_]+| ?\d{1,3}| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"
+# GPT-2's, with ``re``'s nearest classes for its \p{L} and \p{N} (gptcore.interop.gpt2 explains)
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"
+# The only patterns a tokenizer may split with. A saved tokenizer names its pattern by its text (as files
+# always have), and any other text is refused: a free pattern can drop text (one that does not match
+# every character, or has a capturing group, which makes ``findall`` return the group only) or take
+# exponential time on a crafted prompt (nested quantifiers), and neither can be ruled out by checking
+# the pattern. Each of these is tested to split any text into pieces that join back to it.
+PATTERNS = {"gptcore": SPLIT_PATTERN, "gpt2": GPT2_PATTERN}
 N_BYTES = 256
+MAX_VOCAB = 1 << 22  # ids a tokenizer may have (GPT-4's has about 100,000)
+MAX_TOKEN_BYTES = 1 << 26  # the text of all tokens together: merges can make tokens that double in length
 _CACHE_LIMIT = 1 << 20  # encoded chunks kept; past this the cache starts again
 _NOT_MERGED = 1 << 62  # the rank of a pair that no merge joins
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -55,19 +66,19 @@ class BPETokenizer(Tokenizer):
 
     def __init__(self, merges: list[tuple[int, int]], pattern: str = SPLIT_PATTERN, byte_ids: list[int] | None = None,
                  vocab_size: int | None = None, specials: dict[int, str] | None = None):
-        self.merges = [(int(a), int(b)) for a, b in merges]
-        for rank, (a, b) in enumerate(self.merges):
-            if not (0 <= a < N_BYTES + rank and 0 <= b < N_BYTES + rank):
-                raise ValueError(f"merge {rank} joins ids ({a}, {b}), but only ids below {N_BYTES + rank} exist then")
-        self.byte_ids = list(range(N_BYTES)) if byte_ids is None else [int(i) for i in byte_ids]
+        self.merges = _checked_merges(merges)
+        self.byte_ids = list(range(N_BYTES)) if byte_ids is None else [_id(i) for i in byte_ids]
         if sorted(self.byte_ids) != list(range(N_BYTES)):
             raise ValueError("byte_ids must give each of the 256 bytes its own id below 256")
-        self._size = N_BYTES + len(self.merges) if vocab_size is None else int(vocab_size)
-        if self._size < N_BYTES + len(self.merges):
-            raise ValueError(f"vocab_size {self._size} is smaller than the {N_BYTES + len(self.merges)} ids the merges make")
-        self.specials = {int(k): str(v) for k, v in (specials or {}).items()}
-        self.pattern = pattern
-        self._split = re.compile(pattern)
+        self._size = N_BYTES + len(self.merges) if vocab_size is None else _id(vocab_size)
+        if not N_BYTES + len(self.merges) <= self._size <= MAX_VOCAB:
+            raise ValueError(f"vocab_size must be from the {N_BYTES + len(self.merges)} ids the merges make to "
+                             f"{MAX_VOCAB:,}, got {self._size:,}")
+        self.specials = {_id(k): str(v) for k, v in (specials or {}).items()}
+        if any(not N_BYTES + len(self.merges) <= k < self._size for k in self.specials):
+            raise ValueError("special ids must come after the merges and below vocab_size")
+        self.pattern = known_pattern(pattern)
+        self._split = re.compile(self.pattern)
         self._ranks = {pair: N_BYTES + rank for rank, pair in enumerate(self.merges)}
         if len(self._ranks) != len(self.merges):
             raise ValueError("a pair is merged twice")
@@ -86,9 +97,9 @@ class BPETokenizer(Tokenizer):
         """Learn ``vocab_size - 256`` merges from ``text`` (a string, or pieces of one, e.g. lines of a
         file). Ties between equally frequent pairs go to the smaller pair of ids, so training is
         deterministic. Stops early when no pair occurs twice: the vocabulary may then be smaller."""
-        if vocab_size < N_BYTES:
-            raise ValueError(f"a byte-level BPE vocabulary has at least {N_BYTES} tokens, got {vocab_size}")
-        split = re.compile(pattern)
+        if not N_BYTES <= vocab_size <= MAX_VOCAB:
+            raise ValueError(f"a byte-level BPE vocabulary has from {N_BYTES} to {MAX_VOCAB:,} tokens, got {vocab_size}")
+        split = re.compile(known_pattern(pattern))
         counts: Counter[str] = Counter()
         for part in [text] if isinstance(text, str) else text:
             counts.update(split.findall(_check_utf8(part)))
@@ -132,7 +143,9 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def from_dict(cls, data: dict) -> "BPETokenizer":
         specials = data.get("specials")
-        return cls([tuple(m) for m in data["merges"]], data["pattern"], data.get("byte_ids"), data.get("vocab_size"),
+        if not isinstance(data["merges"], list):
+            raise ValueError("a BPE tokenizer's merges must be a list")
+        return cls(data["merges"], data["pattern"], data.get("byte_ids"), data.get("vocab_size"),
                    {int(k): v for k, v in specials.items()} if isinstance(specials, dict) else None)
 
     def to_dict(self) -> dict:
@@ -208,6 +221,45 @@ class BPETokenizer(Tokenizer):
     def char_counts(self) -> list[int]:
         """Characters each token holds: the bytes of its text that start a UTF-8 character."""
         return [sum(1 for byte in b if byte & 0xC0 != 0x80) for b in self._bytes]
+
+
+def known_pattern(pattern: str) -> str:
+    """The text of one of :data:`PATTERNS`, given by its name or its text; a ValueError for any other."""
+    text = PATTERNS.get(pattern, pattern) if isinstance(pattern, str) else pattern
+    if text not in PATTERNS.values():
+        raise ValueError(f"the splitting pattern {short_repr(pattern, 60)} is not one gptcore knows (its own or "
+                         f"GPT-2's): another could drop text or hang on a crafted prompt")
+    return text
+
+
+def _id(value) -> int:
+    """An id or size from a file: an integer (not a bool, not a float)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"ids and sizes must be integers, got {short_repr(value, 40)}")
+    return value
+
+
+def _checked_merges(merges) -> list[tuple[int, int]]:
+    """Merges as pairs of earlier ids, refused when there are too many or their tokens would hold more than
+    MAX_TOKEN_BYTES in all (40 merges that each double the last token would make a terabyte): checked on
+    the lengths alone, before any token is built."""
+    out: list[tuple[int, int]] = []
+    lengths, total = [1] * N_BYTES, N_BYTES
+    for rank, pair in enumerate(merges):
+        if rank >= MAX_VOCAB - N_BYTES:
+            raise ValueError(f"more than {MAX_VOCAB - N_BYTES:,} merges")
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"merge {rank} should be a pair of ids, got {short_repr(pair, 40)}")
+        a, b = _id(pair[0]), _id(pair[1])
+        if not (0 <= a < N_BYTES + rank and 0 <= b < N_BYTES + rank):
+            raise ValueError(f"merge {rank} joins ids ({a}, {b}), but only ids below {N_BYTES + rank} exist then")
+        lengths.append(lengths[a] + lengths[b])
+        total += lengths[-1]
+        if total > MAX_TOKEN_BYTES:
+            raise ValueError(f"the merges make tokens of more than {MAX_TOKEN_BYTES:,} bytes in all (merge {rank} "
+                             f"alone makes one of {lengths[-1]:,})")
+        out.append((a, b))
+    return out
 
 
 def _check_utf8(text: str) -> str:
