@@ -62,7 +62,7 @@ def human_bytes(n: int | float) -> str:
     """``n`` bytes in decimal units; an integer of any size (an estimate for absurd sizes) stays exact
     until it is small enough to print."""
     if n >= 10**18:
-        return "more than 1,000 PB"
+        return f"{int(n) // 10**15:,} PB"
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
         if n < 1000 or unit == "PB":
             return f"{n:,.1f} {unit}" if unit != "B" else f"{n:,.0f} B"

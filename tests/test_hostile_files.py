@@ -152,9 +152,9 @@ def test_only_known_splitting_patterns_load(tmp_path, pattern):
 
 def test_a_pattern_that_backtracks_forever_is_refused_before_any_prompt(tmp_path):
     with pytest.raises(ValueError, match="splitting pattern"):
-        BPETokenizer([], "(?:a+)+$")
+        finishes(BPETokenizer, [], "(?:a+)+$")
     with pytest.raises(ValueError, match="splitting pattern"):
-        BPETokenizer.train("a" * 40 + "!", 300, pattern="(?:a+)+$")
+        finishes(BPETokenizer.train, "a" * 40 + "!", 300, "(?:a+)+$")
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -422,3 +422,16 @@ def test_a_missing_device_is_not_blamed_on_the_checkpoint(capsys):
     line = one_error_line(capsys, ["eval", "--checkpoint", SHIPPED, "--device", "cuda"])
     assert "cuda" in line and "config.json" not in line
 
+
+
+def test_a_training_state_with_a_billion_laughs_history_is_refused(tmp_path, capsys, corpus_text):
+    from gptcore.cli import main
+
+    (tmp_path / "c.txt").write_text(corpus_text[:30_000])
+    args = ["train", "--preset", "tiny", "--data", str(tmp_path / "c.txt"), "--out", str(tmp_path / "o"), "--quiet",
+            "--max-iters", "10", "--set", "eval_interval=5", "--set", "sample_interval=0"]
+    assert main(args) == 0
+    state = torch.load(tmp_path / "o" / "train_state.pt", weights_only=True)
+    torch.save({**state, "history": laughs()}, tmp_path / "o" / "train_state.pt")
+    line = finishes(one_error_line, capsys, [*args, "--resume", "--max-iters", "20"])
+    assert "'history'" in line and len(line) < 400

@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..bounded import read_bounded
+from ..bounded import read_bounded, read_json_file
 from ..errors import CheckpointError
-from ..storage import read_json
 from ..tokenizers import BPETokenizer
 from ..tokenizers.bpe import GPT2_PATTERN
 
@@ -52,7 +51,7 @@ def read_gpt2_vocab(directory: str | os.PathLike, vocab_size: int | None = None)
     (nanoGPT rounds 50,257 up to 50,304)."""
     directory = Path(directory)
     _read(directory / "encoder.json", text=False)  # missing or too large: said in GPT-2's terms
-    encoder = read_json(directory / "encoder.json", MAX_FILE_BYTES)
+    encoder = read_json_file(directory / "encoder.json", MAX_FILE_BYTES)
     if not isinstance(encoder, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in encoder.items()):
         raise CheckpointError(f"{directory / 'encoder.json'} should map token strings to ids")
     lines = [line for line in _read(directory / "vocab.bpe").splitlines() if line and not line.startswith("#version")]

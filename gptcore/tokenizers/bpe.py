@@ -98,7 +98,8 @@ class BPETokenizer(Tokenizer):
         file). Ties between equally frequent pairs go to the smaller pair of ids, so training is
         deterministic. Stops early when no pair occurs twice: the vocabulary may then be smaller."""
         if not N_BYTES <= vocab_size <= MAX_VOCAB:
-            raise ValueError(f"a byte-level BPE vocabulary has from {N_BYTES} to {MAX_VOCAB:,} tokens, got {vocab_size}")
+            raise ValueError(f"a byte-level BPE vocabulary has at least {N_BYTES} tokens and at most {MAX_VOCAB:,}, "
+                             f"got {vocab_size}")
         split = re.compile(known_pattern(pattern))
         counts: Counter[str] = Counter()
         for part in [text] if isinstance(text, str) else text:

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..bounded import check_plain
 from ..errors import CheckpointError
 from ..storage import atomic_torch_save, safe_torch_load
+
+MAX_HISTORY_VALUES = 10_000_000  # the evaluations of a run: a few numbers each, written to metrics.json
 
 
 @dataclass
@@ -48,6 +51,7 @@ class TrainState:
                 raise CheckpointError(f"{path} is not a training state: it has no {key!r}")
             if not isinstance(raw[key], kind) or isinstance(raw[key], bool):
                 raise CheckpointError(f"{path}: {key!r} has the wrong type ({type(raw[key]).__name__})")
+        check_plain(raw["history"], f"{path}: 'history'", max_depth=3, max_nodes=MAX_HISTORY_VALUES)
         cuda_rng = raw.get("cuda_rng")
         rank_rngs = raw.get("rank_rngs")
         return cls(**{key: raw[key] for key in kinds}, cuda_rng=cuda_rng if isinstance(cuda_rng, torch.Tensor) else None,
