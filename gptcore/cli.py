@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -137,6 +138,7 @@ def cmd_train(args) -> int:
     corpus = Corpus.load(args.data, recipe=config.train)
     command = "python -m gptcore " + shlex.join(sys.argv[1:])
     trainer = Trainer(config, corpus, args.out, command=command, resume=args.resume)
+    _interrupt_on_signals()
     try:
         result = trainer.run(progress_bar=not args.quiet)
     except KeyboardInterrupt:
@@ -150,6 +152,17 @@ def cmd_train(args) -> int:
                       "steps": result.steps, "best_step": result.best_step, "tokens_seen": result.tokens_seen,
                       "wall_time_s": round(result.wall_time, 1), "stopped": result.stopped}))
     return 0
+
+
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and a termination request both stop training as an interrupt (the last evaluated checkpoint
+    kept, the message saying where), even when the process inherited SIGINT as ignored, as a job started in
+    the background by a non-interactive shell does: Python then installs no handler of its own."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
 
 
 def cmd_eval(args) -> int:

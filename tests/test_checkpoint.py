@@ -205,3 +205,13 @@ def test_a_checkpoint_changes_as_a_whole_wherever_a_save_is_interrupted(tmp_path
             break
     assert not outcomes[0] and outcomes[-1]  # a crash before the first rename keeps the old one
     assert any(outcomes[:-1])  # a crash after the manifest's rename already gives the new checkpoint
+
+
+def test_a_file_without_a_checksum_of_its_own_is_guarded_by_the_manifest(tmp_path):
+    _save(tmp_path / "c")
+    metrics = tmp_path / "c" / ckpt.METRICS
+    metrics.write_text(metrics.read_text().replace("{", '{"forged": 1, ', 1))  # still valid JSON
+    with pytest.raises(CheckpointError, match="metrics.json does not match .*manifest.json"):
+        ckpt.load_checkpoint(tmp_path / "c")
+    _without_manifest(tmp_path / "c")
+    assert ckpt.load_checkpoint(tmp_path / "c").metrics["forged"] == 1  # no other defence: the manifest is it

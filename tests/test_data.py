@@ -75,3 +75,24 @@ def test_batch_sampler_is_seeded_and_shifted(corpus):
 def test_sampler_rejects_short_text():
     with pytest.raises(GptcoreError, match="longer than block_size"):
         BatchSampler(torch.arange(10), 16, 2, 0)
+
+
+def test_a_split_one_token_longer_than_the_block_gives_full_windows_from_zero():
+    data = torch.arange(17)
+    sampler = BatchSampler(data, block_size=16, batch_size=8, seed=0)
+    for _ in range(5):
+        x, y = sampler.next_batch()
+        assert x.shape == (8, 16) and torch.equal(x, data[:16].expand(8, 16)) and torch.equal(y, data[1:].expand(8, 16))
+
+
+def test_a_bpe_recipe_learns_nothing_from_the_validation_text():
+    from gptcore.config import TrainConfig
+    from gptcore.tokenizers import BPETokenizer
+
+    train_part = "the cat sat on the mat and the rat sat on the hat " * 40
+    text = train_part + "zyxwzyxwzyxw " * 40  # a word only the last 10% holds
+    text = text[:len(train_part) * 10 // 9]  # so that the split falls where the training part ends
+    tokenizer = data.make_tokenizer(text, TrainConfig(tokenizer="bpe", bpe_vocab_size=300))
+    cut = data.split_point(len(text))
+    assert tokenizer.merges == BPETokenizer.train(text[:cut], 300).merges
+    assert not any(b"zy" in tokenizer.token_bytes(i) for i in range(256, tokenizer.vocab_size))

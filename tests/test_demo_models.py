@@ -116,6 +116,8 @@ def hostile_uploads(tmp_path: Path, root: Path) -> list[tuple[list[Path], str]]:
     text.write_text("not a zip at all")
     return [
         ([_zip(tmp_path / "up.zip", {"../../escape/config.json": good["config.json"]})], "holds '../../escape"),
+        # a parent folder one level up: the `..` check alone refuses it (its name would otherwise pass)
+        ([_zip(tmp_path / "parent.zip", {f"../{n}": data for n, data in good.items()})], "holds '../"),
         ([_zip(tmp_path / "abs.zip", {"/etc/config.json": good["config.json"]})], "holds '/etc"),
         ([_zip(tmp_path / "other.zip", {"config.json": good["config.json"], "run.sh": b"rm -rf /"})], "holds 'run.sh'"),
         ([_zip(tmp_path / "link.zip", {"config.json": good["config.json"]}, link="model.safetensors")], "link"),

@@ -169,3 +169,15 @@ def test_train_start_in_the_ui_turns_errors_into_messages(settings):
     start = next(fn for fn in demo.fns.values() if fn.api_name == "train_start")
     with pytest.raises(gr.Error, match="n_embd \\(64\\) must be divisible by n_head \\(3\\)"):
         start.fn(QUICK, 2, 3, 64, 64, 3e-3, SECONDS, 60, SHAKESPEARE, None)
+
+
+@pytest.mark.parametrize("name", ["n_layer", "n_head", "n_embd", "block_size"])
+def test_each_size_one_past_its_maximum_is_refused_by_name(name):
+    form = dict(QUICK_FORM, n_head=1, n_embd=64, stop_mode=SECONDS, stop_value=60)
+    form[name] = getattr(LIMITS, f"max_{name}") + 1  # n_head=1 and n_embd=64 divide anything else evenly
+    with pytest.raises(ValueError, match=f"{name} must be a whole number between"):
+        build_config(LIMITS, **form)
+    form[name] = getattr(LIMITS, f"max_{name}")
+    if name == "n_head":
+        form["n_embd"] = LIMITS.max_n_head * 4
+    assert getattr(build_config(LIMITS, **form).model, name) == form[name]  # the maximum itself is taken

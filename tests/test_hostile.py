@@ -139,6 +139,14 @@ def test_values_that_would_reach_torch_are_refused_first(tmp_path, capsys, setti
     assert not (tmp_path / "o").exists()
 
 
+def test_the_training_estimate_counts_weights_gradients_and_both_adam_moments():
+    untied = get_preset("tiny")
+    tied = untied.with_overrides({"tie_embeddings": True})  # the same activations, V x C fewer parameters
+    V, C = untied.model.vocab_size, untied.model.n_embd
+    assert estimate_bytes(untied.model, untied.train) - estimate_bytes(tied.model, tied.train) == 4 * 4 * V * C
+    assert estimate_bytes(untied.model) - estimate_bytes(tied.model) == 4 * V * C  # inference: the weights alone
+
+
 def test_the_memory_estimate_names_the_estimate_and_the_limit():
     with pytest.raises(ConfigError, match=r"about [\d.,]+ [GTP]B.*limit"):
         check_fits(get_preset("tiny").with_overrides({"n_embd": 1_000_000_000 // 8 * 8, "n_head": 8}), "cpu")
@@ -155,7 +163,8 @@ def test_the_parameter_formula_counts_what_the_model_allocates(overrides):
     assert parameter_count(config) == count_parameters(build_model(config))
 
 
-def test_a_loss_that_becomes_non_finite_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, corpus):
+@pytest.mark.parametrize("poison", [math.nan, math.inf, -math.inf])
+def test_a_loss_that_becomes_non_finite_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, corpus, poison):
     config = get_preset("tiny").with_overrides({"max_iters": 60, "eval_interval": 10, "sample_interval": 0})
     from gptcore.training import loop
 
@@ -163,7 +172,7 @@ def test_a_loss_that_becomes_non_finite_stops_the_run_and_keeps_the_last_good_ch
 
     def poisoned(*args, **kwargs):
         loss = real_step(*args, **kwargs)
-        return loss * math.nan if step_count() > 25 else loss
+        return loss * poison if step_count() > 25 else loss
 
     calls = []
     step_count = lambda: len(calls)  # noqa: E731

@@ -275,3 +275,63 @@ def test_gradient_checkpointing_gives_the_same_gradients(dropout):
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
         assert torch.allclose(grad, grads[1][name], atol=1e-6, rtol=1e-5), name
+
+
+def sharpened(model: GPT) -> GPT:
+    """Weights scaled up, so that a wrong position or value shows well above float noise."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4)
+    return model.eval()
+
+
+def test_a_rope_model_depends_on_relative_positions_only():
+    model = sharpened(GPT(small_config(pos_emb="rope", n_head=4, n_embd=64, block_size=64)))
+    idx = torch.randint(0, 65, (1, 16))
+    with torch.no_grad():
+        at_zero = model(idx, cache=model.new_cache(1))[0]
+        later = model.new_cache(1)
+        later.start = 40  # the same tokens, as if they came 40 positions further on
+        at_forty = model(idx, cache=later)[0]
+    assert torch.allclose(at_zero, at_forty, atol=1e-4, rtol=0)
+
+
+def test_rope_base_sets_the_rotation_tables():
+    from gptcore.models.attention import rope_tables
+
+    model = GPT(small_config(pos_emb="rope", rope_base=100.0))
+    cos, sin = rope_tables(0, model.config.block_size, model.config.n_embd // model.config.n_head, 100.0)
+    assert torch.equal(model.rope_cos, cos) and torch.equal(model.rope_sin, sin)
+    default = GPT(small_config(pos_emb="rope"))
+    assert not torch.allclose(model.rope_cos, default.rope_cos)
+
+
+def test_rope_at_a_non_default_base_decodes_as_the_full_forward():
+    model = sharpened(GPT(small_config(pos_emb="rope", rope_base=50.0, n_head=4, n_embd=64)))
+    idx = torch.randint(0, 65, (1, 12))
+    with torch.no_grad():
+        full, _ = model(idx)
+        cache = model.new_cache(1)
+        model(idx[:, :4], cache=cache)
+        steps = torch.cat([model.decode(idx[0, t:t + 1].tolist(), cache) for t in range(4, 12)])
+    assert torch.allclose(steps, full[0, 4:], atol=1e-4, rtol=0)
+
+
+def test_gradient_checkpointing_recomputes_each_block(monkeypatch):
+    from gptcore.models import gpt
+
+    calls = []
+    real = gpt.checkpoint
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gpt, "checkpoint", counting)
+    model = GPT(small_config(grad_checkpoint=True)).train()
+    idx = torch.randint(0, 65, (2, 8))
+    model(idx, idx)[1].backward()
+    assert len(calls) == model.config.n_layer
+    with torch.no_grad():
+        model(idx)
+    assert len(calls) == model.config.n_layer  # nothing to recompute without gradients

@@ -158,3 +158,13 @@ def test_missing_or_mismatched_vocabularies_say_what_is_needed(tmp_path, raw):
     with pytest.raises(CheckpointError, match="not a nanoGPT checkpoint"):
         import_nanogpt(tmp_path / "other.pt", tmp_path / "out")
     assert main(["import-nanogpt", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "out")]) == 1
+
+
+def test_an_untied_head_imports_untied_and_matches_nanogpt(tmp_path, raw, reference):
+    torch.manual_seed(1)
+    state = dict(raw["model"])
+    state["lm_head.weight"] = state["transformer.wte.weight"] + 0.2 * torch.randn_like(state["transformer.wte.weight"])
+    expected = nanogpt_forward(state, raw["model_args"], reference["input_ids"])
+    out = import_nanogpt(write_variant(tmp_path, raw, state), tmp_path / "imported")
+    assert not load_checkpoint(out).config.model.tie_embeddings
+    assert (logits_of(out, reference["input_ids"]) - expected).abs().max().item() < 1e-5

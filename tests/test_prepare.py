@@ -152,3 +152,16 @@ def test_a_dataset_is_streamed_through_the_datasets_library(tmp_path, corpus_tex
         prepare(PrepareConfig((f"hf:{data}",), "char", hf_field="body"), tmp_path / "q", progress=False)
     with pytest.raises(GptcoreError, match="cannot stream dataset"):
         prepare(PrepareConfig((f"hf:{tmp_path / 'missing'}",), "char"), tmp_path / "r", progress=False)
+
+
+def test_prepare_learns_bpe_from_the_training_pieces_only(tmp_path, corpus_text):
+    from gptcore.prepare import _is_val
+    from gptcore.tokenizers import BPETokenizer, load_tokenizer
+
+    (tmp_path / "c.txt").write_text(corpus_text[:200_000], encoding="utf-8")
+    prepare(PrepareConfig((str(tmp_path / "c.txt"),), "bpe", bpe_vocab_size=400), tmp_path / "p", progress=False)
+    files = input_files([str(tmp_path / "c.txt")])
+    pieces = [t for t, _ in text_pieces(files, piece_size(files[0].stat().st_size))]
+    training = BPETokenizer.train([p for i, p in enumerate(pieces) if not _is_val(i)], 400).merges
+    assert training != BPETokenizer.train(pieces, 400).merges  # the validation pieces would change them
+    assert load_tokenizer(tmp_path / "p" / "tokenizer.json").merges == training

@@ -52,3 +52,11 @@ def test_step_cost_is_measured_per_arm_and_written(tmp_path, corpus, monkeypatch
     (path,) = run_step_cost("tinyheads", corpus, tmp_path, 1, "cpu", "pytest", steps=2, repeats=2)
     written = json.loads(path.read_text())
     assert path.name == "tinyheads.step_cost.json" and written["threads"] == 1 and set(written["arms"]) == {"1", "2"}
+
+
+def test_the_common_time_is_set_by_an_arms_shortest_seed_and_every_seed_counts():
+    short, longer = CURVE[:2], CURVE  # seeds whose curves end at 200 and at 300 steps
+    results = {"arms": [{"name": "a", "label": "a", "runs": [{"curve": short}, {"curve": longer}]}]}
+    view = equal_time(results, {"arms": {"a": {"seconds_per_step": 1.0}}})
+    assert view["seconds"] == pytest.approx(200.0)
+    assert view["arms"][0]["values"] == pytest.approx([2.0, 2.0])

@@ -1,0 +1,136 @@
+"""Plant known bugs one at a time and check that a test catches each: ``python tools/mutants.py [NAME ...]``.
+
+Each mutant replaces one snippet of the code, runs the tests that guard it, and restores the file
+(whatever happens). A mutant whose snippet is no longer in its file is reported as GONE, by name, so
+that a refactoring cannot silently retire it; a mutant no test fails on is NOT CAUGHT. The exit status
+is 0 only when every mutant ran and was caught. Not a test: pytest does not collect ``tools/``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOP, ATTENTION, GPT = "gptcore/training/loop.py", "gptcore/models/attention.py", "gptcore/models/gpt.py"
+RESUMED = '        if st.cuda_rng is not None and self.device.type == "cuda":'
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # relative to the repository root
+    old: str  # the snippet as it is in the code (its first occurrence is replaced)
+    new: str  # the bug
+    tests: tuple[str, ...]  # pytest arguments: files, node ids, or "-k" and an expression
+
+
+MUTANTS = [
+    Mutant("keep latest instead of best", LOOP, "            if val < st.best_val:", "            if True:",
+           ("tests/test_promises.py",)),
+    Mutant("no time-budget pacing", LOOP,
+           "        if tc.time_budget:\n            progress = max(progress, elapsed / tc.time_budget)", "        pass",
+           ("tests/test_promises.py",)),
+    Mutant("resume resets best_val", LOOP, RESUMED, "        st.best_val = float('inf')\n" + RESUMED,
+           ("tests/test_promises.py",)),
+    Mutant("resume resets elapsed", LOOP, RESUMED, "        st.elapsed = 0.0\n" + RESUMED, ("tests/test_promises.py",)),
+    Mutant("resume resets history", LOOP, RESUMED, "        st.history = []\n" + RESUMED, ("tests/test_promises.py",)),
+    Mutant("save in place, no staging", "gptcore/storage.py",
+           "        atomic_write_bytes(directory / _STAGED.format(name), data)",
+           "        atomic_write_bytes(directory / name, data)\n"
+           "        atomic_write_bytes(directory / _STAGED.format(name), data)", ("tests/test_checkpoint.py",)),
+    Mutant("fused dropout in eval", ATTENTION, "self.dropout if self.training else 0.0", "self.dropout",
+           ("tests/test_model.py",)),
+    Mutant("explicit skips attention dropout", ATTENTION,
+           "self.dropout if self.training else 0.0, self.attn_dropout, attn_out,",
+           "self.dropout if self.training else 0.0, None, attn_out,", ("tests/test_model.py",)),
+    Mutant("verdict on the median", "gptcore/experiments/bench.py",
+           'run["max_val_loss"] <= max_loss and run["max_wall_s"] <= max_wall',
+           'run["val_loss"] <= max_loss and run["wall_s"] <= max_wall', ("tests/test_bench.py",)),
+    Mutant("not run shown as not met", "gptcore/experiments/bench.py",
+           '    if run is None:\n        return "not run"', "    if run is None:\n        return _mark(False)",
+           ("tests/test_bench.py",)),
+    # the planted bugs that no test caught before tests were written for them
+    Mutant("rotary positions applied to the values too", ATTENTION,
+           "    return q, k, v\n\n\ndef scaled_scores",
+           "    v = rotate(v, *rope) if rope is not None else v\n    return q, k, v\n\n\ndef scaled_scores",
+           ("tests/test_model.py", "-k", "rope")),
+    Mutant("rope_base ignored", GPT,
+           "rope_tables(0, config.block_size, config.n_embd // config.n_head, config.rope_base)",
+           "rope_tables(0, config.block_size, config.n_embd // config.n_head, 10000.0)",
+           ("tests/test_model.py", "-k", "rope")),
+    Mutant("gradient checkpointing silently off", GPT,
+           "recompute = self.config.grad_checkpoint and torch.is_grad_enabled()",
+           "recompute = False and torch.is_grad_enabled()", ("tests/test_model.py", "-k", "checkpointing")),
+    Mutant("BPE trained on the validation text too", "gptcore/data.py",
+           "BPETokenizer.train(text[:split_point(len(text))], recipe.bpe_vocab_size)",
+           "BPETokenizer.train(text, recipe.bpe_vocab_size)", ("tests/test_data.py",)),
+    Mutant("prepare's BPE sample includes validation pieces", "gptcore/prepare.py",
+           "                if not _is_val(i):\n                    seen += n",
+           "                if True:\n                    seen += n", ("tests/test_prepare.py",)),
+    Mutant("batch sampler's last start off by one", "gptcore/data.py",
+           "torch.randint(len(self.data) - self.block_size, ",
+           "torch.randint(len(self.data) - self.block_size + 1, ", ("tests/test_data.py",)),
+    Mutant("an untied nanoGPT head imported as tied", "gptcore/interop/nanogpt.py",
+           "        config = dataclasses.replace(config, tie_embeddings=False)", "        pass",
+           ("tests/test_nanogpt.py",)),
+    Mutant("equal-time view reads an arm's longest seed", "gptcore/experiments/wallclock.py",
+           'min(r["curve"][-1]["step"] for r in a["runs"])', 'max(r["curve"][-1]["step"] for r in a["runs"])',
+           ("tests/test_wallclock.py",)),
+    Mutant("memory estimate leaves out the Adam moments", "gptcore/memory.py",
+           "FLOAT_BYTES * (4 * params + activations)", "FLOAT_BYTES * (2 * params + activations)",
+           ("tests/test_hostile.py", "-k", "estimate")),
+    Mutant("the app's form accepts sizes past its maxima", "demo/train.py",
+           'checked_number("n_embd", n_embd, 1, limits.max_n_embd, integer=True)',
+           'checked_number("n_embd", n_embd, 1, 2 * limits.max_n_embd, integer=True)',
+           ("tests/test_demo_train.py", "-k", "maximum or bad_forms")),
+    Mutant("an infinite loss is not a divergence", LOOP, "            if not math.isfinite(value):",
+           "            if math.isnan(value):", ("tests/test_hostile.py", "-k", "non_finite")),
+    Mutant("a manifest whose sha256 is not checked", "gptcore/storage.py",
+           "            if _sha256_file(candidate) == digest:", "            if candidate.exists():",
+           ("tests/test_checkpoint.py",)),
+    Mutant("a zip's '..' entries not checked", "demo/uploads.py", ' or ".." in parts or ', " or ",
+           ("tests/test_demo_models.py", "-k", "hostile")),
+]
+
+
+def run(mutant: Mutant) -> str:
+    """'caught by TEST', 'NOT CAUGHT' or 'GONE (...)' for one mutant; the file is restored in every case."""
+    path = ROOT / mutant.path
+    source = path.read_text(encoding="utf-8")
+    if mutant.old not in source:
+        return f"GONE (its snippet is no longer in {mutant.path}: update the mutant)"
+    path.write_text(source.replace(mutant.old, mutant.new, 1), encoding="utf-8")
+    try:
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--no-cov",
+                                 "-o", "addopts=", *mutant.tests], cwd=ROOT, capture_output=True, text=True,
+                                env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    finally:
+        path.write_text(source, encoding="utf-8")
+    failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    if failed:
+        return "caught by " + failed[0].split("::", 1)[-1][:80]
+    return f"NOT CAUGHT (pytest exit {result.returncode})"
+
+
+def main(names: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not names or m.name in names]
+    unknown = set(names) - {m.name for m in MUTANTS}
+    if unknown:
+        print(f"unknown mutants: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    verdicts = {}
+    for mutant in chosen:
+        verdicts[mutant.name] = run(mutant)
+        print(f"{mutant.name}: {verdicts[mutant.name]}", flush=True)
+    missed = [name for name, verdict in verdicts.items() if not verdict.startswith("caught")]
+    print(f"\n{len(verdicts) - len(missed)} of {len(verdicts)} mutants caught"
+          + (f"; not caught or gone: {', '.join(missed)}" if missed else ""))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
