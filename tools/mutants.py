@@ -92,6 +92,8 @@ MUTANTS = [
     Mutant("a manifest whose sha256 is not checked", "gptcore/storage.py",
            "            if _sha256_file(candidate) == digest:", "            if candidate.exists():",
            ("tests/test_checkpoint.py",)),
+    Mutant("train without its own signal handling", "gptcore/cli.py", "    _interrupt_on_signals()\n    try:",
+           "    try:", ("tests/test_cli.py", "-k", "interrupted and SIGTERM")),
     Mutant("a zip's '..' entries not checked", "demo/uploads.py", ' or ".." in parts or ', " or ",
            ("tests/test_demo_models.py", "-k", "hostile")),
 ]
