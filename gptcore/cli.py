@@ -12,6 +12,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from .errors import GptcoreError
@@ -161,6 +162,8 @@ def _interrupt_on_signals() -> None:
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
+    if threading.current_thread() is not threading.main_thread():
+        return  # main() called from a thread (a test, a notebook): signals are the caller's to handle
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, interrupt)
 

@@ -60,6 +60,25 @@ def demo_checkpoints(tmp_path_factory, corpus) -> Path:
     return make_checkpoints(tmp_path_factory.mktemp("demo-ckpts"), corpus)
 
 
+@pytest.fixture(scope="session")
+def demo_ablations(tmp_path_factory, corpus) -> Path:
+    """A real results file of the tiny ablation study (demo_support.make_ablations), run once."""
+    from demo_support import make_ablations
+
+    return make_ablations(tmp_path_factory.mktemp("demo-ablations") / "ablations", corpus)
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, demo_checkpoints, demo_ablations):
+    """``python app.py`` serving the test checkpoints and the tiny study, started once for every module that
+    drives the app from outside (gradio_client, the browser); stopped, with its whole process group, at the end."""
+    from demo_support import app_env, free_port, launched_app
+
+    root = tmp_path_factory.mktemp("app")
+    with launched_app(app_env(demo_checkpoints, root / "runs", demo_ablations, free_port()), root / "app.log") as url:
+        yield url
+
+
 def small_config(**overrides) -> ModelConfig:
     base = dict(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
     base.update(overrides)

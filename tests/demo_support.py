@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import signal
 import subprocess
 import sys
 import time
@@ -83,12 +84,14 @@ def app_env(checkpoints: Path, runs: Path, ablations: Path, port: int) -> dict:
 
 
 @contextmanager
-def launched_app(env: dict, log: Path, timeout: float = 60.0) -> Iterator[str]:
-    """Run ``python app.py`` (README's command) and yield its URL once the first page is served."""
+def launched_app(env: dict, log: Path, timeout: float = 600.0) -> Iterator[str]:
+    """Run ``python app.py`` (README's command) and yield its URL once the first page is served. The app runs
+    in a process group of its own, ended whole afterwards, so a training process it started cannot outlive
+    the test whatever happened. ``timeout`` only guards against a hang: a busy machine starts slowly."""
     url = f"http://127.0.0.1:{env['GRADIO_SERVER_PORT']}/"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -105,23 +108,27 @@ def launched_app(env: dict, log: Path, timeout: float = 60.0) -> Iterator[str]:
                 time.sleep(0.2)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            end_process_group(process)
+
+
+def end_process_group(process: subprocess.Popen) -> None:
+    """Terminate ``process`` and everything in its process group, killing what has not ended after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone; its group may not be
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
 
 
 def unwrap_updates(value):
     """The value inside a gr.update dict, or the value itself."""
     return value.get("value") if isinstance(value, dict) and "__type__" in value else value
-
-
-@contextmanager
-def app_with_tiny_models(root: Path, corpus: Corpus) -> Iterator[str]:
-    """``python app.py`` serving real tiny checkpoints and a tiny ablation study, all under ``root``."""
-    checkpoints = make_checkpoints(root / "checkpoints", corpus)
-    ablations = make_ablations(root / "ablations", corpus)
-    env = app_env(checkpoints, root / "runs", ablations, free_port())
-    with launched_app(env, root / "app.log") as url:
-        yield url

@@ -8,13 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from gradio_client import Client
 
-from demo_support import app_with_tiny_models
+pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, corpus):
-    with app_with_tiny_models(tmp_path_factory.mktemp("client-app"), corpus) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,18 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from demo_support import REPO, app_with_tiny_models
+from demo_support import REPO
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = REPO / "artifacts" / "screenshots"
+# every wait is for a state on the page; this bound only turns a hang into a failure (a busy machine is slow)
+WAIT_MS = 300_000
+expect.set_options(timeout=WAIT_MS)  # the assertions that name no timeout of their own, too
 LAPTOP, PHONE = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, corpus):
-    with app_with_tiny_models(tmp_path_factory.mktemp("browser-app"), corpus) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +40,11 @@ def browser():
 @pytest.fixture(scope="module")
 def page(browser, app_url):
     context = browser.new_context(viewport=LAPTOP)
+    context.set_default_timeout(WAIT_MS)  # clicks, fills and waits for elements
     page = context.new_page()
     page.goto(app_url)
-    expect(page.get_by_role("tab", name="Sample")).to_be_visible(timeout=30_000)
-    expect(page.get_by_role("tabpanel")).to_contain_text("parameters", timeout=30_000)  # page-load events done
+    expect(page.get_by_role("tab", name="Sample")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_role("tabpanel")).to_contain_text("parameters", timeout=WAIT_MS)  # page-load events done
     yield page
     context.close()
 
@@ -71,11 +71,11 @@ def test_sample_tab_generates_text_and_charts_the_next_character(page):
     expect(page.get_by_role("tabpanel")).to_contain_text("tiny · GPT, 2 layers")
     page.get_by_label("prompt").fill("ROMEO:")
     page.locator("#generate-btn").click()
-    expect(page.locator("#sample-status")).to_contain_text("chars/s", timeout=30_000)
+    expect(page.locator("#sample-status")).to_contain_text("chars/s", timeout=WAIT_MS)
     text = page.locator("#sample-output textarea").input_value()
     assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 500
-    expect(page.locator("#next-char-plot")).to_contain_text("next character", timeout=10_000)
-    expect(page.locator("#next-char-plot canvas, #next-char-plot svg").first).to_be_visible(timeout=10_000)
+    expect(page.locator("#next-char-plot")).to_contain_text("next character", timeout=WAIT_MS)
+    expect(page.locator("#next-char-plot canvas, #next-char-plot svg").first).to_be_visible(timeout=WAIT_MS)
     _shot(page, "sample-laptop")
 
 
@@ -88,7 +88,7 @@ def test_every_tab_explains_how_to_read_it(page):
         explanation = page.locator(f"#explain-{key}")
         if not explanation.is_visible():
             page.get_by_role("tabpanel").get_by_text("How to read this").first.click()
-        expect(explanation).to_contain_text(words, timeout=10_000)
+        expect(explanation).to_contain_text(words, timeout=WAIT_MS)
 
 
 def test_sample_tab_stop_says_so_and_generate_is_in_view(page):
@@ -99,9 +99,9 @@ def test_sample_tab_stop_says_so_and_generate_is_in_view(page):
     page.locator("#max-new-tokens input[type=number]").press("Enter")
     page.get_by_label("prompt").fill("ROMEO:")
     page.locator("#generate-btn").click()
-    expect(page.locator("#sample-status")).to_contain_text("Generating…", timeout=30_000)
+    expect(page.locator("#sample-status")).to_contain_text("Generating…", timeout=WAIT_MS)
     page.locator("#stop-generate-btn").click()
-    expect(page.locator("#sample-status")).to_contain_text("Stopped after", timeout=30_000)
+    expect(page.locator("#sample-status")).to_contain_text("Stopped after", timeout=WAIT_MS)
     page.locator("#max-new-tokens input[type=number]").fill("500")
     page.locator("#max-new-tokens input[type=number]").press("Enter")
 
@@ -112,8 +112,8 @@ def test_attention_tab_hover_click_zoom_and_the_roles_table(page):
     page.locator("#attention-btn").click()
     view = page.locator("#attention-view")
     tokens = view.locator(".gc-tok")
-    expect(tokens.first).to_be_visible(timeout=30_000)
-    expect(page.locator("#attention-roles")).to_contain_text(re.compile("attends|spreads|prefers"), timeout=30_000)
+    expect(tokens.first).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#attention-roles")).to_contain_text(re.compile("attends|spreads|prefers"), timeout=WAIT_MS)
     tokens.nth(5).hover()
     expect(view.locator(".gc-info")).to_contain_text("(6) looks at:")
     expect(view.locator(".gc-steps")).to_contain_text("How the weights of")  # scores, mask, softmax
@@ -133,14 +133,14 @@ def test_attention_tab_hover_click_zoom_and_the_roles_table(page):
     canvas.hover(position={"x": 34 + cell * 1.5, "y": 34 + cell * 4.5})
     expect(view.locator(".gc-tip")).to_contain_text("(5) → key")
     page.locator("#attention-roles").get_by_role("gridcell").nth(4).click()  # row 2: layer 1, head 2
-    expect(view).to_contain_text("layer 1, head 2", timeout=30_000)
+    expect(view).to_contain_text("layer 1, head 2", timeout=WAIT_MS)
     page.wait_for_timeout(800)
     _shot(page, "attention-laptop")
     _choose(page, "head", "all heads (grid)")  # a grid is a picture
-    expect(page.locator("#attention-plot img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#attention-plot img")).to_be_visible(timeout=WAIT_MS)
     expect(view).to_be_hidden()
     _choose(page, "head", "head 1")
-    expect(view.locator(".gc-tok").first).to_be_visible(timeout=30_000)
+    expect(view.locator(".gc-tok").first).to_be_visible(timeout=WAIT_MS)
 
 
 def test_inside_tab_predictions_lens_embeddings_and_heads_off(page):
@@ -148,7 +148,7 @@ def test_inside_tab_predictions_lens_embeddings_and_heads_off(page):
     _choose(page, "checkpoint", "tiny")
     page.locator("#inside-btn").click()
     pred = page.locator("#inside-predictions-view")
-    expect(pred.locator(".gc-tok").first).to_be_visible(timeout=30_000)
+    expect(pred.locator(".gc-tok").first).to_be_visible(timeout=WAIT_MS)
     expect(pred.locator(".gc-dist")).to_contain_text("end of the text")  # the last position, at first
     pred.locator(".gc-tok").nth(3).click()
     expect(pred.locator(".gc-dist")).to_contain_text("(character 4)")
@@ -156,17 +156,17 @@ def test_inside_tab_predictions_lens_embeddings_and_heads_off(page):
     assert pred.locator(".gc-dist .gc-bar").count() == 10
     _shot(page, "inside-predictions-laptop")
     page.get_by_role("tab", name="Logit lens").click()
-    expect(page.locator("#inside-lens-view table")).to_contain_text("the model's prediction", timeout=30_000)
+    expect(page.locator("#inside-lens-view table")).to_contain_text("the model's prediction", timeout=WAIT_MS)
     _shot(page, "inside-lens-laptop")
     page.get_by_role("tab", name="Embeddings").click()
-    expect(page.locator("#inside-embeddings-map img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#inside-embeddings-map img")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#inside-embeddings-note")).to_contain_text("variance")
     _shot(page, "inside-embeddings-laptop")
     page.get_by_role("tab", name="Switch heads off").click()
-    expect(page.locator("#inside-heads-summary")).to_contain_text("Every head is on", timeout=30_000)
+    expect(page.locator("#inside-heads-summary")).to_contain_text("Every head is on", timeout=WAIT_MS)
     expect(page.locator("#inside-each-head")).to_contain_text("L2 H1")
     page.get_by_label("L1 H2").check()
-    expect(page.locator("#inside-heads-summary")).to_contain_text("layer 1 head 2", timeout=30_000)
+    expect(page.locator("#inside-heads-summary")).to_contain_text("layer 1 head 2", timeout=WAIT_MS)
     expect(page.locator("#inside-heads-view .gc-tok").first).to_be_visible()
     _shot(page, "inside-heads-laptop")
     for view, key, words in [("Predictions", "predictions", "surprised"), ("Logit lens", "lens", "stopped early"),
@@ -176,7 +176,7 @@ def test_inside_tab_predictions_lens_embeddings_and_heads_off(page):
         explanation = page.locator(f"#explain-{key}")
         expect(explanation).to_be_hidden()
         page.get_by_text("How to read this").filter(visible=True).nth(1).click()  # after the tab's own
-        expect(explanation).to_contain_text(words, timeout=10_000)
+        expect(explanation).to_contain_text(words, timeout=WAIT_MS)
 
 
 def _step(status) -> int:
@@ -187,40 +187,40 @@ def test_train_tab_starts_a_run_shows_the_chart_moving_and_stops(page):
     _open_tab(page, "Train")
     page.locator("#train-start-btn").click()
     status = page.locator("#train-status")
-    expect(status).to_contain_text("Running", timeout=60_000)
+    expect(status).to_contain_text("Running", timeout=WAIT_MS)
     chart = page.locator("#train-chart")
-    expect(chart.locator("canvas, svg").first).to_be_visible(timeout=30_000)
+    expect(chart.locator("canvas, svg").first).to_be_visible(timeout=WAIT_MS)
     before = chart.screenshot()
     step_before = _step(status)
     # on a loaded machine the (low-priority) training process may need a while for its next report
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + WAIT_MS / 1000
     while time.monotonic() < deadline and not (_step(status) > step_before and chart.screenshot() != before):
         page.wait_for_timeout(1000)
     assert _step(status) > step_before, "the run made no progress"
     assert chart.screenshot() != before, "the loss chart did not move"
-    expect(page.locator("#train-sample textarea")).not_to_have_value("", timeout=120_000)
+    expect(page.locator("#train-sample textarea")).not_to_have_value("", timeout=WAIT_MS)
     _shot(page, "train-laptop-running")
     page.locator("#train-stop-btn").click()
-    expect(status).to_contain_text("Stopped", timeout=30_000)
+    expect(status).to_contain_text("Stopped", timeout=WAIT_MS)
     expect(status).to_contain_text("trained/")
     _shot(page, "train-laptop-stopped")
     # the finished run appears in the Sample tab's picker
     _open_tab(page, "Sample")
     page.get_by_role("tabpanel").get_by_label("checkpoint").click()
-    expect(page.get_by_role("option").filter(has_text="trained/").first).to_be_visible(timeout=10_000)
+    expect(page.get_by_role("option").filter(has_text="trained/").first).to_be_visible(timeout=WAIT_MS)
     page.keyboard.press("Escape")
 
 
 def test_ablations_tab_shows_the_study(page):
     _open_tab(page, "Ablations")
-    expect(page.locator("#ablations-intro")).to_contain_text("heads of a tiny model", timeout=30_000)
-    expect(page.locator("#ablations-summary img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#ablations-intro")).to_contain_text("heads of a tiny model", timeout=WAIT_MS)
+    expect(page.locator("#ablations-summary img")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#ablations-summary-table")).to_contain_text("2 heads")
     expect(page.locator("#ablations-curves img")).to_be_visible()
     _shot(page, "ablations-laptop")
     # the overview of every claim folds open above the study (this results folder has none written yet)
     page.get_by_text("What the studies found, claim by claim").click()
-    expect(page.locator("#ablations-claims")).to_contain_text("No claim-by-claim summary", timeout=10_000)
+    expect(page.locator("#ablations-claims")).to_contain_text("No claim-by-claim summary", timeout=WAIT_MS)
 
 
 def test_models_tab_downloads_a_model_and_uploads_it_for_sampling_and_attention(page, tmp_path):
@@ -228,7 +228,7 @@ def test_models_tab_downloads_a_model_and_uploads_it_for_sampling_and_attention(
     _choose(page, "checkpoint", "tiny-bpe-rope")
     page.locator("#download-btn").click()
     link = page.locator("#download-file a").first
-    expect(link).to_be_visible(timeout=30_000)
+    expect(link).to_be_visible(timeout=WAIT_MS)
     with page.expect_download() as download:
         link.click()
     zipped = tmp_path / "model.zip"
@@ -236,42 +236,43 @@ def test_models_tab_downloads_a_model_and_uploads_it_for_sampling_and_attention(
     page.locator("#upload-files input[type=file]").set_input_files(str(zipped))
     page.get_by_role("tabpanel").get_by_label("name (optional)").fill("from-browser")
     page.locator("#upload-btn").click()
-    expect(page.locator("#upload-status")).to_contain_text("uploaded/from-browser", timeout=60_000)
+    expect(page.locator("#upload-status")).to_contain_text("uploaded/from-browser", timeout=WAIT_MS)
     _shot(page, "models-laptop")
     _open_tab(page, "Sample")
     _choose(page, "checkpoint", "uploaded/from-browser")
-    expect(page.get_by_role("tabpanel")).to_contain_text("(bpe)", timeout=30_000)
+    expect(page.get_by_role("tabpanel")).to_contain_text("(bpe)", timeout=WAIT_MS)
     page.get_by_label("prompt").fill("ROMEO:")
     page.locator("#generate-btn").click()
-    expect(page.locator("#sample-status")).to_contain_text("uploaded/from-browser", timeout=30_000)
+    expect(page.locator("#sample-status")).to_contain_text("uploaded/from-browser", timeout=WAIT_MS)
     _open_tab(page, "Attention")
     _choose(page, "checkpoint", "uploaded/from-browser")
     page.locator("#attention-btn").click()
-    expect(page.locator("#attention-view .gc-tok").first).to_be_visible(timeout=30_000)
-    expect(page.locator("#attention-roles")).to_contain_text("what it mostly does", timeout=30_000)
+    expect(page.locator("#attention-view .gc-tok").first).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#attention-roles")).to_contain_text("what it mostly does", timeout=WAIT_MS)
 
 
 def _run_and_tap(page: Page, button: str, view: str, nth: int, answer: str, text: str) -> None:
     """On the tiny model: press ``button``, tap the ``nth`` token of ``view`` and see ``text`` in its ``answer``."""
     _choose(page, "checkpoint", "tiny")
     page.locator(button).click()
-    expect(page.locator(f"{view} .gc-tok").first).to_be_visible(timeout=30_000)
+    expect(page.locator(f"{view} .gc-tok").first).to_be_visible(timeout=WAIT_MS)
     page.locator(f"{view} .gc-tok").nth(nth).tap()
     expect(page.locator(f"{view} {answer}")).to_contain_text(text)
 
 
 def test_every_tab_at_phone_width(browser, app_url):
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     page.goto(app_url)
-    expect(page.get_by_role("tabpanel")).to_contain_text("parameters", timeout=30_000)  # page-load events done
+    expect(page.get_by_role("tabpanel")).to_contain_text("parameters", timeout=WAIT_MS)  # page-load events done
     for name, ready in [("Sample", "#generate-btn"), ("Attention", "#attention-btn"), ("Inside", "#inside-btn"),
                         ("Train", "#train-start-btn"),
                         ("Ablations", "#ablations-reload-btn"), ("Models", "#upload-btn")]:
         tab = page.get_by_role("tab", name=name)
         expect(tab).to_be_visible()  # no tab is hidden in an overflow menu
         tab.click()
-        expect(page.locator(ready)).to_be_visible(timeout=30_000)
+        expect(page.locator(ready)).to_be_visible(timeout=WAIT_MS)
         if name == "Attention":
             _run_and_tap(page, "#attention-btn", "#attention-view", 3, ".gc-info", "(4) looks at:")
         if name == "Inside":
@@ -280,14 +281,14 @@ def test_every_tab_at_phone_width(browser, app_url):
                                      ("Embeddings", "#inside-embeddings-map img"),
                                      ("Switch heads off", "#inside-each-head")]:
                 page.get_by_role("tab", name=view).click()  # every view's tab is visible on a phone
-                expect(page.locator(ready_view)).to_be_visible(timeout=30_000)
+                expect(page.locator(ready_view)).to_be_visible(timeout=WAIT_MS)
                 width = page.evaluate("document.documentElement.scrollWidth")
                 assert width <= PHONE["width"] + 1, f"Inside, {view}, scrolls sideways on a phone ({width}px)"
                 _shot(page, f"inside-{view.split()[0].lower()}-phone")
             page.get_by_label("L2 H1").tap()
-            expect(page.locator("#inside-heads-summary")).to_contain_text("layer 2 head 1", timeout=30_000)
+            expect(page.locator("#inside-heads-summary")).to_contain_text("layer 2 head 1", timeout=WAIT_MS)
         if name == "Ablations":
-            expect(page.locator("#ablations-summary img")).to_be_visible(timeout=30_000)
+            expect(page.locator("#ablations-summary img")).to_be_visible(timeout=WAIT_MS)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"] + 1, f"{name} tab scrolls sideways on a phone ({width}px)"
         _shot(page, f"{name.lower()}-phone")

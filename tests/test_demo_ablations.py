@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from demo.ablations import ablations, list_studies
-from demo_support import make_ablations
 
 
 @pytest.fixture(scope="module")
-def results_dir(tmp_path_factory, corpus):
-    return make_ablations(tmp_path_factory.mktemp("ablations"), corpus)
+def results_dir(demo_ablations):
+    return demo_ablations
 
 
 def test_without_results_the_tab_says_so(tmp_path):

@@ -20,7 +20,6 @@ from demo.sample import generate
 from demo.settings import Limits
 from demo.ui import per_session
 from demo.uploads import MAX_UNPACKED_BYTES
-from demo_support import make_checkpoints
 from gptcore.checkpoint import load_checkpoint
 
 LIMITS = Limits()
@@ -28,8 +27,8 @@ NANOGPT = Path(__file__).resolve().parents[2] / "shared" / "nanogpt" / "char-tin
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory, corpus) -> Path:
-    return make_checkpoints(tmp_path_factory.mktemp("ckpts"), corpus)
+def root(demo_checkpoints) -> Path:
+    return demo_checkpoints
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from ddp_support import train
 from gptcore.checkpoint import load_checkpoint
 from gptcore.storage import load_tensors
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = {"max_iters": 40, "eval_interval": 10, "eval_windows": 8, "sample_interval": 0, "batch_size": 8}
 
@@ -75,7 +77,7 @@ def test_a_time_budget_paces_every_process_alike(tmp_path):
     """A time budget sets the learning rate from elapsed time: the processes must share one clock."""
     out = tmp_path / "budget"
     train(2, free_port(), {**STEPS, "max_iters": 100_000, "time_budget": 3.0, "eval_interval": 100_000,
-                           "schedule": "linear"}, str(out))
+                           "schedule": "linear"}, str(out), tick=0.01)  # a clock the test controls
     rank0, rank1 = (json.loads((out / f"lr-rank{r}.json").read_text()) for r in (0, 1))
     assert len(rank0) > 5 and rank0 == rank1
     assert json.loads((out / "metrics.json").read_text())["status"] == "stopped"

@@ -94,6 +94,9 @@ MUTANTS = [
            ("tests/test_checkpoint.py",)),
     Mutant("train without its own signal handling", "gptcore/cli.py", "    _interrupt_on_signals()\n    try:",
            "    try:", ("tests/test_cli.py", "-k", "interrupted and SIGTERM")),
+    Mutant("each process keeps its own clock", "gptcore/training/distributed.py",
+           "        return float(value[0]), bool(value[1])", "        return seconds, bool(value[1])",
+           ("tests/test_distributed.py", "-k", "time_budget")),
     Mutant("a zip's '..' entries not checked", "demo/uploads.py", ' or ".." in parts or ', " or ",
            ("tests/test_demo_models.py", "-k", "hostile")),
 ]
