@@ -16,6 +16,7 @@ if "GPTCORE_DATA" not in os.environ and _LOCAL.is_file():
 from gptcore.config import ModelConfig  # noqa: E402
 from gptcore.data import Corpus  # noqa: E402
 from gptcore.device import available_devices  # noqa: E402
+from tiny_configs import tiny_model  # noqa: E402
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
@@ -80,9 +81,8 @@ def app_url(tmp_path_factory, demo_checkpoints, demo_ablations):
 
 
 def small_config(**overrides) -> ModelConfig:
-    base = dict(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
-    base.update(overrides)
-    return ModelConfig(**base)
+    """The tiny model at a context of 16 (tests/tiny_configs.py)."""
+    return tiny_model(**{"block_size": 16, **overrides})
 
 
 @pytest.fixture(autouse=True)

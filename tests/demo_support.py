@@ -19,16 +19,16 @@ from typing import Iterator
 import torch
 
 from gptcore.experiments.ablate import Arm, Study, run_study
-from gptcore.config import ModelConfig, TrainConfig
 from gptcore.data import Corpus
 from gptcore.presets import get_preset
 from gptcore.training import Trainer
+from tiny_configs import tiny_model, tiny_train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_STUDY = Study("heads", "heads of a tiny model", "more heads help",
                    (Arm("1", "1 head", 1, {"n_head": 1}, writeup_val_loss=1.7172),
                     Arm("2", "2 heads", 2, {"n_head": 2}, writeup_val_loss=1.6691)),
-                   base_model=ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0),
+                   base_model=tiny_model(),
                    comparisons=(("2", "1"),))
 
 
@@ -63,8 +63,7 @@ def make_checkpoints(root: Path, corpus: Corpus) -> Path:
 
 def make_ablations(directory: Path, corpus: Corpus) -> Path:
     """A real results file (``heads.json``) from gptcore's runner: two arms, two seeds, six steps each."""
-    budget = TrainConfig(batch_size=8, max_iters=6, lr=3e-3, warmup_iters=1, eval_interval=3, eval_windows=4,
-                         sample_interval=0, dtype="float32", threads=1).validate()
+    budget = tiny_train(max_iters=6, warmup_iters=1, eval_interval=3, eval_windows=4).validate()
     run_study(TINY_STUDY, corpus, directory, seeds=2, budget=budget, command="pytest", quiet=True)
     return directory
 

@@ -15,12 +15,13 @@ from gptcore import cli
 from gptcore.experiments import ablate
 from gptcore.experiments.ablate import (BASE_SEED, STUDIES, Arm, Study, arm_config, budget_dict, compare_arms,
                             load_results, resolve_studies, run_study, summarize)
-from gptcore.config import ModelConfig, RunConfig, TrainConfig
+from gptcore.config import RunConfig, TrainConfig
 from gptcore.experiments.run_record import RunMonitor
 from gptcore.errors import ConfigError, GptcoreError
 from gptcore.training import Trainer, TrainEvent
+from tiny_configs import tiny_model, tiny_train
 
-TINY_MODEL = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0)
+TINY_MODEL = tiny_model()
 TINY_ARMS = (Arm("two", "2 heads", 2, {"n_head": 2}, writeup_val_loss=1.7),
              Arm("one", "1 head", 1, {"n_head": 1}))
 TINY = Study("tiny-heads", "heads of a tiny model", "more heads help", TINY_ARMS, base_model=TINY_MODEL,
@@ -28,8 +29,7 @@ TINY = Study("tiny-heads", "heads of a tiny model", "more heads help", TINY_ARMS
 
 
 def tiny_budget(max_iters: int = 6) -> TrainConfig:
-    return TrainConfig(batch_size=8, max_iters=max_iters, lr=3e-3, warmup_iters=1, eval_interval=3,
-                       eval_windows=4, sample_interval=0, dtype="float32", threads=1).validate()
+    return tiny_train(max_iters=max_iters, warmup_iters=1, eval_interval=3, eval_windows=4).validate()
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,14 @@ import torch
 
 from gptcore.checkpoint import WEIGHTS
 from gptcore.checkpoint import load_checkpoint
-from gptcore.config import ModelConfig, RunConfig, TrainConfig
+from gptcore.config import RunConfig
 from gptcore.storage import load_tensors, read_json
 from gptcore.training import Trainer, loop
+from tiny_configs import tiny_model, tiny_train
 
 
 def _config(**train) -> RunConfig:
-    base = dict(batch_size=8, max_iters=20, lr=3e-3, warmup_iters=3, eval_interval=5, eval_windows=8,
-                sample_interval=0, dtype="float32", threads=1)
-    base.update(train)
-    return RunConfig(ModelConfig(block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.0),
-                     TrainConfig(**base))
+    return RunConfig(tiny_model(n_layer=1), tiny_train(**train))
 
 
 class ScriptedEstimates:

@@ -3,19 +3,17 @@ import threading
 import pytest
 import torch
 
-from gptcore.config import parse_assignments, ModelConfig, RunConfig, TrainConfig
+from gptcore.config import parse_assignments, RunConfig, TrainConfig
 from gptcore.checkpoint import load_checkpoint
 from gptcore.storage import read_json
 from gptcore.errors import ConfigError
 from gptcore.presets import PRESETS, get_preset
 from gptcore.training import Trainer, learning_rate
+from tiny_configs import tiny_model, tiny_train
 
 
 def _config(**train) -> RunConfig:
-    base = dict(batch_size=8, max_iters=20, lr=3e-3, warmup_iters=3, eval_interval=5, eval_windows=8,
-                sample_interval=0, dtype="float32", seed=7)
-    base.update(train)
-    return RunConfig(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.1), TrainConfig(**base))
+    return RunConfig(tiny_model(dropout=0.1), tiny_train(**{"threads": None, "seed": 7, **train}))
 
 
 def _losses(events):
