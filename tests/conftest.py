@@ -16,7 +16,7 @@ if "GPTCORE_DATA" not in os.environ and _LOCAL.is_file():
 from gptcore.config import ModelConfig  # noqa: E402
 from gptcore.data import Corpus  # noqa: E402
 from gptcore.device import available_devices  # noqa: E402
-from tiny_configs import tiny_model  # noqa: E402
+from tests.tiny_configs import tiny_model  # noqa: E402
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 

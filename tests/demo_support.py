@@ -22,7 +22,7 @@ from gptcore.experiments.ablate import Arm, Study, run_study
 from gptcore.data import Corpus
 from gptcore.presets import get_preset
 from gptcore.training import Trainer
-from tiny_configs import tiny_model, tiny_train
+from tests.tiny_configs import tiny_model, tiny_train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_STUDY = Study("heads", "heads of a tiny model", "more heads help",

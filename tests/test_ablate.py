@@ -19,7 +19,7 @@ from gptcore.config import RunConfig, TrainConfig
 from gptcore.experiments.run_record import RunMonitor
 from gptcore.errors import ConfigError, GptcoreError
 from gptcore.training import Trainer, TrainEvent
-from tiny_configs import tiny_model, tiny_train
+from tests.tiny_configs import tiny_model, tiny_train
 
 TINY_MODEL = tiny_model()
 TINY_ARMS = (Arm("two", "2 heads", 2, {"n_head": 2}, writeup_val_loss=1.7),

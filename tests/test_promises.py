@@ -12,7 +12,7 @@ from gptcore.checkpoint import load_checkpoint
 from gptcore.config import RunConfig
 from gptcore.storage import load_tensors, read_json
 from gptcore.training import Trainer, loop
-from tiny_configs import tiny_model, tiny_train
+from tests.tiny_configs import tiny_model, tiny_train
 
 
 def _config(**train) -> RunConfig:

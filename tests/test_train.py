@@ -9,7 +9,7 @@ from gptcore.storage import read_json
 from gptcore.errors import ConfigError
 from gptcore.presets import PRESETS, get_preset
 from gptcore.training import Trainer, learning_rate
-from tiny_configs import tiny_model, tiny_train
+from tests.tiny_configs import tiny_model, tiny_train
 
 
 def _config(**train) -> RunConfig:
