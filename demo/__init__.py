@@ -1,4 +1,5 @@
-"""The gptcore Gradio app: one module per tab (sample, attention, train, ablations) plus shared helpers.
+"""The gptcore Gradio app: one module per tab (sample, attention, inside, models, train, ablations) plus
+shared helpers.
 
 ``demo.app.build_app()`` assembles the tabs; ``app.py`` at the repository root launches it.
 """
