@@ -233,10 +233,11 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True
             if not split.count:
                 continue
             name = f"{split.name}-{sum(s['split'] == split.name for s in manifest['shards']):05d}.bin"
-            atomic_write_bytes(out / name, np.concatenate(split.ids).astype(dtype).tobytes())
+            ids = np.concatenate(split.ids)
+            atomic_write_bytes(out / name, ids.astype(dtype).tobytes())
             manifest["shards"].append({"file": name, "split": split.name, "tokens": split.count,
                                        "bytes": split.bytes, "chars": split.chars, "sha256": file_sha256(out / name),
-                                       "max_id": int(max(ids.max() for ids in split.ids if len(ids)))})
+                                       "max_id": int(ids.max())})
             splits[split.name] = _Split(split.name)
 
     done, skip = manifest["bytes_done"], manifest["pieces_done"]

@@ -26,7 +26,7 @@ import torch
 from .bounded import short_repr
 from .config import is_int
 from .errors import CheckpointError, GptcoreError
-from .storage import read_json
+from .storage import file_chunks, read_json
 
 MANIFEST, TOKENIZER_FILE = "manifest.json", "tokenizer.json"
 SHARD_NAME = re.compile(r"(train|val)-\d{5,}\.bin")  # what gptcore prepare names its shards
@@ -145,10 +145,9 @@ class ShardSet:
     def _scan(self, path: Path) -> tuple[str, int]:
         """(sha256, largest id) of a shard file, read once in chunks."""
         h, top = hashlib.sha256(), -1
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 22):  # a multiple of every dtype's size
-                h.update(chunk)
-                top = max(top, int(np.frombuffer(chunk, dtype=self.dtype).max()))
+        for chunk in file_chunks(path):  # 4 MiB: a multiple of every dtype's size
+            h.update(chunk)
+            top = max(top, int(np.frombuffer(chunk, dtype=self.dtype).max()))
         return h.hexdigest(), top
 
     def close(self) -> None:

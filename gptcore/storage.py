@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import safetensors
 import safetensors.torch
@@ -207,12 +208,18 @@ MANIFEST = "manifest.json"
 _STAGED = ".{}.staged"
 
 
-def file_sha256(path: Path) -> str:
-    """A file's sha256, read in chunks (shards can be large)."""
-    h = hashlib.sha256()
+def file_chunks(path: Path, size: int = 1 << 22) -> Iterator[bytes]:
+    """A file's bytes in chunks of ``size`` (the last may be shorter): shards can be larger than memory."""
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
+        while chunk := f.read(size):
+            yield chunk
+
+
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in chunks."""
+    h = hashlib.sha256()
+    for chunk in file_chunks(path):
+        h.update(chunk)
     return h.hexdigest()
 
 

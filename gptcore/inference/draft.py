@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..bounded import short_repr
+from ..config import is_int
 from ..errors import CheckpointError
 from ..storage import load_tensors, save_tensors
 
@@ -118,7 +119,7 @@ class NgramDraft:
 def _check_table(codes: torch.Tensor, guesses: torch.Tensor, order, vocab_size) -> None:
     """A stored table that sampling can use: integer codes of contexts up to ``order`` tokens, a guess within
     the vocabulary for each, and no more entries than MAX_ENTRIES (the table becomes a Python dict)."""
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+    if not is_int(vocab_size) or vocab_size < 1:
         raise ValueError(f"its vocabulary size is {vocab_size!r}")
     check_order(order, vocab_size)
     if codes.shape != guesses.shape or codes.dim() != 1:

@@ -38,23 +38,24 @@ def bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def _read(path: Path, text: bool = True) -> str:
+def _require(path: Path) -> Path:
+    """``path``, refused in GPT-2's terms when it is missing or too large (the readers bound it again)."""
     if not path.is_file():
         raise CheckpointError(f"the GPT-2 vocabulary needs {path.name}, not found in {path.parent}")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise CheckpointError(f"{path} is too large for a GPT-2 vocabulary file")
-    return read_bounded(path, MAX_FILE_BYTES).decode("utf-8", errors="replace") if text else ""
+    return path
 
 
 def read_gpt2_vocab(directory: str | os.PathLike, vocab_size: int | None = None) -> BPETokenizer:
     """GPT-2's tokenizer from ``directory``/encoder.json and vocab.bpe; ``vocab_size`` pads it to a model's
     (nanoGPT rounds 50,257 up to 50,304)."""
     directory = Path(directory)
-    _read(directory / "encoder.json", text=False)  # missing or too large: said in GPT-2's terms
-    encoder = read_json_file(directory / "encoder.json", MAX_FILE_BYTES)
+    encoder = read_json_file(_require(directory / "encoder.json"), MAX_FILE_BYTES)
     if not isinstance(encoder, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in encoder.items()):
         raise CheckpointError(f"{directory / 'encoder.json'} should map token strings to ids")
-    lines = [line for line in _read(directory / "vocab.bpe").splitlines() if line and not line.startswith("#version")]
+    text = read_bounded(_require(directory / "vocab.bpe"), MAX_FILE_BYTES).decode("utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#version")]
     table = bytes_to_unicode()
     try:
         byte_ids = [encoder[table[b]] for b in range(256)]

@@ -19,6 +19,7 @@ from itertools import chain, repeat
 from typing import Iterable, Iterator
 
 from ..bounded import short_repr
+from ..config import is_int
 from ..errors import UnknownCharactersError
 from .base import Tokenizer
 
@@ -235,7 +236,7 @@ def known_pattern(pattern: str) -> str:
 
 def _id(value) -> int:
     """An id or size from a file: an integer (not a bool, not a float)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ValueError(f"ids and sizes must be integers, got {short_repr(value, 40)}")
     return value
 
