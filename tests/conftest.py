@@ -1,9 +1,15 @@
-"""Shared fixtures: the corpus (from $GPTCORE_DATA or ../shared/data) and a tiny trained checkpoint."""
+"""Shared fixtures: the corpus (from $GPTCORE_DATA or ../shared/data) and a tiny trained checkpoint.
+
+Under pytest-xdist (``-n 2``, as `.ci/run` runs the suite) each worker trains with one thread, so two
+workers share the cores instead of fighting over them; a test module runs whole on one worker, the two
+modules that drive the app share one worker and one app, and the read-only session fixtures are built
+once for all workers."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -19,6 +25,45 @@ from gptcore.device import available_devices  # noqa: E402
 from tests.tiny_configs import tiny_model  # noqa: E402
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
+APP_MODULES = ("test_app_client", "test_browser")
+
+
+def pytest_configure(config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"  # for the processes a test starts, too
+        torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """One group per module for ``--dist loadgroup``: module fixtures are built once, and the modules that
+    drive the app from outside share the one that `app_url` starts."""
+    for item in items:
+        name = item.module.__name__.rpartition(".")[2]
+        item.add_marker(pytest.mark.xdist_group("app" if name in APP_MODULES else name))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session) -> None:
+    """The slow modules first (after pytest has grouped the items by fixture), so that the workers finish
+    together rather than one waiting on the other's last long module."""
+    session.items.sort(key=lambda item: not (item.get_closest_marker("slow") or item.get_closest_marker("browser")))
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """``build(folder)`` run by the first worker that asks, under a file lock; every worker gets the folder."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            done.touch()
+    return folder
 
 
 @pytest.fixture(params=DEVICE_TYPES)
@@ -47,9 +92,8 @@ def tiny_checkpoint(tmp_path_factory, corpus) -> Path:
     from gptcore.presets import get_preset
     from gptcore.training import Trainer
 
-    out = tmp_path_factory.mktemp("tiny")
-    Trainer(get_preset("tiny"), corpus, out, command="pytest fixture").run()
-    return out
+    return built_once(tmp_path_factory, "tiny",
+                      lambda out: Trainer(get_preset("tiny"), corpus, out, command="pytest fixture").run())
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +102,7 @@ def demo_checkpoints(tmp_path_factory, corpus) -> Path:
     reads them."""
     from demo_support import make_checkpoints
 
-    return make_checkpoints(tmp_path_factory.mktemp("demo-ckpts"), corpus)
+    return built_once(tmp_path_factory, "demo-ckpts", lambda out: make_checkpoints(out, corpus))
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +110,8 @@ def demo_ablations(tmp_path_factory, corpus) -> Path:
     """A real results file of the tiny ablation study (demo_support.make_ablations), run once."""
     from demo_support import make_ablations
 
-    return make_ablations(tmp_path_factory.mktemp("demo-ablations") / "ablations", corpus)
+    folder = built_once(tmp_path_factory, "demo-ablations", lambda out: make_ablations(out / "ablations", corpus))
+    return folder / "ablations"
 
 
 @pytest.fixture(scope="session")
@@ -86,5 +131,10 @@ def small_config(**overrides) -> ModelConfig:
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_threads():
+    """Every test starts from seed 0, and leaves torch's thread count as it found it (a run's ``threads``
+    setting is process-wide)."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

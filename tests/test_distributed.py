@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,10 +44,19 @@ def assert_close_runs(a: Path, b: Path, tol: float) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
+    """Two processes to the end, one process accumulating the same batches, and two processes stopped at step
+    20 (copied by each test that resumes it)."""
     root = tmp_path_factory.mktemp("ddp")
     train(2, free_port(), STEPS, str(root / "ddp"))
     train(1, free_port(), {**STEPS, "grad_accum": 2}, str(root / "accum"))
+    train(2, free_port(), STEPS, str(root / "stopped"), stop_at=20)
     return root
+
+
+def stopped_run(runs: Path, out: Path) -> str:
+    shutil.copytree(runs / "stopped", out)
+    assert [h["step"] for h in history(out)] == [10, 20]
+    return str(out)
 
 
 def test_two_processes_follow_one_process_accumulating_the_same_batches(runs):
@@ -56,9 +66,7 @@ def test_two_processes_follow_one_process_accumulating_the_same_batches(runs):
 
 
 def test_a_stopped_distributed_run_resumes_exactly(runs, tmp_path):
-    out = str(tmp_path / "resumed")
-    train(2, free_port(), STEPS, out, stop_at=20)
-    assert [h["step"] for h in history(Path(out))] == [10, 20]
+    out = stopped_run(runs, tmp_path / "resumed")
     train(2, free_port(), STEPS, out, resume=True)
     assert history(Path(out)) and [h["val_loss"] for h in history(Path(out))] == [
         h["val_loss"] for h in history(runs / "ddp")]
@@ -67,8 +75,7 @@ def test_a_stopped_distributed_run_resumes_exactly(runs, tmp_path):
 
 
 def test_a_distributed_run_resumes_with_another_number_of_processes(runs, tmp_path):
-    out = str(tmp_path / "fewer")
-    train(2, free_port(), STEPS, out, stop_at=20)
+    out = stopped_run(runs, tmp_path / "fewer")
     train(1, free_port(), {**STEPS, "grad_accum": 2}, out, resume=True)  # the same global batch, one process
     assert_close_runs(Path(out), runs / "ddp", tol=1e-4)
 
