@@ -102,7 +102,7 @@ def measure_streaming(checkpoint: str, repeats: int, new_chars: int = 2000) -> t
     """Streaming rates on an idle server, then while the Train tab's default run is training."""
     from gradio_client import Client
 
-    from demo.train import QUICK, app_presets
+    from demo.tabs.train import QUICK, app_presets
 
     port = _free_port()
     process = _launch(port)
@@ -128,7 +128,7 @@ def measure_training(repeats: int) -> list[dict]:
     """The Train tab's default (quick) run through the API: time until the train loss is under 2.5."""
     from gradio_client import Client
 
-    from demo.train import QUICK, app_presets
+    from demo.tabs.train import QUICK, app_presets
 
     cfg = app_presets()[QUICK][1]
     m = cfg.model
@@ -166,10 +166,10 @@ def measure_views(checkpoint: str, repeats: int) -> dict[str, list[float]]:
     the HTML it sends or the PNG encoding of its figures; in-process, model loaded, median of ``repeats``."""
     from gradio.processing_utils import encode_plot_to_base64
 
-    from demo import inside
-    from demo.attention import show_attention
-    from demo.registry import ModelRegistry
-    from demo.settings import AppSettings
+    from demo.tabs import inside
+    from demo.tabs.attention import show_attention
+    from demo.server.registry import ModelRegistry
+    from demo.server.settings import AppSettings
 
     settings = AppSettings()
     registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir, torch_threads=settings.torch_threads)

@@ -10,11 +10,11 @@ import threading
 
 import gradio as gr
 
-from . import ablations, attention, inside, models, sample, train
-from .registry import ModelRegistry
-from .settings import AppSettings
-from .training_job import TrainingManager
-from .ui import per_session
+from .tabs import ablations, attention, inside, models, sample, train
+from .server.registry import ModelRegistry
+from .server.settings import AppSettings
+from .server.training_job import TrainingManager
+from .server.sessions import per_session
 
 TITLE = "gptcore: a small GPT from scratch"
 INTRO = (f"# {TITLE}\n"

@@ -9,7 +9,7 @@ import gradio as gr
 import pytest
 import torch
 
-from demo.ablations import ablations, list_studies
+from demo.tabs.ablations import ablations, list_studies
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ def test_the_notes_beside_the_chart_are_the_written_conclusion(results_dir, tmp_
 
 
 def test_categorical_arms_are_points_and_ordered_arms_a_line(results_dir):
-    from demo.ablations import is_ordered
-    from demo.plots import ablation_summary_figure
+    from demo.tabs.ablations import is_ordered
+    from demo.views.plots import ablation_summary_figure
 
     assert is_ordered([{"value": 1}, {"value": 2}]) and not is_ordered([{"value": True}, {"value": False}])
     assert not is_ordered([{"value": "pre"}, {"value": "post"}])
@@ -88,7 +88,7 @@ def test_categorical_arms_are_points_and_ordered_arms_a_line(results_dir):
 
 
 def test_the_tab_opens_on_every_claims_verdict(tmp_path):
-    from demo.ablations import claims_markdown
+    from demo.tabs.ablations import claims_markdown
 
     assert "No claim-by-claim summary" in claims_markdown(tmp_path)
     (tmp_path / "claims.md").write_text("| claim | verdict |\n|---|---|\n| residuals | confirmed |\n")
@@ -96,7 +96,7 @@ def test_the_tab_opens_on_every_claims_verdict(tmp_path):
 
 
 def test_the_unigram_level_is_drawn_only_where_an_arm_comes_near_it():
-    from demo.plots import ablation_summary_figure
+    from demo.views.plots import ablation_summary_figure
 
     def unigram_lines(runs):
         fig = ablation_summary_figure(["on", "off"], runs, [None] * 2, "arm", "residual", ordered=False, unigram=3.35)
@@ -124,7 +124,7 @@ def test_equal_wall_clock_time_needs_measured_step_costs(results_dir, tmp_path):
 
 
 def test_a_sibling_directory_adds_the_same_studies_at_another_budget(results_dir, tmp_path):
-    from demo.ablations import study_choices
+    from demo.tabs.ablations import study_choices
 
     primary, longer = tmp_path / "ablations", tmp_path / "ablations-2000"
     shutil.copytree(results_dir, primary)

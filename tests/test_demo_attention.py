@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from demo import registry as registry_module
-from demo.attention import (ALL, AVERAGE, attention_view, attention_weights, compute_maps, head_choices,
+from demo.server import registry as registry_module
+from demo.tabs.attention import (ALL, AVERAGE, attention_view, attention_weights, compute_maps, head_choices,
                             layer_choices, select_head, show_attention)
-from demo.head_roles import head_role, target_shares
-from demo.registry import ModelRegistry
-from demo.settings import Limits
-from demo.views_html import packed_weights, unpacked_weights
+from demo.views.head_roles import head_role, target_shares
+from demo.server.registry import ModelRegistry
+from demo.server.settings import Limits
+from demo.views.html import packed_weights, unpacked_weights
 from demo_support import view_data
 
 LIMITS = Limits()
@@ -115,7 +115,7 @@ def test_a_single_head_is_an_interactive_view_of_its_weights(registry):
 
 
 def test_a_single_head_carries_its_scores_and_an_average_does_not(registry):
-    from demo.views_html import packed_scores
+    from demo.views.html import packed_scores
 
     view = attention_view(registry, LIMITS, "tiny-bpe-rope", TEXT, "2", "1")
     ck = registry.get("tiny-bpe-rope")
@@ -126,7 +126,7 @@ def test_a_single_head_carries_its_scores_and_an_average_does_not(registry):
 
 
 def test_packed_scores_keep_three_digits():
-    from demo.views_html import packed_scores
+    from demo.views.html import packed_scores
 
     s = np.tril(np.random.default_rng(1).normal(scale=4, size=(6, 6)))
     back = np.frombuffer(base64.b64decode(packed_scores(s)), dtype="<f2").astype(np.float64)

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from demo.inside import (each_head, embeddings, embeddings_view, head_options, heads_off, heads_off_view,
-                         logit_lens, logit_lens_view, parse_heads, predictions, predictions_view, stage_names)
-from demo.plots import MAX_MAP_LABELS, _spread_labels
-from demo.registry import ModelRegistry
-from demo.settings import Limits
+from demo.tabs.inside import (each_head, embeddings_api, embeddings_view, head_options, heads_off_api, heads_off_view,
+                         logit_lens_api, logit_lens_view, parse_heads, predictions_api, predictions_view, stage_names)
+from demo.views.plots import MAX_MAP_LABELS, _spread_labels
+from demo.server.registry import ModelRegistry
+from demo.server.settings import Limits
 from demo_support import view_data
 from gptcore import interpret
 
@@ -53,7 +53,7 @@ def test_predictions_colour_each_token_by_its_surprise_and_carry_every_distribut
 
 
 def test_the_predictions_api_gives_the_same_numbers(registry):
-    out = predictions(registry, LIMITS, "tiny", TEXT)
+    out = predictions_api(registry, LIMITS, "tiny", TEXT)
     loss = interpret.surprise(registry.get("tiny").model, _ids(registry))
     assert out["tokens"] == list(TEXT) and len(out["top"]) == len(TEXT) and len(out["top"][0]) == 5
     assert out["surprise"] == pytest.approx(loss.tolist(), abs=1e-4)
@@ -66,7 +66,7 @@ def test_the_logit_lens_table_ends_in_the_models_own_prediction(registry):
     n_layer = registry.get("tiny").config.model.n_layer
     assert view.count("<tr>") == 1 + (n_layer + 1) + 1  # positions, each stage, the truth
     probs = interpret.next_token_probs(registry.get("tiny").model, _ids(registry))
-    out = logit_lens(registry, LIMITS, "tiny", TEXT)
+    out = logit_lens_api(registry, LIMITS, "tiny", TEXT)
     assert out["stages"] == stage_names(n_layer) and out["stages"][-1].endswith("the model's prediction")
     final = [row[0][0] for row in out["top"][-1]]
     assert final == [registry.get("tiny").tokenizer.piece(int(i)) for i in probs.argmax(-1)]
@@ -87,7 +87,7 @@ def test_embeddings_map_every_token_and_show_the_positions(registry):
     assert y0 < coords[:, 1].min() and coords[:, 1].max() < y1
     assert positions["visible"] and "cosine" in positions["value"].axes[0].get_title()
     assert "% of the variance" in words and "Learned position embeddings" in words
-    out = embeddings(registry, "tiny")
+    out = embeddings_api(registry, "tiny")
     assert np.allclose(out["coords"], coords.numpy(), atol=1e-4) and out["rope_wavelengths"] is None
     assert len(out["position_similarity"]) == ck.config.model.block_size
 
@@ -96,7 +96,7 @@ def test_rotary_models_show_their_wavelengths(registry):
     _, positions, words = embeddings_view(registry, "tiny-bpe-rope")
     assert positions["visible"] and "rotary" in positions["value"].axes[0].get_title()
     assert "Rotary positions" in words
-    out = embeddings(registry, "tiny-bpe-rope")
+    out = embeddings_api(registry, "tiny-bpe-rope")
     assert out["position_similarity"] is None and out["rope_wavelengths"][0] == pytest.approx(2 * math.pi)
 
 
@@ -114,7 +114,7 @@ def test_switching_heads_off_changes_the_loss_as_interpret_says(registry):
     assert "layer 1 head 2, layer 2 head 1" in summary
     assert f"from **{effect.baseline:.3f}** to **{effect.loss:.3f}**" in summary
     assert "with these heads off:" in summary and view.count('class="gc-tok"') == len(TEXT)
-    out = heads_off(registry, LIMITS, "tiny", TEXT, ["2.1", "1.2"])
+    out = heads_off_api(registry, LIMITS, "tiny", TEXT, ["2.1", "1.2"])
     assert out["heads_off"] == ["1.2", "2.1"] and out["loss"] == pytest.approx(effect.loss, abs=1e-5)
     assert out["loss_per_token"] == pytest.approx(effect.per_token.tolist(), abs=1e-4)
     summary, _ = heads_off_view(registry, LIMITS, "tiny", TEXT, [])
@@ -149,9 +149,9 @@ def test_head_choices_and_their_parsing():
     (lambda r: logit_lens_view(r, LIMITS, "tiny", ""), "type some text"),
     (lambda r: heads_off_view(r, LIMITS, "tiny", TEXT, ["9.9"]), "no head"),
     (lambda r: embeddings_view(r, "damaged"), "damaged"),
-    (lambda r: embeddings(r, "bigram"), "pick a GPT"),
-    (lambda r: predictions(r, LIMITS, "missing", TEXT), "unknown checkpoint"),
-    (lambda r: logit_lens(r, LIMITS, "tiny", "x" * 20_000), "limit is 10,000"),
+    (lambda r: embeddings_api(r, "bigram"), "pick a GPT"),
+    (lambda r: predictions_api(r, LIMITS, "missing", TEXT), "unknown checkpoint"),
+    (lambda r: logit_lens_api(r, LIMITS, "tiny", "x" * 20_000), "limit is 10,000"),
 ])
 def test_bad_input_is_a_clear_error(registry, call, message):
     with pytest.raises(gr.Error, match=message):
@@ -161,7 +161,7 @@ def test_bad_input_is_a_clear_error(registry, call, message):
 def test_long_and_unknown_text_is_cropped_and_cleaned_with_notices(registry):
     _, notes = predictions_view(registry, LIMITS, "tiny", "naïve " * 20)
     assert "'ï'" in notes and "Cropped" in notes
-    out = logit_lens(registry, LIMITS, "tiny", "abcdefghij" * 10)
+    out = logit_lens_api(registry, LIMITS, "tiny", "abcdefghij" * 10)
     assert len(out["tokens"]) == registry.get("tiny").config.model.block_size
 
 
@@ -185,15 +185,15 @@ def test_every_view_works_on_a_post_norm_model_without_positions(tmp_path, corpu
     registry = ModelRegistry(tmp_path, tmp_path / "no-runs", default="bare")
     _, positions, words = embeddings_view(registry, "bare")
     assert not positions["visible"] and "no positional information" in words
-    table = logit_lens(registry, LIMITS, "bare", TEXT)
+    table = logit_lens_api(registry, LIMITS, "bare", TEXT)
     assert len(table["stages"]) == 3 and len(table["tokens"]) == 16
-    assert len(predictions(registry, LIMITS, "bare", TEXT)["surprise"]) == 15
-    assert heads_off(registry, LIMITS, "bare", TEXT, ["2.2"])["loss"] is not None
+    assert len(predictions_api(registry, LIMITS, "bare", TEXT)["surprise"]) == 15
+    assert heads_off_api(registry, LIMITS, "bare", TEXT, ["2.2"])["loss"] is not None
 
 
 def test_switching_heads_off_never_touches_the_model_other_visitors_sample_from(registry, monkeypatch):
     """The registry's model is shared: heads are switched off in a private copy, one request at a time."""
-    from demo.inside import private_model
+    from demo.tabs.inside import private_model
 
     shared = registry.get("tiny").model
     seen = []

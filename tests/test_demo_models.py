@@ -12,14 +12,14 @@ import gradio as gr
 import pytest
 import torch
 
-from demo.attention import attention_view, show_attention
-from demo import inside
-from demo.models import download_model, prune_uploads, upload_model
-from demo.registry import ModelRegistry
-from demo.sample import generate
-from demo.settings import Limits
-from demo.ui import per_session
-from demo.uploads import MAX_UNPACKED_BYTES
+from demo.tabs.attention import attention_view, show_attention
+from demo.tabs import inside
+from demo.tabs.models import download_model, prune_uploads, upload_model
+from demo.server.registry import ModelRegistry
+from demo.tabs.sample import on_generate
+from demo.server.settings import Limits
+from demo.server.sessions import per_session
+from demo.server.uploads import MAX_UNPACKED_BYTES
 from gptcore.checkpoint import load_checkpoint
 
 LIMITS = Limits()
@@ -37,7 +37,7 @@ def registry(root, tmp_path) -> ModelRegistry:
 
 
 def sample_text(view: ModelRegistry, checkpoint: str) -> str:
-    return list(generate(view, LIMITS, checkpoint, "ROMEO:", 0.0, 0, 1.0, 20, 1))[-1][0]
+    return list(on_generate(view, LIMITS, checkpoint, "ROMEO:", 0.0, 0, 1.0, 20, 1))[-1][0]
 
 
 def test_a_downloaded_model_uploads_into_one_session_only(registry, tmp_path):
@@ -57,7 +57,7 @@ def test_a_downloaded_model_uploads_into_one_session_only(registry, tmp_path):
     assert sample_text(mine, "uploaded/tiny-bpe-rope") == sample_text(registry, "tiny-bpe-rope")
     view = attention_view(mine, LIMITS, "uploaded/tiny-bpe-rope", "to be or not", "1", "1")
     assert 'data-unit="token"' in view.html and view.roles[0][:2] == [1, 1]
-    assert inside.predictions(mine, LIMITS, "uploaded/tiny-bpe-rope", "to be or not")["tokens"]
+    assert inside.predictions_api(mine, LIMITS, "uploaded/tiny-bpe-rope", "to be or not")["tokens"]
     with pytest.raises(gr.Error, match="unknown checkpoint"):
         sample_text(theirs, "uploaded/tiny-bpe-rope")
     with pytest.raises(gr.Error, match="already uploaded"):
@@ -177,7 +177,7 @@ def test_old_uploads_are_pruned(registry):
 
 
 def test_per_session_wrappers_keep_the_api_parameters_and_take_the_request(registry):
-    wrapped = per_session(generate, registry, LIMITS)
+    wrapped = per_session(on_generate, registry, LIMITS)
     names = list(inspect.signature(wrapped).parameters)
     assert names == ["checkpoint", "prompt", "temperature", "top_k", "top_p", "max_new_tokens", "seed", "unknown",
                      "request"]
@@ -196,13 +196,13 @@ def test_per_session_wrappers_keep_the_api_parameters_and_take_the_request(regis
 def test_gpu_work_runs_as_is_outside_zero_gpu_and_live_training_moves_to_the_cpu_on_it(registry, monkeypatch):
     import spaces  # installed with the app's requirements: its decorator is a no-op off ZeroGPU
 
-    from demo.gpu import on_gpu, training_device
+    from demo.server.gpu import on_gpu, training_device
 
     def task(x):
         return x + 1
 
     assert on_gpu(task, 10) is task and spaces.GPU(duration=10)(task) is task
-    wrapped = per_session(generate, registry, LIMITS, gpu_seconds=60)
+    wrapped = per_session(on_generate, registry, LIMITS, gpu_seconds=60)
     assert list(inspect.signature(wrapped).parameters)[0] == "checkpoint" and inspect.isgeneratorfunction(wrapped)
     assert list(wrapped("tiny", "ROMEO:", 0.0, 0, 1.0, 5, 1, "replace", None))[-1][0].startswith("ROMEO:")
     assert training_device("auto") == "auto"
@@ -212,11 +212,11 @@ def test_gpu_work_runs_as_is_outside_zero_gpu_and_live_training_moves_to_the_cpu
 
 def test_what_crosses_to_a_zero_gpu_worker_pickles(registry):
     """ZeroGPU sends a GPU function's arguments and results through a pickling queue to its worker."""
-    from demo.sample import next_token_probs
+    from demo.tabs.sample import on_next_token_chart
 
     args = ("session-id", "tiny", "ROMEO:", 0.8, 0, 1.0, 20, 1, "replace")
     assert pickle.loads(pickle.dumps(args)) == args
-    results = [list(generate(registry, LIMITS, *args[1:]))[-1], next_token_probs(registry, LIMITS, "tiny", "ROMEO:",
+    results = [list(on_generate(registry, LIMITS, *args[1:]))[-1], on_next_token_chart(registry, LIMITS, "tiny", "ROMEO:",
                                                                                   1.0, 0, 1.0),
                show_attention(registry, LIMITS, "tiny", "to be or not", "1", "1"),
                show_attention(registry, LIMITS, "tiny", "to be or not", "all", "all"),
@@ -225,9 +225,9 @@ def test_what_crosses_to_a_zero_gpu_worker_pickles(registry):
                inside.embeddings_view(registry, "tiny"),
                inside.heads_off_view(registry, LIMITS, "tiny", "to be", ["1.1"]),
                inside.each_head(registry, LIMITS, "tiny", "to be"),
-               inside.heads_off(registry, LIMITS, "tiny", "to be", ["1.1"])]
+               inside.heads_off_api(registry, LIMITS, "tiny", "to be", ["1.1"])]
     for result in results:
         pickle.loads(pickle.dumps(result))
     with pytest.raises(gr.Error) as error:
-        list(generate(registry, LIMITS, "nope", "x", 0.8, 0, 1.0, 5, 1, "replace"))
+        list(on_generate(registry, LIMITS, "nope", "x", 0.8, 0, 1.0, 5, 1, "replace"))
     assert "unknown checkpoint" in str(pickle.loads(pickle.dumps(error.value)))

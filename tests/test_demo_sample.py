@@ -5,10 +5,11 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from demo.registry import ModelRegistry
-from demo.sample import POLICIES, checkpoint_info, generate, next_token_probs, sampling_params
-from demo.settings import Limits
-from demo.ui import NamedSlider, visible_piece
+from demo.server.registry import ModelRegistry
+from demo.tabs.sample import POLICIES, checkpoint_info, on_generate, on_next_token_chart, sampling_params
+from demo.server.settings import Limits
+from demo.server.inputs import NamedSlider
+from demo.views.tokens import visible_piece
 
 LIMITS = Limits()
 
@@ -20,7 +21,7 @@ def registry(demo_checkpoints) -> ModelRegistry:
 
 def run(registry, prompt="ROMEO:", temperature=0.8, top_k=0, top_p=1.0, n=200, seed=7, unknown="replace",
         checkpoint="tiny"):
-    return list(generate(registry, LIMITS, checkpoint, prompt, temperature, top_k, top_p, n, seed, unknown))
+    return list(on_generate(registry, LIMITS, checkpoint, prompt, temperature, top_k, top_p, n, seed, unknown))
 
 
 def test_generate_streams_the_prompt_then_the_continuation(registry):
@@ -86,21 +87,21 @@ def test_greedy_is_deterministic_without_a_seed(registry):
 
 
 def test_next_token_probs_are_the_top_ten_sorted(registry):
-    frame = next_token_probs(registry, LIMITS, "tiny", "ROMEO:\n", 1.0, 0, 1.0)
+    frame = on_next_token_chart(registry, LIMITS, "tiny", "ROMEO:\n", 1.0, 0, 1.0)
     assert list(frame.columns) == ["next character", "probability"]
     probs = frame["probability"].tolist()
     assert len(probs) == 10 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
 
 
 def test_next_token_probs_follow_temperature_and_top_k(registry):
-    greedy = next_token_probs(registry, LIMITS, "tiny", "ROMEO:\n", 0, 0, 1.0)
+    greedy = on_next_token_chart(registry, LIMITS, "tiny", "ROMEO:\n", 0, 0, 1.0)
     assert greedy["probability"].tolist() == [1.0]
-    top3 = next_token_probs(registry, LIMITS, "tiny", "ROMEO:\n", 1.0, 3, 1.0)
+    top3 = on_next_token_chart(registry, LIMITS, "tiny", "ROMEO:\n", 1.0, 3, 1.0)
     assert len(top3) == 3 and abs(top3["probability"].sum() - 1) < 1e-4
 
 
 def test_next_token_probs_show_whitespace_visibly(registry):
-    frame = next_token_probs(registry, LIMITS, "tiny", "", 1.0, 0, 1.0, top=65)
+    frame = on_next_token_chart(registry, LIMITS, "tiny", "", 1.0, 0, 1.0, top=65)
     assert "␣" in frame["next character"].tolist() and " " not in frame["next character"].tolist()
     assert visible_piece("\n") == "↵" and visible_piece("a") == "a"
 
@@ -142,13 +143,13 @@ def test_a_bpe_rope_model_streams_whole_characters_and_charts_pieces(registry):
     text, status = run(registry, checkpoint="tiny-bpe-rope", n=60, seed=5)[-1]
     assert text.startswith("ROMEO:") and "\ufffd" not in text[:6]
     assert f"{len(text) - len('ROMEO:')} characters" in status
-    frame = next_token_probs(registry, LIMITS, "tiny-bpe-rope", "To be or not to", 1.0, 0, 1.0)
+    frame = on_next_token_chart(registry, LIMITS, "tiny-bpe-rope", "To be or not to", 1.0, 0, 1.0)
     assert len(frame) == 10 and any(len(p) > 1 for p in frame.iloc[:, 0])
     assert "token" in checkpoint_info(registry, "tiny-bpe-rope") and "(bpe)" in checkpoint_info(registry, "tiny-bpe-rope")
 
 
 def test_stop_and_long_prompts_say_what_happened(registry):
-    from demo.sample import context_note, stopped_status
+    from demo.tabs.sample import context_note, stopped_status
 
     assert stopped_status("Generating… 825 characters") == "Stopped after 825 characters."
     assert stopped_status("note. Generating…") == "note. Stopped after 0 characters."

@@ -7,11 +7,11 @@ import time
 import gradio as gr
 import pytest
 
-from demo.registry import ModelRegistry
-from demo.settings import AppSettings, Limits
-from demo.train import (ITERATIONS, QUICK, SECONDS, SHAKESPEARE, UPLOAD, app_presets, build_config, curve_frame,
+from demo.server.registry import ModelRegistry
+from demo.server.settings import AppSettings, Limits
+from demo.tabs.train import (ITERATIONS, QUICK, SECONDS, SHAKESPEARE, UPLOAD, app_presets, build_config, curve_frame,
                         read_upload, start_run, status_markdown)
-from demo.training_job import RunInProgressError, TrainingManager, TrainJobSpec
+from demo.server.training_job import RunInProgressError, TrainingManager, TrainJobSpec
 from gptcore.checkpoint import load_checkpoint
 from gptcore.errors import ConfigError, GptcoreError
 
@@ -27,7 +27,7 @@ def test_the_quick_default_is_small_and_fast():
 
 
 def test_the_chart_always_has_both_curves():
-    from demo.training_job import RunStatus
+    from demo.server.training_job import RunStatus
 
     empty = curve_frame(RunStatus())
     assert list(empty["curve"]) == ["train", "validation"] and empty["loss"].isna().all()
@@ -149,7 +149,7 @@ def test_an_uploaded_corpus_trains(settings, tmp_path, manager):
 
 
 def test_a_prepared_corpus_is_offered_and_trains(tmp_path, corpus_text, manager):
-    from demo.train import PREPARED, prepared_corpora
+    from demo.tabs.train import PREPARED, prepared_corpora
     from gptcore.prepare import PrepareConfig, prepare
 
     text = tmp_path / "text.txt"

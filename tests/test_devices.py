@@ -120,7 +120,7 @@ def test_the_progress_bar_of_a_time_budgeted_run_counts_seconds(tmp_path):
 
 def test_the_app_header_names_the_device(tmp_path):
     from demo.app import device_markdown
-    from demo.registry import ModelRegistry
+    from demo.server.registry import ModelRegistry
 
     assert device_markdown(ModelRegistry(tmp_path, tmp_path, device="cpu")) == "Models run on **cpu**."
     assert "device must be one of" in device_markdown(ModelRegistry(tmp_path, tmp_path, device="tpu"))

@@ -1,68 +1,86 @@
-"""README's ablation tables are the runner's results, not a copy that goes stale: every arm row, comparison
-line, verdicts-at-each-budget row and reference loss in README's Ablations section must be a line that
-``ablate --summary`` prints from a committed results file today. When a study gains seeds, this fails until README follows."""
+"""The ablation tables in the docs are the runner's results, not a copy that goes stale: every arm row,
+comparison line, budget line, reference loss, equal-time row and verdicts-at-each-budget row in
+docs/ablations.md (and any such line README quotes) must be a line that ``ablate --summary`` prints from a
+committed results file today. When a study gains seeds, this fails until the docs follow."""
 
 import itertools
 import re
 from pathlib import Path
 
 from gptcore.experiments.ablation_results import load_results, summarize, verdicts_across_budgets
+from gptcore.experiments.wallclock import equal_time_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
+ABLATIONS_DOC = ROOT / "docs" / "ablations.md"
+README = ROOT / "README.md"
 ARM_ROW = re.compile(r"^\| [^|]+ \| \d+\.\d{4} ± ")
 COMPARISON = re.compile(r"^- \S+ vs \S+: Δ = ")
 VERDICT_ROW = re.compile(r"^\| \S+ vs \S+ \| ")
 SCALE = re.compile(r"^For scale: ")
+BUDGET = re.compile(r"^Budget: \d+ steps of ")
+EQUAL_TIME_ROW = re.compile(r"^\| [^|]+ \| \d+\.\d{3} \| [\d,]+ \| ")
+EQUAL_TIME_HEAD = re.compile(r"^\*\*At equal wall-clock time\*\* \(")
+PATTERNS = (ARM_ROW, COMPARISON, VERDICT_ROW, SCALE, BUDGET, EQUAL_TIME_ROW, EQUAL_TIME_HEAD)
 
 
-def ablations_section(readme: str) -> list[str]:
-    start = readme.index("\n## Ablations\n")
-    end = readme.index("\n## ", start + 1)
-    return readme[start:end].splitlines()
+def committed_results() -> dict[str, list[tuple[Path, dict]]]:
+    """Every committed ``<study>.json`` (not ``<study>.step_cost.json``), by study."""
+    by_study: dict[str, list[tuple[Path, dict]]] = {}
+    for path in sorted(ROOT.glob("checkpoints/ablations*/*.json")):
+        if "." not in path.stem:
+            results = load_results(path)
+            by_study.setdefault(results["study"], []).append((path, results))
+    return by_study
 
 
 def results_lines() -> set[str]:
-    """Every line the summaries and the verdicts-at-each-budget tables of the committed results can print."""
-    by_study: dict[str, list[dict]] = {}
-    for path in sorted(ROOT.glob("checkpoints/ablations*/*.json")):
-        if "." not in path.stem:  # <study>.json, not <study>.step_cost.json
-            results = load_results(path)
-            by_study.setdefault(results["study"], []).append(results)
+    """Every line the summaries, the equal-time tables and the verdicts-at-each-budget tables of the
+    committed results can print."""
     lines = set()
-    for studies in by_study.values():
-        for results in studies:
+    for studies in committed_results().values():
+        for path, results in studies:
             lines |= set(summarize(results).splitlines())
+            lines |= set(equal_time_markdown(path.parent, results).splitlines())
         for n in range(2, len(studies) + 1):
-            for subset in itertools.combinations(studies, n):
+            for subset in itertools.combinations([results for _, results in studies], n):
                 lines |= set(verdicts_across_budgets(list(subset)).splitlines())
     return lines
 
 
-def readme_result_lines(section: list[str]) -> list[str]:
-    return [line for line in section if any(p.match(line) for p in (ARM_ROW, COMPARISON, VERDICT_ROW, SCALE))]
+def quoted_result_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if any(p.match(line) for p in PATTERNS)]
 
 
-def test_readme_ablation_tables_are_the_committed_results():
-    section = ablations_section((ROOT / "README.md").read_text(encoding="utf-8"))
-    quoted = readme_result_lines(section)
-    assert len(quoted) >= 20, "README's Ablations section should quote the studies' tables"
+def test_ablation_tables_in_the_docs_are_the_committed_results():
+    quoted = quoted_result_lines(ABLATIONS_DOC)
+    assert len(quoted) >= 60, "docs/ablations.md should quote the studies' tables"
     known = results_lines()
-    stale = [line for line in quoted if line not in known]
-    assert not stale, ("README quotes results no committed results file gives (rerun `python -m gptcore ablate "
-                       "--study S --summary` and paste its output):\n" + "\n".join(stale))
+    stale = [line for line in quoted + quoted_result_lines(README) if line not in known]
+    assert not stale, ("the docs quote results no committed results file gives (rerun `python -m gptcore ablate "
+                       "--study S --summary --out DIR` and paste its output into docs/ablations.md):\n"
+                       + "\n".join(stale))
+
+
+def test_every_study_at_its_longest_budget_is_in_the_docs():
+    """Each study's table at its longest budget is quoted whole: no arm left out."""
+    doc = set(ABLATIONS_DOC.read_text(encoding="utf-8").splitlines())
+    for study, studies in committed_results().items():
+        _, longest = max(studies, key=lambda s: s[1]["budget"]["max_iters"])
+        rows = [line for line in summarize(longest).splitlines() if ARM_ROW.match(line) or COMPARISON.match(line)]
+        missing = [line for line in rows if line not in doc]
+        assert rows and not missing, f"docs/ablations.md lacks {study}'s rows:\n" + "\n".join(missing)
 
 
 def test_the_check_catches_a_changed_number():
     """The check itself can fail: one digit changed in a quoted row is caught."""
-    section = ablations_section((ROOT / "README.md").read_text(encoding="utf-8"))
-    row = next(line for line in section if ARM_ROW.match(line))
+    row = next(line for line in quoted_result_lines(ABLATIONS_DOC) if ARM_ROW.match(line))
     changed = re.sub(r"(\d\.\d{3})(\d)", lambda m: m[1] + str((int(m[2]) + 1) % 10), row, count=1)
     assert changed != row and changed not in results_lines()
 
 
-def test_readme_claim_table_is_the_one_the_app_shows():
+def test_the_claim_table_is_the_one_the_app_shows():
     """The claim-by-claim table is written once (checkpoints/ablations/claims.md, the Ablations tab's
-    overview) and README carries it verbatim."""
+    overview) and docs/ablations.md carries it verbatim."""
     claims = (ROOT / "checkpoints" / "ablations" / "claims.md").read_text(encoding="utf-8").strip()
     assert claims.startswith("**Claim by claim.**") and claims.count("\n| ") >= 7
-    assert claims in "\n".join(ablations_section((ROOT / "README.md").read_text(encoding="utf-8")))
+    assert claims in ABLATIONS_DOC.read_text(encoding="utf-8")

@@ -83,7 +83,7 @@ MUTANTS = [
     Mutant("memory estimate leaves out the Adam moments", "gptcore/memory.py",
            "FLOAT_BYTES * (4 * params + activations)", "FLOAT_BYTES * (2 * params + activations)",
            ("tests/test_hostile.py", "-k", "estimate")),
-    Mutant("the app's form accepts sizes past its maxima", "demo/train.py",
+    Mutant("the app's form accepts sizes past its maxima", "demo/tabs/train.py",
            'checked_number("n_embd", n_embd, 1, limits.max_n_embd, integer=True)',
            'checked_number("n_embd", n_embd, 1, 2 * limits.max_n_embd, integer=True)',
            ("tests/test_demo_train.py", "-k", "maximum or bad_forms")),
@@ -97,7 +97,7 @@ MUTANTS = [
     Mutant("each process keeps its own clock", "gptcore/training/distributed.py",
            "        return float(value[0]), bool(value[1])", "        return seconds, bool(value[1])",
            ("tests/test_distributed.py", "-k", "time_budget")),
-    Mutant("a zip's '..' entries not checked", "demo/uploads.py", ' or ".." in parts or ', " or ",
+    Mutant("a zip's '..' entries not checked", "demo/server/uploads.py", ' or ".." in parts or ', " or ",
            ("tests/test_demo_models.py", "-k", "hostile")),
 ]
 

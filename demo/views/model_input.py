@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .ui import token_unit
+from .tokens import token_unit
 
 if TYPE_CHECKING:
     from gptcore.checkpoint import Checkpoint
+
+# the text the Attention and Inside tabs open on: a speaker's name, a line, and newlines, as the corpus has them
+DEFAULT_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
 
 
 @dataclass

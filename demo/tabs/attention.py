@@ -18,17 +18,18 @@ import numpy as np
 if TYPE_CHECKING:
     from gptcore.checkpoint import Checkpoint
 
-from .head_roles import describe_heads
-from .plots import heatmap_grid_figure
-from .views_html import CSS, SCRIPT, attention_html
-from .explain import how_to_read
-from .model_input import model_input
-from .registry import ModelRegistry
-from .settings import Limits
-from .ui import checked_text, per_session, token_unit, user_errors
+from ..views.head_roles import describe_heads
+from ..views.plots import heatmap_grid_figure
+from ..views.html import CSS, interactive_script, attention_html
+from ..views.explain import how_to_read
+from ..views.model_input import DEFAULT_TEXT, model_input
+from ..server.registry import ModelRegistry
+from ..server.settings import Limits
+from ..server.inputs import checked_text, user_errors
+from ..server.sessions import per_session
+from ..views.tokens import token_unit
 
 ALL, AVERAGE = "all", "average"
-DEFAULT_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
 
 
 @dataclass
@@ -225,7 +226,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
             go = gr.Button("Show attention", variant="primary", elem_id="attention-btn")
             notes = gr.Markdown(elem_id="attention-notes")
         with gr.Column(scale=2, min_width=280):
-            view = gr.HTML("", elem_id="attention-view", js_on_load=SCRIPT, css_template=CSS, min_height=120)
+            view = gr.HTML("", elem_id="attention-view", js_on_load=interactive_script(), css_template=CSS, min_height=120)
             plot = gr.Plot(label="attention", show_label=False, elem_id="attention-plot", format="png",
                            visible=False)
             roles = gr.Dataframe(headers=ROLE_COLUMNS, datatype=["number", "number", "str"], interactive=False,

@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 # torch-backed gptcore modules are imported inside the functions that need them: the first page is then
 # served before torch has finished importing (see demo.app)
 
-from .explain import how_to_read
-from .registry import ModelRegistry
-from .settings import Limits
-from .ui import (NamedNumber, NamedSlider, checked_number, checked_text, per_session, token_unit, user_errors,
-                 visible_piece)
+from ..views.explain import how_to_read
+from ..server.registry import ModelRegistry
+from ..server.settings import Limits
+from ..server.inputs import NamedNumber, NamedSlider, checked_number, checked_text, user_errors
+from ..server.sessions import per_session
+from ..views.tokens import token_unit, visible_piece
 
 POLICIES = [("replace them with a space", "replace"), ("drop them", "drop"), ("refuse (show an error)", "strict")]
 PROB_COLUMNS = ["next character", "probability"]
@@ -113,7 +114,7 @@ def _check_policy(policy: str) -> str:
     return policy
 
 
-def generate(registry: ModelRegistry, limits: Limits, checkpoint: str, prompt: str | None, temperature: float,
+def on_generate(registry: ModelRegistry, limits: Limits, checkpoint: str, prompt: str | None, temperature: float,
              top_k: float | None, top_p: float, max_new_tokens: float, seed: float | None,
              unknown: str = "replace") -> Iterator[tuple[str, str]]:
     """Yield (prompt + text so far, status line), at most one update per ``limits.stream_interval_s``."""
@@ -148,7 +149,7 @@ def generate(registry: ModelRegistry, limits: Limits, checkpoint: str, prompt: s
                                         f" · seed {params.seed} · {checkpoint}")
 
 
-def next_token_probs(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None,
+def on_next_token_chart(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str | None,
                      temperature: float, top_k: float | None, top_p: float, unknown: str = "replace",
                      top: int = 10) -> pd.DataFrame:
     """The ``top`` most likely next characters after ``text`` (after temperature/top-k/top-p), as a table."""
@@ -213,8 +214,8 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     gr.Examples(EXAMPLES, inputs=[prompt, temperature], cache_examples=False, label="example prompts")
 
     # the wrappers keep the real parameter names, which are what API callers see
-    _generate = per_session(generate, registry, limits, gpu_seconds=60)
-    _probs = per_session(next_token_probs, registry, limits, gpu_seconds=10)
+    _generate = per_session(on_generate, registry, limits, gpu_seconds=60)
+    _probs = per_session(on_next_token_chart, registry, limits, gpu_seconds=10)
 
     # the last text and status go first, so an error never sits under a previous run's text
     cleared = go.click(lambda: ("", ""), None, [output, status], api_visibility="private", queue=False,

@@ -1,16 +1,15 @@
-"""Small UI helpers shared by the tabs: turning input errors into gr.Error, and sliders that name themselves.
+"""Turning a visitor's input into checked values, and input errors into one sentence.
 
 Bad input must reach the visitor (or the API caller) as one clear sentence, never a traceback or a queue
-that hangs: every event function runs its work inside :func:`user_errors`.
+that hangs: every event function runs its work inside :func:`user_errors`; sliders and number boxes name
+themselves in their refusals.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-import typing
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 import gradio as gr
 
@@ -26,52 +25,6 @@ def user_errors(prefix: str = "") -> Iterator[None]:
         raise
     except (GptcoreError, ValueError) as e:
         raise gr.Error(f"{prefix}{e}", print_exception=False) from None
-
-
-def per_session(fn: Callable, registry, *bound, gpu_seconds: int | None = None, **fixed) -> Callable:
-    """``fn(registry, *bound, ...)`` as an event function that sees the caller's session: Gradio hands it the
-    request, and ``fn`` gets the registry as that session sees it (with its uploads). The parameters left
-    after ``bound`` and ``fixed`` keep their names and order: they are what API callers see.
-    ``gpu_seconds``: the call runs models, so on ZeroGPU it asks for a GPU that long (:func:`demo.gpu.on_gpu`);
-    what crosses to the GPU worker is the session id and the inputs, plain values."""
-    from .gpu import on_gpu
-
-    params = [p for p in list(inspect.signature(fn).parameters.values())[1 + len(bound):] if p.name not in fixed]
-    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
-                                annotation=gr.Request)
-    streams = inspect.isgeneratorfunction(fn)  # Gradio streams a generator's updates: the wrappers must be ones
-
-    if streams:
-        def run(session: str | None, *values):
-            yield from fn(registry.for_session(session), *bound, *values, **fixed)
-    else:
-        def run(session: str | None, *values):
-            return fn(registry.for_session(session), *bound, *values, **fixed)
-    if gpu_seconds:
-        run = on_gpu(run, gpu_seconds)
-
-    def split(args: tuple) -> tuple:
-        *values, req = args if len(args) == len(params) + 1 else (*args, None)
-        return (getattr(req, "session_hash", None), *values)
-
-    if streams:
-        def wrapper(*args):
-            yield from run(*split(args))
-    else:
-        def wrapper(*args):
-            return run(*split(args))
-    try:  # resolved, so that gr.api can describe the endpoint to API callers
-        hints = typing.get_type_hints(fn)
-    except NameError:  # a name imported only for type checkers: the UI events need no hints
-        hints = {}
-    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in params]
-    wrapper.__signature__ = inspect.Signature(params + [request], return_annotation=hints.get("return",
-                                              inspect.Signature.empty))
-    wrapper.__annotations__ = {**{p.name: hints[p.name] for p in params if p.name in hints},
-                               "request": gr.Request, **({"return": hints["return"]} if "return" in hints else {})}
-    wrapper.__name__ = wrapper.__qualname__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
 
 
 def checked_number(name: str, value, low: float, high: float, integer: bool = False) -> float | int:
@@ -136,12 +89,3 @@ class NamedNumber(gr.Number):
         return super().preprocess(payload)
 
 
-def visible_piece(piece: str) -> str:
-    """A token's text with printable stand-ins for whitespace and control characters, for chart axes and labels."""
-    return "".join({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "\\r"}.get(c, c if c.isprintable() else repr(c)[1:-1])
-                   for c in piece)
-
-
-def token_unit(ck) -> str:
-    """What one position of ``ck``'s model is, for messages: a character, or a token (of a BPE model)."""
-    return "character" if ck.tokenizer.type_name == "char" else "token"

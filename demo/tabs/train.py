@@ -1,7 +1,7 @@
 """Train tab: a small form that starts one run in a separate process, and a live view of its progress.
 
 The form becomes a gptcore RunConfig through ``RunConfig.override`` (so gptcore's validation applies), the
-run is handed to the server's single :class:`~demo.training_job.TrainingManager`, and a 1-second timer
+run is handed to the server's single :class:`~demo.server.training_job.TrainingManager`, and a 1-second timer
 redraws the loss chart, the numbers and the latest sample for every visitor.
 """
 
@@ -18,11 +18,11 @@ from gptcore.config import RunConfig
 from gptcore.errors import GptcoreError
 from gptcore.presets import PRESETS, get_preset
 
-from .explain import how_to_read
-from .gpu import on_zero_gpu, training_device
-from .settings import AppSettings, Limits
-from .training_job import RunStatus, TrainingManager, TrainJobSpec
-from .ui import NamedNumber, NamedSlider, checked_number, user_errors
+from ..views.explain import how_to_read
+from ..server.gpu import on_zero_gpu, training_device
+from ..server.settings import AppSettings, Limits
+from ..server.training_job import RunStatus, TrainingManager, TrainJobSpec
+from ..server.inputs import NamedNumber, NamedSlider, checked_number, user_errors
 
 SHAKESPEARE, UPLOAD, PREPARED = "Tiny Shakespeare", "my own .txt file", "prepared: "
 SECONDS, ITERATIONS = "seconds", "iterations"

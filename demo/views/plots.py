@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .ui import visible_piece
+from .tokens import visible_piece
 
 MASKED_COLOUR = "#d4d4d4"
 CMAP = "viridis"

@@ -8,6 +8,7 @@ Every piece of text from a model or a visitor is escaped.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 from pathlib import Path
@@ -15,9 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .ui import visible_piece
+from .tokens import visible_piece
 
-SCRIPT = (Path(__file__).with_name("interactive.js")).read_text(encoding="utf-8")
 CSS = """
 .gc-view { font-size: 14px; }
 .gc-tokens { line-height: 1.9; max-height: 16em; overflow-y: auto; padding: 4px 2px; }
@@ -46,6 +46,13 @@ CSS = """
 .gc-lens td:first-child { white-space: normal; min-width: 6.5em; max-width: 10em; }
 .gc-lens td.gc-right { font-weight: 700; text-decoration: underline; }
 """
+
+
+@functools.cache
+def interactive_script() -> str:
+    """``interactive.js``, read when the first tab that uses it is built."""
+    return Path(__file__).with_name("interactive.js").read_text(encoding="utf-8")
+
 ATTENTION_HINT = "Hover over a token, or click one to pin it; hover over the heatmap for single weights."
 TOP_K = 10  # the most likely next tokens kept per position for the prediction view
 

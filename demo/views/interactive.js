@@ -1,4 +1,4 @@
-// Hover and click behaviour of the app's interactive views (gr.HTML components; see demo/views_html.py).
+// Hover and click behaviour of the app's interactive views (gr.HTML components; see demo/views/html.py).
 // Gradio runs this once per component with `element` (the component's node) and `watch`; the HTML inside
 // is replaced on every update, so every listener is delegated from `element` and every view is drawn again
 // after an update. The data a view needs travels as JSON in data- attributes of its root node.
@@ -13,14 +13,14 @@ function colour(v) {  // viridis, v in [0, 1]
   return `rgb(${c[0]},${c[1]},${c[2]})`;
 }
 
-function unpack(packed, n) {  // views_html.packed_weights: row q of the lower triangle holds q + 1 weights
+function unpack(packed, n) {  // html.packed_weights: row q of the lower triangle holds q + 1 weights
   const bytes = Uint8Array.from(atob(packed), (c) => c.charCodeAt(0));
   const all = new Uint16Array(bytes.buffer), rows = [];
   for (let q = 0, at = 0; q < n; at += ++q) rows.push(Array.from(all.subarray(at, at + q + 1), (v) => v / 65535));
   return rows;
 }
 
-function half(h) {  // an IEEE float16 from its 16 bits (views_html.packed_scores)
+function half(h) {  // an IEEE float16 from its 16 bits (html.packed_scores)
   const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
   if (exp === 0) return sign * frac * 2 ** -24;
   if (exp === 31) return frac ? NaN : sign * Infinity;

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from .explain import how_to_read
-from .registry import ModelRegistry
-from .settings import Limits
-from .ui import per_session, user_errors
-from .uploads import add_model, zip_checkpoint
+from ..views.explain import how_to_read
+from ..server.registry import ModelRegistry
+from ..server.settings import Limits
+from ..server.sessions import per_session
+from ..server.inputs import user_errors
+from ..server.uploads import add_model, zip_checkpoint
 
 UPLOAD_LIFETIME_S = 24 * 3600
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from .explain import how_to_read
-from .plots import ablation_summary_figure, loss_curves_figure
-from .ui import user_errors
+from ..views.explain import how_to_read
+from ..views.plots import ablation_summary_figure, loss_curves_figure
+from ..server.inputs import user_errors
 
 
 def _reader():

@@ -2,7 +2,7 @@
 layer would predict (the logit lens), the embeddings as maps, and the model with heads switched off.
 
 Every view runs the model's own forward pass through :mod:`gptcore.interpret`; the HTML comes from
-:mod:`demo.views_html`. Each view has a data endpoint (``gr.api``) that gives its numbers to API callers.
+:mod:`demo.views.html`. Each view has a data endpoint (``gr.api``) that gives its numbers to API callers.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from .attention import DEFAULT_TEXT
-from .explain import how_to_read
-from .model_input import ModelInput, model_input
-from .plots import embedding_map_figure, position_similarity_figure, rope_figure
-from .registry import ModelRegistry
-from .settings import Limits
-from .ui import checked_text, per_session, token_unit, user_errors, visible_piece
-from .views_html import CSS, SCRIPT, logit_lens_html, loss_change_html, predictions_html
+from ..views.explain import how_to_read
+from ..views.model_input import DEFAULT_TEXT, ModelInput, model_input
+from ..views.plots import embedding_map_figure, position_similarity_figure, rope_figure
+from ..server.registry import ModelRegistry
+from ..server.settings import Limits
+from ..server.inputs import checked_text, user_errors
+from ..server.sessions import per_session
+from ..views.tokens import token_unit, visible_piece
+from ..views.html import CSS, interactive_script, logit_lens_html, loss_change_html, predictions_html
 
 if TYPE_CHECKING:
     from gptcore.checkpoint import Checkpoint
@@ -94,7 +95,7 @@ def predictions_view(registry: ModelRegistry, limits: Limits, checkpoint: str, t
                 _notes(given))
 
 
-def predictions(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str) -> dict:
+def predictions_api(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str) -> dict:
     """At every position of the text: the most likely next tokens with their probabilities (``top``), and
     how surprised the model is by the token that really follows (``surprise``, in nats: -log p). The mean
     surprise is the text's loss."""
@@ -119,7 +120,7 @@ def logit_lens_view(registry: ModelRegistry, limits: Limits, checkpoint: str, te
                 _notes(given))
 
 
-def logit_lens(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str) -> dict:
+def logit_lens_api(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str) -> dict:
     """For each stage (after the embeddings, after each layer) and each position: the tokens that stage's
     residual stream would predict next, put through the final norm and the output head. The last stage is
     the model's own prediction."""
@@ -169,7 +170,7 @@ def embeddings_view(registry: ModelRegistry, checkpoint: str):
                 f"embedding table. {words}")
 
 
-def embeddings(registry: ModelRegistry, checkpoint: str) -> dict:
+def embeddings_api(registry: ModelRegistry, checkpoint: str) -> dict:
     """The token embedding table on its two principal directions (``coords``, one [x, y] per token) with
     the share of variance each explains; the learned positions' cosine similarity, or the rotary
     wavelengths (in positions), as the model has."""
@@ -252,7 +253,7 @@ def heads_off_view(registry: ModelRegistry, limits: Limits, checkpoint: str, tex
         return "\n".join(lines), loss_change_html(given.pieces, base.numpy(), off.numpy(), unit)
 
 
-def heads_off(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str, heads: list[str]) -> dict:
+def heads_off_api(registry: ModelRegistry, limits: Limits, checkpoint: str, text: str, heads: list[str]) -> dict:
     """The text's loss with every head on (``baseline``) and with ``heads`` off (``loss``), both in nats per
     token, each token's loss either way, and the most likely next tokens after the text either way. Heads
     are written "layer.head", counting from 1: ["1.2", "3.1"]."""
@@ -313,7 +314,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     with gr.Tabs(overflow_behavior="wrap"):  # on a phone every view stays visible
         with gr.Tab("Predictions", id="inside-predictions"):
             how_to_read("predictions")
-            pred = gr.HTML("", elem_id="inside-predictions-view", js_on_load=SCRIPT, css_template=CSS)
+            pred = gr.HTML("", elem_id="inside-predictions-view", js_on_load=interactive_script(), css_template=CSS)
         with gr.Tab("Logit lens", id="inside-lens"):
             how_to_read("lens")
             lens = gr.HTML("", elem_id="inside-lens-view", css_template=CSS, js_on_load=None)  # tooltips only
@@ -352,7 +353,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     heads.input(_off, [checkpoint, text, heads], [off_summary, off_view], trigger_mode="always_last", **private)
     checkpoint.change(per_session(heads_for, registry), checkpoint, heads, api_visibility="private",
                       show_progress="hidden")
-    for fn in (predictions, logit_lens, heads_off):  # the numbers behind each view, for API callers
-        gr.api(per_session(fn, registry, limits, **session), api_name=fn.__name__)
-    gr.api(per_session(embeddings, registry, **session), api_name="embeddings")
+    for fn, name in ((predictions_api, "predictions"), (logit_lens_api, "logit_lens"), (heads_off_api, "heads_off")):
+        gr.api(per_session(fn, registry, limits, **session), api_name=name)  # the numbers behind each view
+    gr.api(per_session(embeddings_api, registry, **session), api_name="embeddings")
     return {"checkpoint": checkpoint, "load": (per_session(heads_for, registry, quiet=True), checkpoint, heads)}

@@ -1,0 +1,1 @@
+"""The app's shared machinery: settings, the model registry, uploads, sessions, checked inputs and the training job."""
