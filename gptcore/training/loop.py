@@ -142,117 +142,16 @@ class Trainer:
             leave(self.group)
 
     def _run(self, on_event, stop, progress_bar, on_backward) -> TrainResult:
-        mc, tc, g = self.config.model, self.config.train, self.group
-        if tc.threads:
-            torch.set_num_threads(tc.threads)
-        torch.manual_seed(tc.seed)
-        model = build_model(mc).to(self.device)
-        step_model = model
-        if g.enabled:  # gradients averaged across the processes; each draws its own dropout masks
-            step_model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                                 else None)
-            torch.manual_seed(tc.seed + 1_000_003 * g.rank)
-        # the compiled module shares its parameters with ``model``, which is what gets saved and evaluated
-        step_model = torch.compile(step_model) if tc.compile else step_model
-        optimizer = make_optimizer(model, tc)
-        sampler = BatchSampler(self.corpus.train, mc.block_size, tc.batch_size, tc.seed)
-        eval_starts = None
-        if tc.eval_windows is not None:
-            eval_starts = sample_windows(len(self.corpus.val), mc.block_size, tc.eval_windows, tc.seed)
-        emit = on_event or (lambda event: None)
-        draft = self._fit_draft() if g.is_main else None
-        st = self._restore(model, optimizer, sampler) if self.resume and self.state_path.exists() else None
-        st = st or TrainState(model={}, optimizer={}, sampler_rng=sampler.state(), torch_rng=torch.get_rng_state())
-        share = range(g.rank * tc.grad_accum, (g.rank + 1) * tc.grad_accum)  # this process's micro-batches
-
-        bar = ProgressBar(tc.max_iters, tc.time_budget, st.step, st.elapsed) if progress_bar and g.is_main else None
-        start = time.perf_counter()
-        elapsed_before = st.elapsed
-        elapsed = lambda: elapsed_before + time.perf_counter() - start  # noqa: E731
-        recent_losses: list[float] = []
-        speed = _Speed()
-        pending: tuple | None = None  # (step, loss tensor, lr, tokens, seconds) not yet reported
-
-        def report_pending() -> None:
-            nonlocal pending
-            if pending is None:
-                return
-            step, loss, lr, tokens, seconds = pending
-            pending = None
-            value = g.mean(loss).item()  # every process sees the same value, so all stop on a NaN together
-            tps = speed.add(tokens, seconds)
-            emit(TrainEvent("step", step, tc.max_iters, elapsed(), train_loss=value, lr=lr, tokens_per_sec=tps,
-                            progress=self._progress(step, elapsed())))
-            if not math.isfinite(value):
-                raise _NonFiniteLoss(step, value)
-            recent_losses.append(value)
-            if bar is not None:
-                bar.update(step, elapsed(), value, tps)
-
-        def evaluate_and_save() -> None:
-            val = split_loss(model, self.corpus.val, mc.block_size, starts=eval_starts, dtype=self.autocast_dtype)
-            train = sum(recent_losses) / len(recent_losses) if recent_losses else None
-            recent_losses.clear()
-            st.history.append({"step": st.step, "train_loss": train, "val_loss": val,
-                               "elapsed": round(elapsed(), 3), "tokens_seen": st.tokens_seen})
-            if val < st.best_val:
-                st.best_val, st.best_step = val, st.step
-                if g.is_main:
-                    ckpt.save_checkpoint(self.out_dir, model, self.config, self.corpus.tokenizer,
-                                         self._metrics(model, None, st, elapsed(), "training"))
-            self._save_state(st, model, optimizer, sampler, elapsed())
-            emit(TrainEvent("eval", st.step, tc.max_iters, elapsed(), train_loss=train, val_loss=val,
-                            progress=self._progress(st.step, elapsed())))
-
-        def train_until_done() -> str:
-            nonlocal pending
-            while st.step < tc.max_iters:
-                # one clock and one stop request for every process (a time budget paces the learning rate)
-                now, asked = g.agree(elapsed(), stop is not None and stop.is_set(), self.device)
-                if asked or (tc.time_budget and now >= tc.time_budget):
-                    report_pending()
-                    return "stopped"
-                t0 = time.perf_counter()
-                lr = learning_rate(st.step, self._progress(st.step, now), tc)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group["lr_scale"]
-                # the step's global batch is world_size x grad_accum micro-batches of one shared stream
-                batches = []
-                for k in range(g.world_size * tc.grad_accum):
-                    batch = sampler.next_batch(keep=k in share)
-                    if batch is not None:
-                        batches.append(tuple(to_device(t, self.device) for t in batch))
-                hook = None if on_backward is None else (lambda m, s=st.step + 1: on_backward(model, s))
-                loss = accumulated_step(step_model, optimizer, batches, self.autocast_dtype, tc.grad_clip, hook)
-                report_pending()  # the previous step's loss: reading it now does not stall the GPU
-                tokens = sum(x.numel() for x, _ in batches) * g.world_size
-                st.step += 1
-                st.tokens_seen += tokens
-                pending = (st.step, loss, lr, tokens, time.perf_counter() - t0)
-                at_eval = st.step % tc.eval_interval == 0 or st.step == tc.max_iters
-                at_sample = bool(tc.sample_interval) and st.step % tc.sample_interval == 0
-                if at_eval or at_sample:
-                    report_pending()
-                if at_eval:
-                    evaluate_and_save()
-                if at_sample and g.is_main:
-                    emit(TrainEvent("sample", st.step, tc.max_iters, elapsed(),
-                                    text=self._preview(model, draft, st.step)))
-            report_pending()
-            return "finished"
-
-        model.train()
+        run = _Run(self, on_event or (lambda event: None), stop, progress_bar, on_backward)
         try:
-            status = train_until_done()
+            status = run.train_until_done()
         except _NonFiniteLoss as e:
-            if bar is not None:
-                bar.close()
-            raise self._diverged(st, e, elapsed(), emit) from None
-        if bar is not None:
-            bar.close()
-        if not st.history or st.history[-1]["step"] != st.step:
-            evaluate_and_save()
-        return self._finish(st, elapsed(), status, emit)
+            run.close_bar()
+            raise self._diverged(run.st, e, run.elapsed(), run.emit) from None
+        run.close_bar()
+        if not run.st.history or run.st.history[-1]["step"] != run.st.step:
+            run.evaluate_and_save()
+        return self._finish(run.st, run.elapsed(), status, run.emit)
 
     def _diverged(self, st: TrainState, e: "_NonFiniteLoss", wall: float, emit) -> TrainingDivergedError:
         """The error that ends a run whose loss became non-finite, after marking its kept checkpoint."""
@@ -350,3 +249,140 @@ class Trainer:
         return run_metrics(model, self.config, val_loss=val_loss, best_step=st.best_step, tokens_seen=st.tokens_seen,
                            wall=wall, history=st.history, status=status, command=self.command,
                            corpus=self.corpus.source, device=describe(self.device), val_nats_per_char=val_nats_per_char)
+
+
+class _Run:
+    """One call of :meth:`Trainer.run`: the live model, optimizer and batch stream, the :class:`TrainState`
+    they advance, and a run's steps as methods: start (or resume), step, evaluate and keep the best. The
+    trainer's own methods restore, save and finish; this holds what changes from step to step."""
+
+    def __init__(self, trainer: "Trainer", emit: Callable[[TrainEvent], None], stop: threading.Event | None,
+                 progress_bar: bool, on_backward: Callable[[nn.Module, int], None] | None):
+        self.trainer, self.emit, self.stop, self.on_backward = trainer, emit, stop, on_backward
+        self.mc, self.tc, self.g = trainer.config.model, trainer.config.train, trainer.group
+        self._build()
+        sampler = self.sampler
+        if trainer.resume and trainer.state_path.exists():
+            self.st = trainer._restore(self.model, self.optimizer, sampler)
+        else:
+            self.st = TrainState(model={}, optimizer={}, sampler_rng=sampler.state(), torch_rng=torch.get_rng_state())
+        g, tc = self.g, self.tc
+        self.share = range(g.rank * tc.grad_accum, (g.rank + 1) * tc.grad_accum)  # this process's micro-batches
+        self.bar = (ProgressBar(tc.max_iters, tc.time_budget, self.st.step, self.st.elapsed)
+                    if progress_bar and g.is_main else None)
+        self.started, self.elapsed_before = time.perf_counter(), self.st.elapsed
+        self.recent_losses: list[float] = []
+        self.speed = _Speed()
+        self.pending: tuple | None = None  # (step, loss tensor, lr, tokens, seconds) not yet reported
+
+    def _build(self) -> None:
+        """The model (wrapped for several processes, compiled if asked), its optimizer, the batch stream, the
+        evaluation windows and the n-gram draft for previews, made in an order that fixes the random streams."""
+        t, mc, tc, g = self.trainer, self.mc, self.tc, self.g
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        torch.manual_seed(tc.seed)
+        self.model = build_model(mc).to(t.device)
+        step_model = self.model
+        if g.enabled:  # gradients averaged across the processes; each draws its own dropout masks
+            step_model = DistributedDataParallel(self.model, device_ids=[t.device.index]
+                                                 if t.device.type == "cuda" else None)
+            torch.manual_seed(tc.seed + 1_000_003 * g.rank)
+        # the compiled module shares its parameters with ``model``, which is what gets saved and evaluated
+        self.step_model = torch.compile(step_model) if tc.compile else step_model
+        self.optimizer = make_optimizer(self.model, tc)
+        self.sampler = BatchSampler(t.corpus.train, mc.block_size, tc.batch_size, tc.seed)
+        self.eval_starts = None
+        if tc.eval_windows is not None:
+            self.eval_starts = sample_windows(len(t.corpus.val), mc.block_size, tc.eval_windows, tc.seed)
+        self.draft = t._fit_draft() if g.is_main else None
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def report_pending(self) -> None:
+        """Report the last step's loss, read only now so that a GPU never waits for it; stop on a non-finite one."""
+        if self.pending is None:
+            return
+        step, loss, lr, tokens, seconds = self.pending
+        self.pending = None
+        value = self.g.mean(loss).item()  # every process sees the same value, so all stop on a NaN together
+        tps = self.speed.add(tokens, seconds)
+        self.emit(TrainEvent("step", step, self.tc.max_iters, self.elapsed(), train_loss=value, lr=lr,
+                             tokens_per_sec=tps, progress=self.trainer._progress(step, self.elapsed())))
+        if not math.isfinite(value):
+            raise _NonFiniteLoss(step, value)
+        self.recent_losses.append(value)
+        if self.bar is not None:
+            self.bar.update(step, self.elapsed(), value, tps)
+
+    def evaluate_and_save(self) -> None:
+        """Evaluate, keep the checkpoint if it is the best so far, and save the state a resume starts from."""
+        t, st = self.trainer, self.st
+        val = split_loss(self.model, t.corpus.val, self.mc.block_size, starts=self.eval_starts,
+                         dtype=t.autocast_dtype)
+        train = sum(self.recent_losses) / len(self.recent_losses) if self.recent_losses else None
+        self.recent_losses.clear()
+        st.history.append({"step": st.step, "train_loss": train, "val_loss": val,
+                           "elapsed": round(self.elapsed(), 3), "tokens_seen": st.tokens_seen})
+        if val < st.best_val:
+            st.best_val, st.best_step = val, st.step
+            if self.g.is_main:
+                ckpt.save_checkpoint(t.out_dir, self.model, t.config, t.corpus.tokenizer,
+                                     t._metrics(self.model, None, st, self.elapsed(), "training"))
+        t._save_state(st, self.model, self.optimizer, self.sampler, self.elapsed())
+        self.emit(TrainEvent("eval", st.step, self.tc.max_iters, self.elapsed(), train_loss=train, val_loss=val,
+                             progress=t._progress(st.step, self.elapsed())))
+
+    def train_until_done(self) -> str:
+        """Step until ``max_iters``, the time budget or a stop request: "finished" or "stopped"."""
+        self.model.train()
+        while self.st.step < self.tc.max_iters:
+            # one clock and one stop request for every process (a time budget paces the learning rate)
+            now, asked = self.g.agree(self.elapsed(), self.stop is not None and self.stop.is_set(),
+                                      self.trainer.device)
+            if asked or (self.tc.time_budget and now >= self.tc.time_budget):
+                self.report_pending()
+                return "stopped"
+            self.step(now)
+        self.report_pending()
+        return "finished"
+
+    def step(self, now: float) -> None:
+        """One optimizer step over the step's global batch, then the evaluation or preview it is due for."""
+        t, tc, g, st = self.trainer, self.tc, self.g, self.st
+        t0 = time.perf_counter()
+        lr = learning_rate(st.step, t._progress(st.step, now), tc)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        batches = self._batches()
+        hook = None if self.on_backward is None else (lambda m, s=st.step + 1: self.on_backward(self.model, s))
+        loss = accumulated_step(self.step_model, self.optimizer, batches, t.autocast_dtype, tc.grad_clip, hook)
+        self.report_pending()  # the previous step's loss: reading it now does not stall the GPU
+        tokens = sum(x.numel() for x, _ in batches) * g.world_size
+        st.step += 1
+        st.tokens_seen += tokens
+        self.pending = (st.step, loss, lr, tokens, time.perf_counter() - t0)
+        at_eval = st.step % tc.eval_interval == 0 or st.step == tc.max_iters
+        at_sample = bool(tc.sample_interval) and st.step % tc.sample_interval == 0
+        if at_eval or at_sample:
+            self.report_pending()
+        if at_eval:
+            self.evaluate_and_save()
+        if at_sample and g.is_main:
+            self.emit(TrainEvent("sample", st.step, tc.max_iters, self.elapsed(),
+                                 text=t._preview(self.model, self.draft, st.step)))
+
+    def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's micro-batches: the step's global batch is world_size x grad_accum micro-batches of
+        one shared stream, and each process keeps its own share."""
+        batches = []
+        for k in range(self.g.world_size * self.tc.grad_accum):
+            batch = self.sampler.next_batch(keep=k in self.share)
+            if batch is not None:
+                batches.append(tuple(to_device(x, self.trainer.device) for x in batch))
+        return batches
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
