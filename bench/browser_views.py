@@ -4,7 +4,7 @@
 
 For each view, the seconds from the click (or hover) until the browser shows the answer, median of
 ``repeats``: what the server computes, the trip, and the drawing. With ``--shots``, a screenshot of each view
-at 1366x900 goes to that folder (the pictures in README). Needs Debian's chromium and Playwright; not a test.
+at 1366x900 goes to that folder (the pictures in README and docs/app.md). Needs Debian's chromium and Playwright; not a test.
 """
 
 from __future__ import annotations

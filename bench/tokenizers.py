@@ -64,7 +64,7 @@ def run_arm(name: str, steps: int, threads: int, data: str | None, runs: Path) -
 
 
 def format_table(results: dict) -> str:
-    """README's table and samples, from the results file."""
+    """The table and samples of docs/bpe.md, from the results file."""
     lines = ["| tokenizer | vocabulary | parameters | characters a token | context in characters | validation loss "
              "per token | **nats per character** |", "|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--runs", default="runs/tokenizers")
     parser.add_argument("--out", default="bench/tokenizers.json")
-    parser.add_argument("--table", action="store_true", help="print README's table from --out and stop")
+    parser.add_argument("--table", action="store_true", help="print docs/bpe.md's table from --out and stop")
     args = parser.parse_args(argv)
     if args.table:
         print(format_table(json.loads(Path(args.out).read_text())))

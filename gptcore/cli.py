@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-cost", action="store_true", help="instead of training: measure each arm's seconds per "
                    "step on this machine (at --threads) into <out>/<study>.step_cost.json, for the equal-time view")
     p.add_argument("--summary", action="store_true", help="instead of training: print the Markdown table and "
-                   "verdicts of the results already in <out> (what README shows)")
+                   "verdicts of the results already in <out> (the tables of docs/ablations.md)")
     p.add_argument("--against", action="append", default=[], metavar="DIR", help="with --summary: also compare "
                    "each comparison's verdict with the same study's results in DIR (another budget); repeatable")
 

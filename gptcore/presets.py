@@ -7,7 +7,7 @@ import dataclasses
 from .config import ModelConfig, RunConfig, TrainConfig
 from .errors import ConfigError
 
-# The write-up's model: n_embd 256, n_head 4, n_layer 4, block 128, dropout 0.2 (3.2M parameters).
+# The original write-up's model: n_embd 256, n_head 4, n_layer 4, block 128, dropout 0.2 (3.2M parameters).
 WRITEUP_MODEL = ModelConfig(n_layer=4, n_head=4, n_embd=256, block_size=128, dropout=0.2)
 # nanoGPT's Shakespeare-char "baby GPT": 6 layers, 6 heads, width 384, block 256, dropout 0.2, no biases,
 # the token embedding tied to the output head: 10.75M parameters (nanoGPT reports 10.65M, leaving out the
@@ -34,7 +34,7 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         ),
     ),
     "seed": (
-        "the write-up's model (4 layers, 4 heads, width 256, block 128, dropout 0.2), 5000 steps of 32x128",
+        "the original write-up's model (4 layers, 4 heads, width 256, block 128, dropout 0.2), 5000 steps of 32x128",
         RunConfig(WRITEUP_MODEL, TrainConfig(batch_size=32, max_iters=5000, lr=1e-3, warmup_iters=200)),
     ),
     "tiny": (
@@ -64,7 +64,7 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         ),
     ),
     "fifteen-minutes": (
-        "the write-up's model to the write-up's headline loss (1.55) within 15 minutes on 2 CPU cores: "
+        "the original write-up's model to the original write-up's headline loss (1.55) within 15 minutes on 2 CPU cores: "
         "Muon, QK-norm, dropout 0.1, an 880 s budget that paces a linear warm-down",
         RunConfig(
             dataclasses.replace(WRITEUP_MODEL, dropout=0.1, qk_norm=True),
@@ -73,13 +73,13 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         ),
     ),
     "rope": (
-        "the write-up's model and recipe (as `seed`) with rotary position embeddings instead of a learned "
+        "the original write-up's model and recipe (as `seed`) with rotary position embeddings instead of a learned "
         "table of absolute positions",
         RunConfig(dataclasses.replace(WRITEUP_MODEL, pos_emb="rope"),
                   TrainConfig(batch_size=32, max_iters=5000, lr=1e-3, warmup_iters=200)),
     ),
     "bpe": (
-        "the write-up's model and recipe (as `seed`) on byte-level BPE tokens: a vocabulary of 1,024 learned "
+        "the original write-up's model and recipe (as `seed`) on byte-level BPE tokens: a vocabulary of 1,024 learned "
         "from the training split, so the context of 128 tokens covers about 300 characters",
         RunConfig(WRITEUP_MODEL, TrainConfig(batch_size=32, max_iters=5000, lr=1e-3, warmup_iters=200,
                                              tokenizer="bpe", bpe_vocab_size=1024)),
@@ -96,7 +96,7 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
     "gpu-speedrun": (
         "our GPU preset: the baby GPT's shape with QK-norm and Muon, dropout 0.1, a 14 s budget that paces a "
         "linear warm-down; aims at a whole-split loss <= 1.46 in under 20 s from process start on one "
-        "H100-class GPU (not yet measured on one: see docs/LOG.md)",
+        "H100-class GPU (not yet measured on one: docs/speed.md#on-a-gpu)",
         RunConfig(
             dataclasses.replace(NANOGPT_BABY_MODEL, dropout=0.1, qk_norm=True),
             _budgeted_muon(14.0, lr=3e-3, muon_lr=0.02, batch_size=64, warmup_iters=50, warmdown_frac=0.5,
@@ -104,8 +104,8 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         ),
     ),
     "shakespeare-char": (
-        "the shipped model: the write-up's architecture with a context of 256 and QK-norm, dropout 0.2, "
-        "Muon at the lower rates of docs/LOG.md, batch 16x256, a 70-minute budget on 2 CPU cores, float16 weights",
+        "the shipped model: the original write-up's architecture with a context of 256 and QK-norm, dropout 0.2, "
+        "Muon at lower rates than the speedrun's, batch 16x256, a 70-minute budget on 2 CPU cores, float16 weights",
         RunConfig(
             dataclasses.replace(WRITEUP_MODEL, block_size=256, qk_norm=True),
             _budgeted_muon(4200.0, lr=3e-3, muon_lr=0.02, batch_size=16, warmup_iters=100, warmdown_frac=0.5,

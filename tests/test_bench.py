@@ -93,7 +93,7 @@ def test_the_shipped_model_row_evaluates_a_bpe_checkpoint_in_its_own_tokens(tmp_
 
 
 def test_the_inside_findings_script_measures_a_checkpoint(tmp_path, tiny_checkpoint):
-    """bench/inside_shipped.py, which README's findings on the shipped model come from, on a tiny model."""
+    """bench/inside_shipped.py, which docs/app.md's findings on the shipped model come from, on a tiny model."""
     import importlib.util
     import json
     import os

@@ -147,7 +147,7 @@ class ModelRegistry:
         """Give the server's torch one intra-op thread (by default).
 
         Sampling is batch-1 work that a second thread barely speeds up, but two threads that contend with
-        a training process (or with each other, across concurrent requests) slow generation twentyfold.
+        a training process (or with each other, across concurrent requests) slow generation many times over (docs/speed.md).
         """
         if not self._configured and self.torch_threads:
             import torch

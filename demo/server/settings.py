@@ -1,7 +1,7 @@
 """Where the app finds checkpoints and results, and the limits that keep a public server fair.
 
 Every path can be moved with an environment variable so tests (and Spaces) can point the app elsewhere
-without code changes; the limits live here so the UI, the API checks and the README quote one number.
+without code changes; the limits live here so the UI, the API checks and docs/app.md quote one number.
 """
 
 from __future__ import annotations

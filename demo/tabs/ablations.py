@@ -53,7 +53,7 @@ def _studies_in(directory: Path) -> list[str]:
 
 
 def list_studies(directory: Path) -> list[str]:
-    """Study names with a results file, the write-up's two tables (heads, depth) first. Studies of a sibling
+    """Study names with a results file, the original write-up's two tables (heads, depth) first. Studies of a sibling
     directory (another budget) come first, as ``<sibling>/<study>``; those of ``directory`` are bare names."""
     out = []
     for source in sources(directory):
@@ -127,7 +127,7 @@ def study_figures(results: dict):
 MAX_NOTES_BYTES = 20_000
 
 
-CLAIMS_FILE = "claims.md"  # beside the default budget's results: every claim's verdict, README's table too
+CLAIMS_FILE = "claims.md"  # beside the default budget's results: every claim's verdict, as docs/ablations.md shows it
 
 
 def _read_notes(path: Path) -> str | None:
@@ -139,8 +139,8 @@ def _read_notes(path: Path) -> str | None:
 
 
 def claims_markdown(directory: Path) -> str:
-    """Every claim of the write-up with its budget, what the studies found and the verdict, in one table
-    (``<directory>/claims.md``, the table README shows), so the tab opens on the answers, not on one study."""
+    """Every claim of the original write-up with its budget, what the studies found and the verdict, in one table
+    (``<directory>/claims.md``, the table docs/ablations.md shows), so the tab opens on the answers, not on one study."""
     return _read_notes(Path(directory) / CLAIMS_FILE) or "*No claim-by-claim summary has been written yet.*"
 
 
@@ -189,7 +189,7 @@ def ablations(directory: Path, study: str | None):
         source, name = _locate(directory, study)
         results = load_results(source / f"{name}.json")
         summary, curves, runs = study_figures(results)
-        intro = (f"**{results['study']}** — {results['description']}. The write-up claimed: "
+        intro = (f"**{results['study']}** — {results['description']}. The original write-up claimed: "
                  f"*{results['claim']}*")
         table = (summarize(results, heading=False) + "\n\n" + equal_time_markdown(source, results)
                  + budgets_markdown(directory, source, name, results))

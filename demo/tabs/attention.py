@@ -209,7 +209,7 @@ def selectors_for(registry: ModelRegistry, checkpoint: str, quiet: bool = False)
 
 def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     default = registry.default(attention_only=True)
-    shape = (4, 4)  # the write-up model's; corrected from the checkpoint as soon as the page loads
+    shape = (4, 4)  # the original write-up model's; corrected from the checkpoint as soon as the page loads
     how_to_read("attention")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=260):

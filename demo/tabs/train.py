@@ -1,6 +1,6 @@
 """Train tab: a small form that starts one run in a separate process, and a live view of its progress.
 
-The form becomes a gptcore RunConfig through ``RunConfig.override`` (so gptcore's validation applies), the
+The form becomes a gptcore RunConfig through ``RunConfig.with_overrides`` (so gptcore's validation applies), the
 run is handed to the server's single :class:`~demo.server.training_job.TrainingManager`, and a 1-second timer
 redraws the loss chart, the numbers and the latest sample for every visitor.
 """

@@ -80,7 +80,7 @@ ABLATION_FIGSIZE = (5.6, 4.0)
 
 def ablation_summary_figure(labels: list[str], runs: list[list[float]], writeup: list[float | None],
                             xlabel: str, title: str, ordered: bool = True, unigram: float | None = None):
-    """Final validation loss per arm: our mean ± std over seeds, each seed, and the write-up's number.
+    """Final validation loss per arm: our mean ± std over seeds, each seed, and the original write-up's number.
 
     ``ordered``: the arms are values on a scale (1, 2, 4, 8 heads), so their means are joined by a line;
     categorical arms (pre- or post-norm, positions) are separate points, since a line would suggest a trend.

@@ -1,4 +1,4 @@
-"""Ablation studies: the write-up's tables and untested claims, rerun with seeds on one shared budget.
+"""Ablation studies: the original write-up's tables and untested claims, rerun with seeds on one shared budget.
 
 ``python -m gptcore ablate --study NAME|all`` trains every arm of a study once per seed with the real
 :class:`~gptcore.training.Trainer` (:mod:`gptcore.experiments.run_record`), each run in a work directory
@@ -10,7 +10,7 @@ trained twice: the base model appears in five studies. Studies may run side by s
 two processes (:mod:`gptcore.experiments.sharing`).
 
 Studies are data (:class:`Study`, :class:`Arm`), so tests can run a tiny study through the same code.
-The schema of the results file lives in ``gptcore.experiments.ablation_results`` and docs/ABLATIONS.md.
+The schema of the results file lives in ``gptcore.experiments.ablation_results`` and docs/ablations.md.
 """
 
 from __future__ import annotations
@@ -42,18 +42,18 @@ from .stats import ALPHA
 from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
                                load_results, read_step_costs, summarize, validate_results)
 
-# The one budget knob: optimisation steps per run (of batch_size x block_size tokens). 150 steps makes all
-# six studies x 3 seeds take about 70 minutes on a 2-core CPU (see estimate_seconds and docs/ABLATIONS.md).
+# The one budget knob: optimisation steps per run (of batch_size x block_size tokens). 150 steps keeps all six
+# studies x 3 seeds short enough for a CPU (estimate_seconds says how long; docs/ablations.md, what it took).
 DEFAULT_MAX_ITERS = 150
 BASE_SEED = 1337  # seed i of a study is BASE_SEED + i, so seed 0 matches the presets' default
-BASE_TOKENS_PER_SEC = 8000.0  # measured training speed of the write-up model on this machine (bfloat16)
+BASE_TOKENS_PER_SEC = 8000.0  # measured training speed of the original write-up model on this machine (bfloat16)
 DEFAULT_OUT = Path("checkpoints/ablations")
 WORK_DIR = ".work"  # inside a results directory: runs in progress, so an interrupted one resumes
 IN_PROGRESS_POLL_S = 60.0  # how often a study waiting for another's run looks again
 
 
 def default_budget(max_iters: int = DEFAULT_MAX_ITERS) -> TrainConfig:
-    """The shared recipe of every run: the write-up's optimiser settings, scaled to ``max_iters`` steps.
+    """The shared recipe of every run: the original write-up's optimiser settings, scaled to ``max_iters`` steps.
 
     Warmup is 10% of the run and the cosine decays to 10% of the peak; the periodic (estimated) loss is
     taken six times per run on 32 fixed windows, while the number a study reports is the whole-split loss.
@@ -177,7 +177,7 @@ def budget_dict(budget: TrainConfig, base_model: ModelConfig) -> dict:
 
 
 def relative_cost(model: ModelConfig) -> float:
-    """Training FLOPs per token relative to the write-up model: 6N for the weights plus attention."""
+    """Training FLOPs per token relative to the original write-up model: 6N for the weights plus attention."""
     def flops(m: ModelConfig) -> float:
         if m.arch == "bigram":
             return 6.0 * m.vocab_size

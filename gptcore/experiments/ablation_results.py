@@ -1,7 +1,7 @@
 """The ablation results file: its schema, a strict loader, per-arm statistics and a Markdown summary.
 
 Kept apart from the runner (``gptcore.experiments.ablate``) because the app reads results without training
-anything. The schema is documented in docs/ABLATIONS.md; ``validate_results`` is its executable form,
+anything. The schema is documented in docs/ablations.md; ``validate_results`` is its executable form,
 so a hand-edited or truncated file fails with the key and the arm at fault instead of a KeyError
 deep inside a plot.
 """
@@ -177,7 +177,7 @@ def _mean_of(runs: list[dict], key: str) -> float | None:
 
 
 def summarize(results: dict, heading: bool = True) -> str:
-    """A Markdown section for one study: its heading and the write-up's claim (unless ``heading`` is False:
+    """A Markdown section for one study: its heading and the original write-up's claim (unless ``heading`` is False:
     the app shows them already), the per-arm table, the study's comparisons and its budget."""
     budget = results["budget"]
     lines = [f"### {results['study']}: {results['description']}", "",

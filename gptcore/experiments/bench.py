@@ -1,6 +1,6 @@
 """Speed benchmark: every speed is a median of repeats and a ratio to a reference measured in the same run.
 
-- training tokens/s at the write-up's config: the reference is the nanoGPT approach on a CPU (float32,
+- training tokens/s at the original write-up's config: the reference is the nanoGPT approach on a CPU (float32,
   ``scaled_dot_product_attention`` with its own dropout, ``nn.Dropout``); the fast path is ours
   (bfloat16 autocast, explicit attention, byte dropout);
 - sampling characters/s at batch 1 with a full context: the reference recomputes the whole context for
@@ -375,7 +375,7 @@ def run_verdict(run: dict | None, max_loss: float, max_wall: float) -> str:
 
 
 def format_table(r: dict) -> str:
-    """The Markdown table README shows: each goal of the speed issue, our figure beside its reference."""
+    """The Markdown table of docs/speed.md: each speed goal, our figure beside its reference."""
     t, s, m = r["train"], r["sampling"], r["shipped"]
     t0 = t["without_dropout"]
     runs = summarize_runs(r["runs"])
@@ -393,7 +393,7 @@ def format_table(r: dict) -> str:
         f"| `train --preset speedrun`, process start to exit | nanoGPT's quick-start recipe in our code "
         f"(`nanogpt-quickstart`): {_run_cell(quick)} | {_run_cell(speedrun)} | val ≤ 1.886 in ≤ 20 s | "
         f"{run_verdict(speedrun, 1.886, 20)} |",
-        f"| `train --preset fifteen-minutes`, process start to exit | the write-up's headline 1.55 (not re-run) | "
+        f"| `train --preset fifteen-minutes`, process start to exit | the original write-up's headline 1.55 (not re-run) | "
         f"{_run_cell(fifteen)} | val ≤ 1.55 in ≤ 900 s | {run_verdict(fifteen, 1.55, 900)} |",
         f"| shipped model `{m['checkpoint']}` | nanoGPT's 10.7M model on an A100: 1.47 (not re-run) | "
         f"val {m['val_loss']:.4f}, {m['params'] / 1e6:.2f}M params, largest file {m['largest_file_mb']:.1f} MB | "

@@ -31,7 +31,7 @@ from ..tokenizers import Tokenizer
 from .draft import NgramDraft
 
 MAX_NEW_TOKENS = 100_000
-DRAFT_TOKENS = 4  # guesses checked per pass of the model (docs/LOG.md)
+DRAFT_TOKENS = 4  # guesses checked per pass: more are rarely all accepted, and each costs a position of the pass
 
 
 @dataclass
@@ -98,7 +98,7 @@ def choose_tokens(logits: torch.Tensor, guesses: list[int], params: SamplingPara
             kept += 1
         return guesses[:kept] + [best[kept]]
     probs = next_token_probs(logits, params)
-    if guesses:  # one call each for the guesses' probabilities and the uniform draws: a pass is ~1 ms
+    if guesses:  # one call each for the guesses' probabilities and the uniform draws: a pass is short, calls add up
         p_guess = probs[torch.arange(len(guesses)), guesses].tolist()
         for i, u in enumerate(torch.rand(len(guesses), generator=generator).tolist()):
             if u >= p_guess[i]:

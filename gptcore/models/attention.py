@@ -156,7 +156,7 @@ class CausalSelfAttention(nn.Module):
         self.head_mask: torch.Tensor | None = None  # (n_head,) or (B, n_head) weights of the heads' outputs
 
     def path(self, x: torch.Tensor) -> str:
-        """``auto``: explicit only for training on a CPU, where it is faster in bfloat16 (docs/LOG.md);
+        """``auto``: explicit only for training on a CPU, where it is faster in bfloat16 (docs/speed.md);
         fused everywhere else, which on a GPU means flash kernels. Otherwise the configured path."""
         if self.attention != "auto":
             return self.attention

@@ -1,8 +1,8 @@
 """Dropout that is cheap on a CPU: the mask is read off raw random bytes.
 
-Why: ``nn.Dropout`` on a CPU draws one Bernoulli sample per element, which cost 16% of a training step
-of the write-up's model. Reading the mask off random 64-bit integers (eight mask bytes per draw) is about
-six times cheaper. The price is resolution: on a CPU the drop probability is rounded to a multiple of
+Why: ``nn.Dropout`` on a CPU draws one Bernoulli sample per element, a noticeable share of a training step
+of the original write-up's model (docs/speed.md). Reading the mask off random 64-bit integers (eight mask
+bytes per draw) is several times cheaper. The price is resolution: on a CPU the drop probability is rounded to a multiple of
 1/256 (0.2 becomes 51/256 = 0.199), and kept values are scaled by 1/(1 - that probability), so the
 expected activation is unchanged. On other devices torch's own dropout is faster (its kernel is fused),
 so it is used there, at the exact probability.

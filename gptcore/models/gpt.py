@@ -141,7 +141,7 @@ class GPT(nn.Module):
 
         The same computation as ``forward`` for a pre-norm model with residuals, with the weights gathered
         once instead of looked up through the modules: at a few tokens, per-module calls cost a large
-        share of a step (docs/LOG.md). Other variants go through ``forward``.
+        share of a step (measured in docs/speed.md). Other variants go through ``forward``.
         """
         if (self.config.norm != "pre" or not self.config.residual or self.training
                 or any(b.attn.head_mask is not None for b in self.blocks)):
