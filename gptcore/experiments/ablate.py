@@ -340,122 +340,150 @@ def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, s
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-    budget = budget or default_budget()
-    out_dir = Path(out_dir)
-    path = out_dir / f"{study.name}.json"
-    vocab = corpus.tokenizer.vocab_size
-    base_model = dataclasses.replace(study.base_model, vocab_size=vocab)
-    shared = budget_dict(budget, base_model)
-    arms_by_name = {arm.name: arm for arm in study.arms}
-    references = {"unigram_val_loss": round(unigram_loss(corpus.train, corpus.val, vocab), 4)}
+    run = _StudyRun(study, corpus, Path(out_dir), budget or default_budget(), command, reuse)
+    todo = run.plan(seeds, arm_seeds or {})
+    if not quiet:
+        print(run.estimate(todo), flush=True)
+    return run.execute(todo, quiet)
 
-    def defined(existing: dict[tuple[str, int], dict]) -> dict[tuple[str, int], dict]:
+
+class _StudyRun:
+    """One call of :func:`run_study`, as plan (what is recorded, what is left), estimate and execute. Another
+    process may run the same study, or a study sharing runs, at the same time: the results file is read
+    again before every run and merged under a lock at every write."""
+
+    def __init__(self, study: Study, corpus: Corpus, out_dir: Path, budget: TrainConfig, command: str,
+                 reuse: bool):
+        self.study, self.corpus, self.out_dir, self.budget = study, corpus, out_dir, budget
+        self.command, self.reuse = command, reuse
+        self.path = out_dir / f"{study.name}.json"
+        self.vocab = corpus.tokenizer.vocab_size
+        self.base_model = dataclasses.replace(study.base_model, vocab_size=self.vocab)
+        self.shared = budget_dict(budget, self.base_model)
+        self.arms_by_name = {arm.name: arm for arm in study.arms}
+        self.references = {"unigram_val_loss": round(unigram_loss(corpus.train, corpus.val, self.vocab), 4)}
+        self.runs: dict[str, list[dict]] = {arm.name: [] for arm in study.arms}
+        self.report = StudyReport(self.path, {})
+        self.siblings: dict = {}
+
+    def _defined(self, existing: dict[tuple[str, int], dict]) -> dict[tuple[str, int], dict]:
         """The runs of ``existing`` whose arm, seed and config match the study's definition; every one is
         kept, even of seeds beyond --seeds."""
         return {(name, seed): run for (name, seed), run in existing.items()
-                if name in arms_by_name and _normalized(run.get("config")) == _normalized(
-                    arm_config(study, arms_by_name[name], budget, seed, vocab).to_dict())}
+                if name in self.arms_by_name and _normalized(run.get("config")) == _normalized(
+                    arm_config(self.study, self.arms_by_name[name], self.budget, seed, self.vocab).to_dict())}
 
-    def recorded() -> dict[tuple[str, int], dict]:
+    def _recorded(self) -> dict[tuple[str, int], dict]:
         """The study's runs in the results file, read now: another process may run this study too."""
-        return defined(_existing_runs(path, shared))
+        return self._defined(_existing_runs(self.path, self.shared))
 
-    existing = _existing_runs(path, shared)
-    matching = defined(existing)
-    stale = [f"{name} seed {seed}" for name, seed in existing if (name, seed) not in matching]
-    if stale:  # rewriting the file would drop them
-        raise GptcoreError(
-            f"{path} holds {len(stale)} run(s) the study no longer defines, or defines with another config "
-            f"({', '.join(stale[:4])}{', ...' if len(stale) > 4 else ''}); rewriting it would lose them. "
-            f"Move the file away to start the study over, or give another --out")
-    siblings = _sibling_runs(out_dir, path) if reuse and out_dir.is_dir() else {}
-    report = StudyReport(path, {})
+    def plan(self, seeds: int, arm_seeds: dict[str, int]) -> list[tuple[Arm, RunConfig]]:
+        """The (arm, config) pairs left to run; refuses a results file holding runs the study no longer
+        defines (rewriting it would drop them)."""
+        existing = _existing_runs(self.path, self.shared)
+        matching = self._defined(existing)
+        stale = [f"{name} seed {seed}" for name, seed in existing if (name, seed) not in matching]
+        if stale:
+            raise GptcoreError(
+                f"{self.path} holds {len(stale)} run(s) the study no longer defines, or defines with another "
+                f"config ({', '.join(stale[:4])}{', ...' if len(stale) > 4 else ''}); rewriting it would lose "
+                f"them. Move the file away to start the study over, or give another --out")
+        self.siblings = _sibling_runs(self.out_dir, self.path) if self.reuse and self.out_dir.is_dir() else {}
+        for (name, _), run in matching.items():
+            self.runs[name].append(run)
+        wanted = {arm.name: max(seeds, arm_seeds.get(arm.name, seeds)) for arm in self.study.arms}
+        todo = []
+        for i in range(max(wanted.values())):
+            for arm in self.study.arms:
+                if i >= wanted[arm.name]:
+                    continue
+                if any(r["seed"] == BASE_SEED + i for r in self.runs[arm.name]):
+                    self.report.kept += 1
+                else:
+                    todo.append((arm, arm_config(self.study, arm, self.budget, BASE_SEED + i, self.vocab)))
+        return todo
 
-    runs: dict[str, list[dict]] = {arm.name: [] for arm in study.arms}
-    todo: list[tuple[Arm, RunConfig]] = []
-    for (name, _), run in matching.items():
-        runs[name].append(run)
-    wanted = {arm.name: max(seeds, (arm_seeds or {}).get(arm.name, seeds)) for arm in study.arms}
-    for i in range(max(wanted.values())):
-        for arm in study.arms:
-            if i >= wanted[arm.name]:
-                continue
-            config = arm_config(study, arm, budget, BASE_SEED + i, vocab)
-            if any(r["seed"] == BASE_SEED + i for r in runs[arm.name]):
-                report.kept += 1
-            else:
-                todo.append((arm, config))
-    to_train = [(arm, c) for arm, c in todo if _config_key(c.to_dict()) not in siblings]
-    if not quiet:
-        measured = measured_step_seconds(out_dir, study, budget)
-        seconds = estimate_seconds([c for _, c in to_train], len(corpus.val), step_seconds=[
+    def estimate(self, todo: list[tuple[Arm, RunConfig]]) -> str:
+        """One line: how many runs, how many are done or reusable, and how long the rest should take."""
+        to_train = [(arm, c) for arm, c in todo if _config_key(c.to_dict()) not in self.siblings]
+        measured = measured_step_seconds(self.out_dir, self.study, self.budget)
+        seconds = estimate_seconds([c for _, c in to_train], len(self.corpus.val), step_seconds=[
             measured.get(arm.name) for arm, _ in to_train] if measured else None)
-        basis = (f"from the seconds per step measured at {budget.threads} thread(s)" if measured else
+        basis = (f"from the seconds per step measured at {self.budget.threads} thread(s)" if measured else
                  f"at {BASE_TOKENS_PER_SEC:,.0f} tokens/s for the base model")
-        print(f"{study.name}: {len(todo) + report.kept} runs ({report.kept} already done, "
-              f"{len(todo) - len(to_train)} reusable from other studies, {len(to_train)} to train; "
-              f"estimated {seconds / 60:.1f} min {basis})", flush=True)
+        return (f"{self.study.name}: {len(todo) + self.report.kept} runs ({self.report.kept} already done, "
+                f"{len(todo) - len(to_train)} reusable from other studies, {len(to_train)} to train; "
+                f"estimated {seconds / 60:.1f} min {basis})")
 
-    def save() -> dict:
-        with results_dir_lock(out_dir):  # read, merge and write as one step against the other process
-            for (name, seed), run in recorded().items():
-                if not any(r["seed"] == seed for r in runs[name]):
-                    runs[name].append(run)
-            results = validate_results(build_results(study, shared, base_model, runs, command, corpus.source,
-                                                       references))
-            write_json(path, results)
-        return results
+    def execute(self, todo: list[tuple[Arm, RunConfig]], quiet: bool) -> StudyReport:
+        """Run ``todo`` in order, writing the results file after each run; a run another study is training
+        waits at the back of the queue."""
+        from tqdm import tqdm
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(todo) + report.kept, initial=report.kept, unit="run", desc=study.name,
-               disable=quiet, dynamic_ncols=True)
-    queue = deque(todo)
-    try:
-        while queue:
-            arm, config = queue.popleft()
-            bar.set_postfix_str(f"{arm.name} seed {config.train.seed}")
-            done = recorded().get((arm.name, config.train.seed))
-            if done is not None:  # another process running this study recorded it meanwhile
-                runs[arm.name].append(done)
-                report.kept += 1
-                bar.update(1)
-                continue
-            if reuse and out_dir.is_dir():  # read again: a study running beside this one may have just made it
-                siblings = _sibling_runs(out_dir, path)
-            hit = siblings.get(_config_key(config.to_dict()))
-            key = _run_key(config)
-            if hit is None and reuse and locked_elsewhere(out_dir / WORK_DIR, key):
-                queue.append((arm, config))  # another study is training it: the others first, then its result
-                if all(locked_elsewhere(out_dir / WORK_DIR, _run_key(c)) for _, c in queue):
-                    time.sleep(IN_PROGRESS_POLL_S)
-                continue
-            if hit is not None:
-                run = dict(hit[1], reused_from=hit[0])
-                report.reused += 1
-            else:
-                def on_eval(event: TrainEvent, arm=arm, config=config) -> None:
-                    bar.set_postfix_str(f"{arm.name} seed {config.train.seed} step {event.step}/{event.max_iters} "
-                                        f"val {event.val_loss:.3f}")
-
-                work_dir = out_dir / WORK_DIR / f"{arm.name}-seed{config.train.seed}-{key}"
-                claim_run(work_dir)
-                run = train_run(config, corpus, command, on_eval, work_dir)
-                report.trained += 1
-            runs[arm.name].append(run)
-            report.results = save()
-            if hit is None:
-                shutil.rmtree(work_dir, ignore_errors=True)  # recorded: its checkpoint is no longer needed
-            bar.update(1)
-    finally:
-        bar.close()
+        bar = tqdm(total=len(todo) + self.report.kept, initial=self.report.kept, unit="run", desc=self.study.name,
+                   disable=quiet, dynamic_ncols=True)
+        queue = deque(todo)
         try:
-            (out_dir / WORK_DIR).rmdir()  # only when no run is left in progress
-        except OSError:
-            pass
-    if not report.results:
-        report.results = save()
-    return report
+            while queue:
+                arm, config = queue.popleft()
+                bar.set_postfix_str(f"{arm.name} seed {config.train.seed}")
+                if self._obtain(arm, config, bar, queue):
+                    bar.update(1)
+        finally:
+            bar.close()
+            try:
+                (self.out_dir / WORK_DIR).rmdir()  # only when no run is left in progress
+            except OSError:
+                pass
+        if not self.report.results:
+            self.report.results = self._save()
+        return self.report
+
+    def _obtain(self, arm: Arm, config: RunConfig, bar, queue: deque) -> bool:
+        """One run: recorded meanwhile by another process, reused from a sibling study, or trained here.
+        False when another study is training it (it goes back in ``queue``)."""
+        done = self._recorded().get((arm.name, config.train.seed))
+        if done is not None:  # another process running this study recorded it meanwhile
+            self.runs[arm.name].append(done)
+            self.report.kept += 1
+            return True
+        if self.reuse and self.out_dir.is_dir():  # read again: a study running beside this one may have made it
+            self.siblings = _sibling_runs(self.out_dir, self.path)
+        hit = self.siblings.get(_config_key(config.to_dict()))
+        key = _run_key(config)
+        if hit is None and self.reuse and locked_elsewhere(self.out_dir / WORK_DIR, key):
+            queue.append((arm, config))  # another study is training it: the others first, then its result
+            if all(locked_elsewhere(self.out_dir / WORK_DIR, _run_key(c)) for _, c in queue):
+                time.sleep(IN_PROGRESS_POLL_S)
+            return False
+        work_dir = None
+        if hit is not None:
+            run = dict(hit[1], reused_from=hit[0])
+            self.report.reused += 1
+        else:
+            def on_eval(event: TrainEvent) -> None:
+                bar.set_postfix_str(f"{arm.name} seed {config.train.seed} step {event.step}/{event.max_iters} "
+                                    f"val {event.val_loss:.3f}")
+
+            work_dir = self.out_dir / WORK_DIR / f"{arm.name}-seed{config.train.seed}-{key}"
+            claim_run(work_dir)
+            run = train_run(config, self.corpus, self.command, on_eval, work_dir)
+            self.report.trained += 1
+        self.runs[arm.name].append(run)
+        self.report.results = self._save()
+        if work_dir is not None:
+            shutil.rmtree(work_dir, ignore_errors=True)  # recorded: its checkpoint is no longer needed
+        return True
+
+    def _save(self) -> dict:
+        with results_dir_lock(self.out_dir):  # read, merge and write as one step against the other process
+            for (name, seed), run in self._recorded().items():
+                if not any(r["seed"] == seed for r in self.runs[name]):
+                    self.runs[name].append(run)
+            results = validate_results(build_results(self.study, self.shared, self.base_model, self.runs,
+                                                     self.command, self.corpus.source, self.references))
+            write_json(self.path, results)
+        return results
 
 
 # Welch's p in [CLEAR_P, UNCLEAR_P): too close to the 0.05 line, on either side, for one seed more or less not
