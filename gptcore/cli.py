@@ -28,11 +28,25 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+DEVICE_HELP = "auto (CUDA, then Apple MPS, then CPU; the default), cpu, cuda, cuda:N or mps"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gptcore", description="A GPT written from scratch: train, evaluate, sample, benchmark.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    device_help = "auto (CUDA, then Apple MPS, then CPU; the default), cpu, cuda, cuda:N or mps"
+    _add_train(sub)
+    _add_eval(sub)
+    _add_sample(sub)
+    _add_draft(sub)
+    _add_presets(sub)
+    _add_prepare(sub)
+    _add_import_nanogpt(sub)
+    _add_ablate(sub)
+    _add_bench(sub)
+    return parser
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a preset")
     p.add_argument("--preset", required=True, help="preset name (see `presets`)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
@@ -43,13 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint's saved state")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--device", help=f"where to train (the preset's device setting unless given): {device_help}")
+    p.add_argument("--device", help=f"where to train (the preset's device setting unless given): {DEVICE_HELP}")
 
+
+def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="whole-split validation loss of a checkpoint, as JSON")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data")
-    p.add_argument("--device", default="auto", help=device_help)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
+
+def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate text from a checkpoint")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--prompt", default="")
@@ -62,15 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to do with prompt characters outside the vocabulary")
     p.add_argument("--no-draft", action="store_true",
                    help="one token per pass of the model, ignoring the checkpoint's n-gram draft (same text, slower)")
-    p.add_argument("--device", default="auto", help=device_help)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
+
+def _add_draft(sub) -> None:
     p = sub.add_parser("draft", help="fit the n-gram table that speeds up sampling and store it in a checkpoint")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", help="corpus whose training split is counted (default as for train)")
     p.add_argument("--order", type=int, default=5, help="longest context counted, in tokens")
 
+
+def _add_presets(sub) -> None:
     sub.add_parser("presets", help="list presets")
 
+
+def _add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="tokenize a corpus of any size once, into token shards that train --data reads")
     p.add_argument("--input", required=True, nargs="+", help="text files, globs or directories (searched "
                    "recursively), or hf:NAME for a Hugging Face dataset, streamed (needs the datasets library)")
@@ -83,12 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the directory of shards (rerun the same command to continue it)")
     p.add_argument("--quiet", action="store_true")
 
+
+def _add_import_nanogpt(sub) -> None:
     p = sub.add_parser("import-nanogpt", help="turn a nanoGPT ckpt.pt (and its meta.pkl) into a gptcore checkpoint")
     p.add_argument("ckpt", help="nanoGPT's ckpt.pt")
     p.add_argument("--meta", help="nanoGPT's meta.pkl (the character vocabulary; default: beside ckpt.pt)")
     p.add_argument("--gpt2-vocab", help="for nanoGPT's GPT-2 runs: a directory with GPT-2's encoder.json and vocab.bpe")
     p.add_argument("--out", required=True, help="the gptcore checkpoint directory to write")
 
+
+def _add_ablate(sub) -> None:
     p = sub.add_parser("ablate", help="run an ablation study (all arms x seeds) into a results JSON")
     p.add_argument("--study", required=True, help="study name, or 'all'")
     p.add_argument("--seeds", type=int, default=3)
@@ -99,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seeds", type=int, help="add seeds, one at a time, to the arms of comparisons whose "
                    "verdict is unsettled (Welch's p between 0.01 and 0.2), up to this many")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--device", default="auto", help=device_help)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--step-cost", action="store_true", help="instead of training: measure each arm's seconds per "
                    "step on this machine (at --threads) into <out>/<study>.step_cost.json, for the equal-time view")
     p.add_argument("--summary", action="store_true", help="instead of training: print the Markdown table and "
@@ -107,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", action="append", default=[], metavar="DIR", help="with --summary: also compare "
                    "each comparison's verdict with the same study's results in DIR (another budget); repeatable")
 
+
+def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="speed benchmark: training tokens/s, time to loss, sampling chars/s")
     p.add_argument("--checkpoint", default="checkpoints/shakespeare-char")
     p.add_argument("--data")
@@ -116,8 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", nargs="*", metavar="PRESET", help="also time whole `train --preset` commands, process start to exit "
                    "(name a preset N times to run it N times)")
     p.add_argument("--device", default="auto", help="the CPU figures always; a GPU section too when this resolves "
-                   f"to a GPU: {device_help}")
-    return parser
+                   f"to a GPU: {DEVICE_HELP}")
 
 
 def cmd_train(args) -> int:

@@ -197,8 +197,6 @@ def check_only_ours(out: Path) -> None:
 
 def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True) -> dict:
     """Tokenize ``config.inputs`` into shards in ``out`` (continuing an interrupted run); returns the manifest."""
-    from tqdm import tqdm
-
     config.validate()
     out = check_output_dir(out)
     check_only_ours(out)
@@ -208,56 +206,10 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True
         files = input_files(config.inputs)
         total = sum(p.stat().st_size for p in files)
         size = piece_size(total)
-    recorded = {**asdict(config), "inputs": [str(p) for p in files] or list(config.inputs), "piece_bytes": size}
-    manifest_path = out / MANIFEST
-    if manifest_path.is_file():
-        manifest = read_json(manifest_path)
-        if manifest.get("config") != recorded:
-            raise GptcoreError(f"{out} holds a corpus prepared from other inputs or settings; choose a new --out")
-        if manifest.get("complete"):
-            return manifest
-        tokenizer = load_tokenizer(out / TOKENIZER_FILE)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer = streamed_tokenizer(config, files, size)
-        tokenizer.save(out / TOKENIZER_FILE)
-        manifest = {"format": FORMAT, "config": recorded, "tokenizer": TOKENIZER_FILE, "tokenizer_type":
-                    tokenizer.type_name, "vocab_size": tokenizer.vocab_size, "dtype": dtype_for(tokenizer.vocab_size),
-                    "val_every": VAL_EVERY, "shards": [], "pieces_done": 0, "bytes_done": 0, "complete": False}
-        write_json(manifest_path, manifest)
-    dtype = DTYPES[manifest["dtype"]]
-    splits = {"train": _Split("train"), "val": _Split("val")}
-
-    def flush() -> None:
-        for split in splits.values():
-            if not split.count:
-                continue
-            name = f"{split.name}-{sum(s['split'] == split.name for s in manifest['shards']):05d}.bin"
-            ids = np.concatenate(split.ids)
-            atomic_write_bytes(out / name, ids.astype(dtype).tobytes())
-            manifest["shards"].append({"file": name, "split": split.name, "tokens": split.count,
-                                       "bytes": split.bytes, "chars": split.chars, "sha256": file_sha256(out / name),
-                                       "max_id": int(ids.max())})
-            splits[split.name] = _Split(split.name)
-
-    done, skip = manifest["bytes_done"], manifest["pieces_done"]
-    bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024, desc="prepare",
-               disable=not progress, dynamic_ncols=True)
-    try:
-        for index, (text, n_bytes) in enumerate(source_pieces(config, files, size)):
-            if index < skip:
-                continue
-            split = splits["val" if _is_val(index) else "train"]
-            split.add(tokenizer.encode(text, "replace"), n_bytes, len(text))
-            bar.update(n_bytes)
-            manifest["bytes_done"] += n_bytes
-            if splits["train"].count >= config.shard_tokens:
-                flush()
-                manifest["pieces_done"] = index + 1
-                write_json(manifest_path, manifest)
-        flush()
-    finally:
-        bar.close()
+    manifest, tokenizer = _start_or_continue(config, out, files, size)
+    if manifest.get("complete"):
+        return manifest
+    _tokenize_pieces(config, out, files, size, manifest, tokenizer, total, progress)
     if not any(s["split"] == "val" for s in manifest["shards"]):
         unit = "records" if is_hf(config) else f"pieces of {size:,} bytes"
         raise GptcoreError(f"the corpus is too small for a validation split ({manifest['bytes_done']:,} bytes, "
@@ -265,5 +217,65 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, progress: bool = True
     manifest.update(pieces_done=None, complete=True,
                     tokens={name: sum(s["tokens"] for s in manifest["shards"] if s["split"] == name)
                             for name in ("train", "val")})
-    write_json(manifest_path, manifest)
+    write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _start_or_continue(config: PrepareConfig, out: Path, files: list[Path], size: int) -> tuple[dict, Tokenizer | None]:
+    """The manifest and tokenizer of an earlier run of the same command (no tokenizer if that run is complete),
+    or new ones (the tokenizer learned from the inputs' training pieces)."""
+    recorded = {**asdict(config), "inputs": [str(p) for p in files] or list(config.inputs), "piece_bytes": size}
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file():
+        manifest = read_json(manifest_path)
+        if manifest.get("config") != recorded:
+            raise GptcoreError(f"{out} holds a corpus prepared from other inputs or settings; choose a new --out")
+        return manifest, None if manifest.get("complete") else load_tokenizer(out / TOKENIZER_FILE)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = streamed_tokenizer(config, files, size)
+    tokenizer.save(out / TOKENIZER_FILE)
+    manifest = {"format": FORMAT, "config": recorded, "tokenizer": TOKENIZER_FILE, "tokenizer_type":
+                tokenizer.type_name, "vocab_size": tokenizer.vocab_size, "dtype": dtype_for(tokenizer.vocab_size),
+                "val_every": VAL_EVERY, "shards": [], "pieces_done": 0, "bytes_done": 0, "complete": False}
+    write_json(manifest_path, manifest)
+    return manifest, tokenizer
+
+
+def _tokenize_pieces(config: PrepareConfig, out: Path, files: list[Path], size: int, manifest: dict,
+                     tokenizer: Tokenizer, total: int | None, progress: bool) -> None:
+    """Encode every piece not yet done into the train or validation split, writing a shard (and the manifest,
+    so that a rerun continues from there) each time the training split fills one."""
+    from tqdm import tqdm
+
+    dtype = DTYPES[manifest["dtype"]]
+    splits = {"train": _Split("train"), "val": _Split("val")}
+    skip = manifest["pieces_done"]
+    bar = tqdm(total=total, initial=manifest["bytes_done"], unit="B", unit_scale=True, unit_divisor=1024,
+               desc="prepare", disable=not progress, dynamic_ncols=True)
+    try:
+        for index, (text, n_bytes) in enumerate(source_pieces(config, files, size)):
+            if index < skip:
+                continue
+            splits["val" if _is_val(index) else "train"].add(tokenizer.encode(text, "replace"), n_bytes, len(text))
+            bar.update(n_bytes)
+            manifest["bytes_done"] += n_bytes
+            if splits["train"].count >= config.shard_tokens:
+                _write_shards(out, splits, manifest, dtype)
+                manifest["pieces_done"] = index + 1
+                write_json(out / MANIFEST, manifest)
+        _write_shards(out, splits, manifest, dtype)
+    finally:
+        bar.close()
+
+
+def _write_shards(out: Path, splits: dict[str, "_Split"], manifest: dict, dtype) -> None:
+    """Each split's pending tokens as a new shard, recorded in ``manifest``; the splits start empty again."""
+    for split in list(splits.values()):
+        if not split.count:
+            continue
+        name = f"{split.name}-{sum(s['split'] == split.name for s in manifest['shards']):05d}.bin"
+        ids = np.concatenate(split.ids)
+        atomic_write_bytes(out / name, ids.astype(dtype).tobytes())
+        manifest["shards"].append({"file": name, "split": split.name, "tokens": split.count, "bytes": split.bytes,
+                                   "chars": split.chars, "sha256": file_sha256(out / name), "max_id": int(ids.max())})
+        splits[split.name] = _Split(split.name)
