@@ -81,44 +81,45 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                 ab = ablations.build_tab(settings.ablations_dir)
             with gr.Tab("Models", id="models"):
                 mo = models.build_tab(registry, settings.limits)
-        known = gr.State(None)
-
-        def refresh_pickers(seen, sample_value, attention_value, inside_value, models_value, request: gr.Request):
-            """New checkpoints (a finished run, this session's uploads) appear in every picker; nothing is sent
-            if nothing changed."""
-            view = registry.for_session(getattr(request, "session_hash", None))
-            names, att_names = view.names(), view.names(attention_only=True)
-            if (names, att_names) == seen:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
-            pick = lambda value, choices, default: value if value in choices else default  # noqa: E731
-            return (gr.update(choices=names, value=pick(sample_value, names, view.default())),
-                    gr.update(choices=att_names, value=pick(attention_value, att_names,
-                                                            view.default(attention_only=True))),
-                    gr.update(choices=att_names, value=pick(inside_value, att_names,
-                                                            view.default(attention_only=True))),
-                    gr.update(choices=names, value=pick(models_value, names, view.default())),
-                    (names, att_names))
-
-        pickers = [s["checkpoint"], a["checkpoint"], ins["checkpoint"], mo["checkpoint"]]
-        picker_io = dict(inputs=[known, *pickers], outputs=[*pickers, known])
-        t["timer"].tick(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden",
-                        queue=False)
-        mo["uploaded"].then(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden")
-        demo.load(refresh_pickers, **picker_io, api_visibility="private", show_progress="hidden")
+        _keep_pickers_current(registry, demo, [s["checkpoint"], a["checkpoint"], ins["checkpoint"],
+                                               mo["checkpoint"]], t["timer"], mo["uploaded"])
         demo.load(lambda: device_markdown(registry), None, device_note, api_visibility="private",
                   show_progress="hidden")
         demo.load(per_session(sample.checkpoint_info, registry), s["checkpoint"], s["info"],
                   api_visibility="private", show_progress="hidden")
-        fn, inputs, outputs = a["selectors"]
-        demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
-        fn, inputs, outputs = ins["load"]
-        demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
-        fn, inputs, outputs = ab["load"]
-        demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+        for fn, inputs, outputs in (a["selectors"], ins["load"], ab["load"]):  # each tab filled on opening
+            demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
     demo.queue(default_concurrency_limit=2)
     if preload:
         warm_up(registry)
     return demo
+
+
+def _keep_pickers_current(registry: ModelRegistry, demo: gr.Blocks, pickers: list, timer: gr.Timer,
+                          uploaded) -> None:
+    """New checkpoints (a finished run, this session's uploads) appear in every model picker (Sample, Attention,
+    Inside, Models): on the Train tab's timer, after an upload and on opening the page; nothing is sent if
+    nothing changed."""
+    known = gr.State(None)
+
+    def refresh_pickers(seen, sample_value, attention_value, inside_value, models_value, request: gr.Request):
+        view = registry.for_session(getattr(request, "session_hash", None))
+        names, att_names = view.names(), view.names(attention_only=True)
+        if (names, att_names) == seen:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
+        pick = lambda value, choices, default: value if value in choices else default  # noqa: E731
+        return (gr.update(choices=names, value=pick(sample_value, names, view.default())),
+                gr.update(choices=att_names, value=pick(attention_value, att_names,
+                                                        view.default(attention_only=True))),
+                gr.update(choices=att_names, value=pick(inside_value, att_names,
+                                                        view.default(attention_only=True))),
+                gr.update(choices=names, value=pick(models_value, names, view.default())),
+                (names, att_names))
+
+    io = dict(inputs=[known, *pickers], outputs=[*pickers, known])
+    timer.tick(refresh_pickers, **io, api_visibility="private", show_progress="hidden", queue=False)
+    uploaded.then(refresh_pickers, **io, api_visibility="private", show_progress="hidden")
+    demo.load(refresh_pickers, **io, api_visibility="private", show_progress="hidden")
 
 
 def launch_options() -> dict:

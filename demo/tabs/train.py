@@ -173,48 +173,66 @@ def sample_text(st: RunStatus) -> str:
 
 
 def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
-    limits = settings.limits
     presets = app_presets()
-    q = presets[QUICK][1]
     how_to_read("train")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
-            if on_zero_gpu():
-                gr.Markdown("On this Space's ZeroGPU hardware a GPU is lent to each request for seconds, not to a "
-                            "training run: live training runs on the **CPU** (sampling and attention use the GPU).",
-                            elem_id="zero-gpu-note")
-            preset = gr.Dropdown(list(presets), value=QUICK, label="preset")
-            preset_note = gr.Markdown(presets[QUICK][0], elem_id="preset-note")
-            with gr.Row():
-                n_layer = NamedSlider(1, limits.max_n_layer, value=q.model.n_layer, step=1, label="n_layer")
-                n_head = NamedSlider(1, limits.max_n_head, value=q.model.n_head, step=1, label="n_head")
-            with gr.Row():
-                n_embd = NamedSlider(8, limits.max_n_embd, value=q.model.n_embd, step=8, label="n_embd")
-                block_size = NamedSlider(8, limits.max_block_size, value=q.model.block_size, step=8,
-                                         label="block_size")
-            lr = NamedNumber(q.train.lr, label="learning rate", info=f"up to {limits.max_lr:g}")
-            with gr.Row():
-                stop_mode = gr.Radio([SECONDS, ITERATIONS], value=SECONDS, label="stop after")
-                stop_value = NamedNumber(60, label="how many", info=f"at most {int(limits.max_train_seconds)} s "
-                                       f"or {limits.max_train_iters:,} iterations; runs end after "
-                                       f"{int(limits.max_train_seconds // 60)} minutes regardless")
-            corpus = gr.Radio([SHAKESPEARE, UPLOAD, *prepared_corpora(settings.corpora_dir)], value=SHAKESPEARE,
-                              label="corpus", info="prepared: corpora made by gptcore prepare (any size; "
-                              "their own tokenizer)")
-            upload = gr.File(label=f"UTF-8 .txt file (up to {limits.max_upload_bytes // 2**20} MB)",
-                             file_types=[".txt"], type="filepath", visible=False)
-            with gr.Row():
-                start = gr.Button("Start", variant="primary", elem_id="train-start-btn")
-                stop = gr.Button("Stop", variant="stop", elem_id="train-stop-btn")
+            form = _form(settings, presets)
         with gr.Column(scale=2, min_width=280):
-            status = gr.Markdown(status_markdown(manager.status()), elem_id="train-status")
-            chart = gr.LinePlot(curve_frame(manager.status()), x="step", y="loss", color="curve",
-                                color_map={"train": "#1f77b4", "validation": "#d62728"}, x_axis_format="d",
-                                label="loss (train: mean of recent steps; validation: every 50 steps)",
-                                elem_id="train-chart", x_title="step", y_title="loss (cross-entropy)")
-            sample = gr.Textbox(label="sample from the current weights", lines=8, max_lines=12,
-                                elem_id="train-sample", interactive=False)
+            view = _live_view(manager)
     timer = gr.Timer(1.0)
+    _wire(manager, settings, presets, form, view, timer)
+    return {"timer": timer}
+
+
+def _form(settings: AppSettings, presets: dict[str, tuple[str, RunConfig]]) -> dict:
+    """The run's settings, each slider bounded by the server's limits, and the Start and Stop buttons."""
+    limits, q = settings.limits, presets[QUICK][1]
+    if on_zero_gpu():
+        gr.Markdown("On this Space's ZeroGPU hardware a GPU is lent to each request for seconds, not to a "
+                    "training run: live training runs on the **CPU** (sampling and attention use the GPU).",
+                    elem_id="zero-gpu-note")
+    f = {"preset": gr.Dropdown(list(presets), value=QUICK, label="preset"),
+         "preset_note": gr.Markdown(presets[QUICK][0], elem_id="preset-note")}
+    with gr.Row():
+        f["n_layer"] = NamedSlider(1, limits.max_n_layer, value=q.model.n_layer, step=1, label="n_layer")
+        f["n_head"] = NamedSlider(1, limits.max_n_head, value=q.model.n_head, step=1, label="n_head")
+    with gr.Row():
+        f["n_embd"] = NamedSlider(8, limits.max_n_embd, value=q.model.n_embd, step=8, label="n_embd")
+        f["block_size"] = NamedSlider(8, limits.max_block_size, value=q.model.block_size, step=8, label="block_size")
+    f["lr"] = NamedNumber(q.train.lr, label="learning rate", info=f"up to {limits.max_lr:g}")
+    with gr.Row():
+        f["stop_mode"] = gr.Radio([SECONDS, ITERATIONS], value=SECONDS, label="stop after")
+        f["stop_value"] = NamedNumber(60, label="how many", info=f"at most {int(limits.max_train_seconds)} s "
+                                      f"or {limits.max_train_iters:,} iterations; runs end after "
+                                      f"{int(limits.max_train_seconds // 60)} minutes regardless")
+    f["corpus"] = gr.Radio([SHAKESPEARE, UPLOAD, *prepared_corpora(settings.corpora_dir)], value=SHAKESPEARE,
+                           label="corpus", info="prepared: corpora made by gptcore prepare (any size; "
+                           "their own tokenizer)")
+    f["upload"] = gr.File(label=f"UTF-8 .txt file (up to {limits.max_upload_bytes // 2**20} MB)",
+                          file_types=[".txt"], type="filepath", visible=False)
+    with gr.Row():
+        f["start"] = gr.Button("Start", variant="primary", elem_id="train-start-btn")
+        f["stop"] = gr.Button("Stop", variant="stop", elem_id="train-stop-btn")
+    return f
+
+
+def _live_view(manager: TrainingManager) -> dict:
+    """The run's status line, its loss curves and the latest sample."""
+    return {
+        "status": gr.Markdown(status_markdown(manager.status()), elem_id="train-status"),
+        "chart": gr.LinePlot(curve_frame(manager.status()), x="step", y="loss", color="curve",
+                             color_map={"train": "#1f77b4", "validation": "#d62728"}, x_axis_format="d",
+                             label="loss (train: mean of recent steps; validation: every 50 steps)",
+                             elem_id="train-chart", x_title="step", y_title="loss (cross-entropy)"),
+        "sample": gr.Textbox(label="sample from the current weights", lines=8, max_lines=12,
+                             elem_id="train-sample", interactive=False),
+    }
+
+
+def _wire(manager: TrainingManager, settings: AppSettings, presets: dict, f: dict, view: dict, timer: gr.Timer) -> None:
+    """The form's events, Start and Stop (one run per server), the timer that refreshes the view only when the
+    run has changed, and the status endpoint for API callers."""
     seen = gr.State(-1)
 
     def _fill(name: str):
@@ -229,26 +247,23 @@ def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
             return status_markdown(start_run(manager, settings, preset, n_layer, n_head, n_embd, block_size, lr,
                                              stop_mode, stop_value, corpus, upload))
 
-    def _stop():
-        return status_markdown(manager.stop())
-
     def _tick(version: int):
         st = manager.status()
         if st.version == version:
             return gr.skip(), gr.skip(), gr.skip(), version
         return status_markdown(st), curve_frame(st), sample_text(st), st.version
 
-    preset.input(_fill, preset, [preset_note, n_layer, n_head, n_embd, block_size, lr], api_visibility="private")
-    corpus.change(lambda c: gr.update(visible=c == UPLOAD), corpus, upload, api_visibility="private")
-    start.click(train_start, [preset, n_layer, n_head, n_embd, block_size, lr, stop_mode, stop_value, corpus, upload],
-                status, api_name="train_start", concurrency_limit=1, concurrency_id="train-control")
-    stop.click(_stop, None, status, api_name="train_stop", concurrency_limit=1, concurrency_id="train-control")
-    timer.tick(_tick, seen, [status, chart, sample, seen], api_visibility="private", show_progress="hidden",
-               concurrency_limit=None, queue=False)
-
     def train_status() -> dict:
         """The current (or last) run: state, step, elapsed, eta, tokens/s, losses, latest sample, curves."""
         return manager.status().to_dict()
 
+    sizes = [f[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "lr")]
+    f["preset"].input(_fill, f["preset"], [f["preset_note"], *sizes], api_visibility="private")
+    f["corpus"].change(lambda c: gr.update(visible=c == UPLOAD), f["corpus"], f["upload"], api_visibility="private")
+    f["start"].click(train_start, [f["preset"], *sizes, f["stop_mode"], f["stop_value"], f["corpus"], f["upload"]],
+                     view["status"], api_name="train_start", concurrency_limit=1, concurrency_id="train-control")
+    f["stop"].click(lambda: status_markdown(manager.stop()), None, view["status"], api_name="train_stop",
+                    concurrency_limit=1, concurrency_id="train-control")
+    timer.tick(_tick, seen, [view["status"], view["chart"], view["sample"], seen], api_visibility="private",
+               show_progress="hidden", concurrency_limit=None, queue=False)
     gr.api(train_status, api_name="train_status", concurrency_limit=None)
-    return {"timer": timer}
