@@ -124,10 +124,24 @@ def test_the_checks_can_fail():
     assert "demo.server.gpu" in imports_of(APP / "server" / "sessions.py", APP)  # a relative import
 
 
+MASK_MARKERS = (".tril(", ".triu(", "tril_(", "triu_(", "[None, :] >", "[None, :] <")
+
+
+def _source(module: str) -> str:
+    return (PACKAGE / (module.replace("gptcore.", "").replace(".", "/") + ".py")).read_text()
+
+
 @pytest.mark.parametrize("module", ["gptcore.models.gpt", "gptcore.inference.sampling", "gptcore.checkpoint"])
-def test_attention_and_masks_are_written_once(module):
-    """Only models/attention.py computes attention scores or builds the causal mask."""
-    path = PACKAGE / (module.replace("gptcore.", "").replace(".", "/") + ".py")
-    source = path.read_text()
-    for marker in ("scaled_dot_product_attention", ".tril(", ".triu(", "tril_(", "triu_(", "softmax(-1) @"):
-        assert marker not in source, f"{module} computes attention itself ({marker})"
+def test_attention_is_written_once(module):
+    """Only models/attention.py (and flash.py, the tiled path) computes attention scores."""
+    for marker in ("scaled_dot_product_attention", "softmax(-1) @"):
+        assert marker not in _source(module), f"{module} computes attention itself ({marker})"
+
+
+@pytest.mark.parametrize("module", ["gptcore.models.gpt", "gptcore.inference.sampling", "gptcore.checkpoint",
+                                    "gptcore.models.attention", "gptcore.models.flash"])
+def test_the_causal_rule_is_written_once(module):
+    """Only models/causal.py says which keys a query may see; the others call it."""
+    for marker in MASK_MARKERS:
+        assert marker not in _source(module), f"{module} writes the causal rule itself ({marker})"
+    assert any(marker in _source("gptcore.models.causal") for marker in MASK_MARKERS)

@@ -157,7 +157,7 @@ def test_a_relative_position_model_slides_its_cache_instead_of_rebuilding_it():
 
 
 def test_the_sliding_window_mask_and_cache():
-    from gptcore.models.attention import causal_mask
+    from gptcore.models.causal import causal_mask
     from gptcore.models.kv_cache import KVCache
 
     band = causal_mask(3, 6, window=4)

@@ -38,7 +38,6 @@ from ..storage import check_output_dir, write_json
 from ..training import TrainEvent
 from .run_record import DIVERGE_NATS, SPIKE_NATS, train_run
 from .sharing import claim_run, locked_elsewhere, results_dir_lock
-from .stats import ALPHA
 from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
                                load_results, read_step_costs, summarize, validate_results)
 

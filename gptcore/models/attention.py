@@ -20,25 +20,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig
+from .causal import causal_mask
 from .dropout import Dropout
 from .flash import tiled_attention
 from .kv_cache import KVCache
 
 PATHS = ("explicit", "fused", "tiled")
-
-
-def causal_mask(queries: int, keys: int, device: torch.device | str = "cpu", hidden: bool = False,
-                window: int | None = None) -> torch.Tensor:
-    """(queries, keys) booleans, True where query i may look at key j (or, with ``hidden``, where it may not).
-
-    The queries are the newest ``queries`` positions of ``keys``: query i sits at key index
-    ``q = keys - queries + i`` and sees keys 0 .. q, or with a ``window`` only the last ``window`` of them,
-    q - window < j <= q (sliding-window attention)."""
-    ones = torch.ones(queries, keys, dtype=torch.bool, device=device)
-    if window is not None and keys > window:  # some key falls out of some query's window
-        allowed = ones.tril(keys - queries) & ~ones.tril(keys - queries - window)
-        return ~allowed if hidden else allowed
-    return ones.triu_(keys - queries + 1) if hidden else ones.tril_(keys - queries)
 
 
 def rope_frequencies(head_dim: int, base: float) -> torch.Tensor:

@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from .causal import hidden_keys
+
 TILE = 128  # queries and keys per tile
 
 
@@ -39,10 +41,7 @@ def _scores(q: torch.Tensor, k: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.
             window: int | None) -> torch.Tensor:
     """Scaled scores of one tile, -inf where a query may not look (the future, or outside its window)."""
     s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))
-    hidden = k_pos[None, :] > q_pos[:, None]
-    if window is not None:
-        hidden |= k_pos[None, :] <= q_pos[:, None] - window
-    return s.masked_fill(hidden, float("-inf"))
+    return s.masked_fill(hidden_keys(q_pos, k_pos, window), float("-inf"))
 
 
 def _keep(seed: int, tile: int, shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:

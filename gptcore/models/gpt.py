@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
-from .attention import CausalSelfAttention, causal_mask, rope_tables, scaled_scores, self_attention
+from .attention import CausalSelfAttention, rope_tables, scaled_scores, self_attention
+from .causal import causal_mask
 from .dropout import Dropout
 from .kv_cache import KVCache
 
