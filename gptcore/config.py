@@ -17,6 +17,17 @@ from .bounded import short_repr
 from .errors import ConfigError
 
 
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
+
+
+def device_kind(setting: str) -> str:
+    """The kind of a device setting ("cuda:1" is "cuda"), or a ConfigError naming the settings there are."""
+    kind = str(setting).strip().lower().split(":")[0]
+    if kind not in DEVICE_KINDS:
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {setting!r}")
+    return kind
+
+
 @dataclass
 class ModelConfig:
     """Architecture. The switches (norm, residual, pos_emb) exist for the ablation studies."""
@@ -108,8 +119,7 @@ class TrainConfig:
         _choice("tokenizer", self.tokenizer, ("char", "bpe"))
         if self.bpe_vocab_size < 256:
             raise ConfigError(f"bpe_vocab_size must be at least 256 (one id per byte), got {self.bpe_vocab_size}")
-        if self.device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
-            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
+        device_kind(self.device)
         for name in ("batch_size", "grad_accum", "max_iters", "bpe_vocab_size", "eval_interval", "sample_chars"):
             _count(name, getattr(self, name), low=0 if name == "sample_chars" else 1)
         for name in ("eval_windows", "final_eval_tokens", "threads", "warmup_iters", "sample_interval"):

@@ -13,9 +13,9 @@ from typing import ContextManager
 
 import torch
 
+from .config import device_kind
 from .errors import ConfigError
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def mps_available() -> bool:
@@ -38,9 +38,7 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if isinstance(name, torch.device):
         return name
     name = "auto" if name is None else str(name).strip().lower()
-    kind = name.split(":")[0]
-    if kind not in DEVICES:
-        raise ConfigError(f"device must be one of {', '.join(DEVICES)}; got {name!r}")
+    kind = device_kind(name)
     if kind == "auto":
         return torch.device(available_devices()[0])
     if kind not in available_devices():

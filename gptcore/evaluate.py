@@ -17,6 +17,12 @@ from .shards import ShardSet, take_windows
 from .tokenizers import Tokenizer
 
 
+def too_short_to_measure(tokens: int) -> GptcoreError:
+    """The error for a validation split too short to measure a loss on (a loss needs a token and its successor)."""
+    return GptcoreError(f"the validation split has {tokens} token(s); at least 2 are needed to measure a loss: "
+                        f"use a longer text")
+
+
 def window_starts(n_tokens: int, block_size: int) -> list[int]:
     """Starts of the non-overlapping windows that together predict tokens 1 .. n_tokens-1 exactly once."""
     return list(range(0, n_tokens - 1, block_size))
@@ -44,7 +50,7 @@ def split_loss(
     partial = [s for s in starts if s + block_size + 1 > len(data)]
     batches = [full[i:i + batch_size] for i in range(0, len(full), batch_size)] + [[s] for s in partial]
     if not batches:
-        raise GptcoreError(f"the validation split has {len(data)} token(s): at least 2 are needed to measure a loss")
+        raise too_short_to_measure(len(data))
     try:
         for group in batches:
             length = min(block_size, len(data) - 1 - group[0])
@@ -102,5 +108,5 @@ def unigram_loss(train: torch.Tensor | ShardSet, val: torch.Tensor | ShardSet, v
     log_p = (counts / counts.sum()).log()
     targets = predicted_token_counts(val, vocab_size).double()
     if targets.sum() == 0:
-        raise GptcoreError(f"the validation split has {len(val)} token(s): at least 2 are needed to measure a loss")
+        raise too_short_to_measure(len(val))
     return float(-(targets * log_p).sum() / targets.sum())

@@ -22,8 +22,7 @@ def _ids(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
     idx = torch.as_tensor(ids, dtype=torch.long).reshape(1, -1)
     if idx.size(1) < 1:
         raise ValueError("give at least one token")
-    if idx.size(1) > model.config.block_size:
-        raise ValueError(f"{idx.size(1)} tokens exceed the model's context of {model.config.block_size}")
+    model.check_length(idx.size(1))
     return idx.to(next(model.parameters()).device)
 
 

@@ -61,7 +61,7 @@ def test_bench_checks_its_arguments_before_any_work(tmp_path, tiny_checkpoint, c
     assert main(base + ["--out", str(tmp_path / "file" / "b.json")]) == 1
     assert "is not a directory" in capsys.readouterr().err
     assert main(base + ["--device", "tpu", "--out", str(tmp_path / "b.json")]) == 1
-    assert "device must be one of" in capsys.readouterr().err
+    assert "device must be auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
 
 

@@ -132,7 +132,7 @@ def test_overfits_one_batch(corpus):
 
 
 def test_sequence_longer_than_block_is_refused():
-    with pytest.raises(ValueError, match="exceeds block_size"):
+    with pytest.raises(ValueError, match="exceed the model.s context"):
         GPT(small_config())(torch.zeros(1, 17, dtype=torch.long))
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..config import ModelConfig, RunConfig, TrainConfig
+from ..config import ModelConfig, RunConfig, TrainConfig, device_kind
 from ..data import Corpus
 from ..device import resolve_device
 from ..errors import ConfigError, GptcoreError
@@ -211,7 +211,7 @@ def measured_step_seconds(out_dir: Path, study: Study, budget: TrainConfig) -> d
     were measured at the budget's threads on its kind of device (and the default budget's batch); else None."""
     cost = read_step_costs(out_dir, study.name)
     if cost is None or cost.get("threads") != budget.threads or cost.get("batch_size", budget.batch_size) != \
-            budget.batch_size or str(cost.get("device", "")).split(" ")[0] != budget.device.split(":")[0]:
+            budget.batch_size or str(cost.get("device", "")).split(" ")[0] != device_kind(budget.device):
         return None
     try:
         return {name: float(arm["seconds_per_step"]) for name, arm in cost["arms"].items()}

@@ -110,8 +110,7 @@ class GPT(nn.Module):
         B, T = idx.shape
         past = cache.length if cache is not None else 0
         start = (cache.start if cache is not None else 0) + past  # the position of idx[:, 0]
-        if not self.slides and start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
+        self.check_length(start + T)
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(past, past + T, device=idx.device))
@@ -148,8 +147,7 @@ class GPT(nn.Module):
                 or any(b.attn.head_mask is not None for b in self.blocks)):
             return self.forward(torch.tensor([tokens], device=self.tok_emb.weight.device), cache=cache)[0][0]
         pos, T = cache.length, len(tokens)
-        if not self.slides and pos + T > self.config.block_size:
-            raise ValueError(f"sequence of {pos + T} tokens exceeds block_size {self.config.block_size}")
+        self.check_length(pos + T)
         C, H = self.config.n_embd, self.config.n_head
         blocks, tok_emb, pos_emb, ln_f, lm_head = self._decode_weights()
         x = tok_emb[tokens]  # a list index works on every device
@@ -186,6 +184,11 @@ class GPT(nn.Module):
         past the context as a sliding window, and its key-value cache can slide instead of being rebuilt;
         a table of absolute positions cannot."""
         return self.config.pos_emb != "learned"
+
+    def check_length(self, end: int) -> None:
+        """A ValueError when positions up to ``end`` don't fit the context (a model that slides has no limit)."""
+        if not self.slides and end > self.config.block_size:
+            raise ValueError(f"{end} tokens exceed the model's context of {self.config.block_size} (block_size)")
 
     def _window(self) -> int | None:
         return self.config.block_size if self.slides else None

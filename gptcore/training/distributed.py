@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..config import device_kind
 from ..errors import ConfigError
 
 
@@ -80,7 +81,7 @@ def join(device_setting: str) -> tuple[Group, str]:
     if world_size <= 1:
         return Group(), device_setting
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    kind = device_setting.split(":")[0]
+    kind = device_kind(device_setting)
     use_cuda = kind == "cuda" or (kind == "auto" and torch.cuda.is_available())
     if kind == "mps":
         raise ConfigError("several processes need CUDA or the CPU; Apple's MPS has no distributed backend")

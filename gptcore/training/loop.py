@@ -32,7 +32,7 @@ from ..device import compute_dtype, describe, resolve_device, to_device
 from ..errors import CheckpointError, GptcoreError, TrainingDivergedError
 from ..memory import check_fits
 from ..storage import check_output_dir
-from ..evaluate import nats_per_char, sample_windows, split_loss
+from ..evaluate import nats_per_char, sample_windows, split_loss, too_short_to_measure
 from ..inference.draft import NgramDraft, fitting_order
 from ..inference.sampling import SamplingParams, generate
 from ..models import build_model, count_parameters
@@ -118,8 +118,7 @@ class Trainer:
             raise GptcoreError(f"the training split ({len(self.corpus.train)} tokens) must be longer than "
                                f"block_size ({block}); use a longer text or a smaller block_size")
         if len(self.corpus.val) < 2:
-            raise GptcoreError(f"the validation split (the last 10% of the text) has {len(self.corpus.val)} "
-                               f"token(s); at least 2 are needed to measure a loss: use a longer text")
+            raise too_short_to_measure(len(self.corpus.val))
         check_output_dir(self.out_dir)
         check_fits(self.config, self.device)
 
