@@ -8,7 +8,6 @@ nothing here trains or changes weights. Results are on the CPU, as float32.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -37,11 +36,6 @@ def read_text(model: GPT, ids: list[int] | torch.Tensor) -> tuple[torch.Tensor, 
     log_probs = logits[0].float().log_softmax(-1)
     loss = -log_probs[:-1].gather(1, idx[0, 1:, None]).squeeze(1)
     return log_probs.exp().cpu(), loss.cpu()
-
-
-def next_token_probs(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
-    """(T, vocab) probabilities of the token after each position (temperature 1)."""
-    return read_text(model, ids)[0]
 
 
 def surprise(model: GPT, ids: list[int] | torch.Tensor) -> torch.Tensor:
@@ -73,11 +67,18 @@ def heads_off(model: GPT, heads: set[tuple[int, int]] | list[tuple[int, int]]) -
                              f"{cfg.n_head} heads")
         mask = masks.setdefault(layer, torch.ones(cfg.n_head, device=next(model.parameters()).device))
         mask[head] = 0.0
+    with _head_masks(model, masks):
+        yield model
+
+
+@contextlib.contextmanager
+def _head_masks(model: GPT, masks: dict[int, torch.Tensor]) -> Iterator[None]:
+    """``masks[layer]`` as that layer's head mask while the block runs; every layer's own mask back after."""
     before = [block.attn.head_mask for block in model.blocks]
     try:
         for layer, mask in masks.items():
             model.blocks[layer].attn.head_mask = mask
-        yield model
+        yield
     finally:
         for block, mask in zip(model.blocks, before):
             block.attn.head_mask = mask
@@ -99,32 +100,11 @@ def each_head_off(model: GPT, ids: list[int] | torch.Tensor) -> tuple[float, tor
     masks = torch.ones(cfg.n_layer, n, cfg.n_head, device=device)
     rows = torch.arange(n, device=device)
     masks[rows // cfg.n_head, rows, rows % cfg.n_head] = 0.0
-    before = [block.attn.head_mask for block in model.blocks]
-    try:
-        for block, mask in zip(model.blocks, masks):
-            block.attn.head_mask = mask
+    with _head_masks(model, dict(enumerate(masks))):
         logits, _ = model(idx.expand(n, -1))
-    finally:
-        for block, mask in zip(model.blocks, before):
-            block.attn.head_mask = mask
     targets = idx[0, 1:].expand(n, -1)
     loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, reduction="none").mean(1)
     return baseline, loss.view(cfg.n_layer, cfg.n_head).cpu()
-
-
-@dataclass
-class AblationEffect:
-    loss: float  # mean loss of the text with the heads off
-    baseline: float  # the same with every head on
-    per_token: torch.Tensor  # (T - 1,) loss of each token with the heads off
-
-
-def ablation_effect(model: GPT, ids: list[int] | torch.Tensor, heads: list[tuple[int, int]]) -> AblationEffect:
-    """How the text's loss changes when ``heads`` are switched off."""
-    base = surprise(model, ids)
-    with heads_off(model, heads):
-        off = surprise(model, ids)
-    return AblationEffect(float(off.mean()), float(base.mean()), off)
 
 
 @torch.no_grad()

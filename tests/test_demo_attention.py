@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 
-
 import gradio as gr
 import numpy as np
 import pytest
@@ -17,11 +16,18 @@ from demo.tabs.attention import (ALL, AVERAGE, attention_view, attention_weights
 from demo.views.head_roles import head_role, target_shares
 from demo.server.registry import ModelRegistry
 from demo.server.settings import Limits
-from demo.views.html import packed_weights, unpacked_weights
+from demo.views.html import packed_weights
 from demo_support import view_data
 
 LIMITS = Limits()
 TEXT = "to be or not to be\nthat is it"
+
+
+def unpacked_weights(packed: str, T: int) -> np.ndarray:
+    """What interactive.js reads out of packed_weights, in Python: a (T, T) matrix, zero above the diagonal."""
+    out = np.zeros((T, T))
+    out[np.tril_indices(T)] = np.frombuffer(base64.b64decode(packed), dtype="<u2") / 65535
+    return out
 
 
 def _rows_attending(T: int, target) -> np.ndarray:

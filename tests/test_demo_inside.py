@@ -45,7 +45,7 @@ def test_predictions_colour_each_token_by_its_surprise_and_carry_every_distribut
     alphas = [float(re.search(r"([\d.]+)\)$", s).group(1)) for s in styles[1:]]
     assert alphas == pytest.approx(np.clip(loss.numpy() / 5, 0, 1), abs=1e-3)
     top = view_data(view, "top")
-    probs = interpret.next_token_probs(model, _ids(registry))
+    probs = interpret.read_text(model, _ids(registry))[0]
     assert len(top) == len(TEXT) and len(top[0]) == 10
     assert [p for _, p in top[-1]] == pytest.approx(probs[-1].topk(10).values.tolist(), abs=1e-4)
     nexts = view_data(view, "next")
@@ -65,7 +65,7 @@ def test_the_logit_lens_table_ends_in_the_models_own_prediction(registry):
     view, _ = logit_lens_view(registry, LIMITS, "tiny", TEXT)
     n_layer = registry.get("tiny").config.model.n_layer
     assert view.count("<tr>") == 1 + (n_layer + 1) + 1  # positions, each stage, the truth
-    probs = interpret.next_token_probs(registry.get("tiny").model, _ids(registry))
+    probs = interpret.read_text(registry.get("tiny").model, _ids(registry))[0]
     out = logit_lens_api(registry, LIMITS, "tiny", TEXT)
     assert out["stages"] == stage_names(n_layer) and out["stages"][-1].endswith("the model's prediction")
     final = [row[0][0] for row in out["top"][-1]]
@@ -107,16 +107,24 @@ def test_large_vocabularies_get_spread_labels():
     assert _spread_labels(coords[:50]) == list(range(50))
 
 
+def heads_off_effect(model, ids, heads):
+    """(the text's loss with every head on, with ``heads`` off, each token's loss with them off), from interpret."""
+    base = interpret.surprise(model, ids)
+    with interpret.heads_off(model, heads):
+        off = interpret.surprise(model, ids)
+    return float(base.mean()), float(off.mean()), off
+
+
 def test_switching_heads_off_changes_the_loss_as_interpret_says(registry):
     model = registry.get("tiny").model
-    effect = interpret.ablation_effect(model, _ids(registry), [(0, 1), (1, 0)])
+    baseline, off_loss, per_token = heads_off_effect(model, _ids(registry), [(0, 1), (1, 0)])
     summary, view = heads_off_view(registry, LIMITS, "tiny", TEXT, ["1.2", "2.1"])
     assert "layer 1 head 2, layer 2 head 1" in summary
-    assert f"from **{effect.baseline:.3f}** to **{effect.loss:.3f}**" in summary
+    assert f"from **{baseline:.3f}** to **{off_loss:.3f}**" in summary
     assert "with these heads off:" in summary and view.count('class="gc-tok"') == len(TEXT)
     out = heads_off_api(registry, LIMITS, "tiny", TEXT, ["2.1", "1.2"])
-    assert out["heads_off"] == ["1.2", "2.1"] and out["loss"] == pytest.approx(effect.loss, abs=1e-5)
-    assert out["loss_per_token"] == pytest.approx(effect.per_token.tolist(), abs=1e-4)
+    assert out["heads_off"] == ["1.2", "2.1"] and out["loss"] == pytest.approx(off_loss, abs=1e-5)
+    assert out["loss_per_token"] == pytest.approx(per_token.tolist(), abs=1e-4)
     summary, _ = heads_off_view(registry, LIMITS, "tiny", TEXT, [])
     assert "Every head is on" in summary
     # nothing stays switched off after a call
@@ -130,9 +138,8 @@ def test_one_head_at_a_time_is_ranked_most_harmful_first(registry):
     model = registry.get("tiny").model
     name, loss, change = rows[0]
     layer, head = (int(x) - 1 for x in re.findall(r"\d+", name))
-    effect = interpret.ablation_effect(model, _ids(registry), [(layer, head)])
-    assert loss == pytest.approx(effect.loss, abs=1e-4) and change == pytest.approx(effect.loss - effect.baseline,
-                                                                                     abs=1e-4)
+    baseline, off_loss, _ = heads_off_effect(model, _ids(registry), [(layer, head)])
+    assert loss == pytest.approx(off_loss, abs=1e-4) and change == pytest.approx(off_loss - baseline, abs=1e-4)
 
 
 def test_head_choices_and_their_parsing():

@@ -84,13 +84,6 @@ def packed_scores(scores: np.ndarray) -> str:
     return _packed(_lower_triangle(scores), "<f2")
 
 
-def unpacked_weights(packed: str, T: int) -> np.ndarray:
-    """:func:`packed_weights` read back into a (T, T) matrix (zero above the diagonal)."""
-    out = np.zeros((T, T))
-    out[np.tril_indices(T)] = np.frombuffer(base64.b64decode(packed), dtype="<u2") / 65535
-    return out
-
-
 def token_strip(pieces: Sequence[str], styles: Sequence[str] | None = None,
                 titles: Sequence[str] | None = None) -> str:
     """The text as focusable token boxes (``data-i`` = position); a newline token also breaks the line."""

@@ -207,7 +207,7 @@ class BPETokenizer(Tokenizer):
         token = int(token)
         if token in self.specials:
             return self.specials[token]
-        return self._bytes[token].decode("utf-8", errors="backslashreplace")
+        return self.token_bytes(token).decode("utf-8", errors="backslashreplace")
 
     def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
         """Text as ids arrive, never splitting a multi-byte character: bytes wait until their character is whole."""
