@@ -142,13 +142,9 @@ def sampling_rates(checkpoint: str, text: str, n_tokens: int, repeats: int) -> d
     The headline is greedy, where all paths give the same text; each side's faster thread count makes
     the ratio.
     """
-    ck = load_checkpoint(checkpoint)
-    model, block = ck.model, ck.config.model.block_size
+    ck, prompt, greedy, naive_tokens = _sampling_setup(checkpoint, text, n_tokens, torch.device("cpu"))
     if ck.draft is None:
         raise GptcoreError(f"{checkpoint} has no draft.pt: run `python -m gptcore draft --checkpoint {checkpoint}`")
-    prompt = ck.tokenizer.encode(text[:block], policy="replace")
-    greedy = SamplingParams(temperature=0, max_new_tokens=n_tokens)
-    naive_tokens = max(8, n_tokens // 5)  # every reference step costs the same, so fewer tokens suffice
     counts = sorted({1, torch.get_num_threads()})
     names = ("cached", "cache_only", "sampled", "sampled_cache_only", "naive")
     runs: dict[str, dict[int, list[float]]] = {name: {n: [] for n in counts} for name in names}
@@ -157,15 +153,8 @@ def sampling_rates(checkpoint: str, text: str, n_tokens: int, repeats: int) -> d
         sampled = SamplingParams(temperature=APP_TEMPERATURE, max_new_tokens=n_tokens, seed=repeat)
         for n in counts:
             with _threads(n):
-                rate, seconds = _cached_run(model, prompt, greedy, ck.draft)
-                runs["cached"][n].append(rate)
-                first[n].append(seconds)
-                runs["cache_only"][n].append(_cached_run(model, prompt, greedy, None)[0])
-                runs["sampled"][n].append(_cached_run(model, prompt, sampled, ck.draft)[0])
-                runs["sampled_cache_only"][n].append(_cached_run(model, prompt, sampled, None)[0])
-                t0 = time.perf_counter()
-                naive_generate(model, prompt, naive_tokens)
-                runs["naive"][n].append(naive_tokens / (time.perf_counter() - t0))
+                _sampling_round(ck, prompt, greedy, sampled, naive_tokens, {k: v[n] for k, v in runs.items()},
+                                first[n])
     out = {"checkpoint": checkpoint, "context": len(prompt), "new_tokens": n_tokens,
            "sampled_temperature": APP_TEMPERATURE, "draft_contexts": len(ck.draft), "draft_order": ck.draft.order}
     for name in names:
@@ -232,22 +221,42 @@ def _medians_and_ratio(reference: list[float], fast: list[float]) -> dict:
     return {"median_reference": median_reference, "median_fast": median_fast, "ratio": median_fast / median_reference}
 
 
+def _sampling_setup(checkpoint: str, text: str, n_tokens: int, device: torch.device):
+    """The checkpoint on ``device``, a full context of ``text`` as the prompt, greedy settings, and how many
+    tokens the reference makes (every reference step costs the same, so fewer suffice)."""
+    ck = load_checkpoint(checkpoint, device)
+    prompt = ck.tokenizer.encode(text[:ck.config.model.block_size], policy="replace")
+    return ck, prompt, SamplingParams(temperature=0, max_new_tokens=n_tokens), max(8, n_tokens // 5)
+
+
+def _sampling_round(ck, prompt: list[int], greedy: SamplingParams, sampled: SamplingParams | None,
+                    naive_tokens: int, runs: dict[str, list[float]], first: list[float] | None,
+                    device: torch.device | None = None) -> None:
+    """One measurement of each path: the cache with the draft (and its first token's seconds), the cache
+    alone, both again at ``sampled``'s temperature when given, and the reference that recomputes."""
+    rate, seconds = _cached_run(ck.model, prompt, greedy, ck.draft)
+    runs["cached"].append(rate)
+    if first is not None:
+        first.append(seconds)
+    runs["cache_only"].append(_cached_run(ck.model, prompt, greedy, None)[0])
+    if sampled is not None:
+        runs["sampled"].append(_cached_run(ck.model, prompt, sampled, ck.draft)[0])
+        runs["sampled_cache_only"].append(_cached_run(ck.model, prompt, sampled, None)[0])
+    if device is not None:
+        synchronize(device)
+    t0 = time.perf_counter()
+    naive_generate(ck.model, prompt, naive_tokens)
+    runs["naive"].append(naive_tokens / (time.perf_counter() - t0))
+
+
 def device_sampling_rates(checkpoint: str, text: str, n_tokens: int, repeats: int, device: torch.device) -> dict:
     """Greedy batch-1 generation on ``device`` after a full context: cache with the draft, cache alone, and
     the reference that recomputes the context per token (threads do not apply)."""
-    ck = load_checkpoint(checkpoint, device)
-    prompt = ck.tokenizer.encode(text[:ck.config.model.block_size], policy="replace")
-    greedy = SamplingParams(temperature=0, max_new_tokens=n_tokens)
-    naive_tokens = max(8, n_tokens // 5)
+    ck, prompt, greedy, naive_tokens = _sampling_setup(checkpoint, text, n_tokens, device)
     runs: dict[str, list[float]] = {"cached": [], "cache_only": [], "naive": []}
     _cached_run(ck.model, prompt, greedy, ck.draft)  # warm-up: kernels and allocator
     for _ in range(repeats):
-        runs["cached"].append(_cached_run(ck.model, prompt, greedy, ck.draft)[0])
-        runs["cache_only"].append(_cached_run(ck.model, prompt, greedy, None)[0])
-        synchronize(device)
-        t0 = time.perf_counter()
-        naive_generate(ck.model, prompt, naive_tokens)
-        runs["naive"].append(naive_tokens / (time.perf_counter() - t0))
+        _sampling_round(ck, prompt, greedy, None, naive_tokens, runs, None, device)
     out = {"checkpoint": checkpoint, "context": len(prompt), "new_tokens": n_tokens, "has_draft": ck.draft is not None}
     for name, values in runs.items():
         out[f"{name}_chars_per_sec"] = values
