@@ -304,26 +304,33 @@ def cmd_ablate(args) -> int:
         return 0
     if args.step_cost:
         from .data import Corpus
-        from .experiments.ablate import check_counts
         from .experiments.wallclock import run_step_cost
         from .storage import check_output_dir
 
-        check_counts(args)
+        _ablate_options(args).check_counts()
         check_output_dir(args.out)
         command = f"python -m gptcore ablate --study {args.study} --step-cost --threads {args.threads or 1}"
         for path in run_step_cost(args.study, Corpus.load(args.data), args.out, args.threads or 1, args.device,
                                   command):
             print(f"wrote {path}")
         return 0
-    from .experiments.ablate import run_from_args
+    from .experiments.ablate import run_ablations
 
-    return run_from_args(args)
+    return run_ablations(_ablate_options(args))
+
+
+def _ablate_options(args):
+    from .experiments.ablate import AblateOptions
+
+    return AblateOptions(study=args.study, seeds=args.seeds, out=args.out, data=args.data, max_iters=args.max_iters,
+                         threads=args.threads, max_seeds=args.max_seeds, quiet=args.quiet, device=args.device)
 
 
 def cmd_bench(args) -> int:
-    from .experiments.bench import run_from_args
+    from .experiments.bench import BenchOptions, run_bench
 
-    return run_from_args(args)
+    return run_bench(BenchOptions(checkpoint=args.checkpoint, data=args.data, repeats=args.repeats, out=args.out,
+                                  quick=args.quick, runs=tuple(args.runs or ()), device=args.device))
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "draft": cmd_draft, "presets": cmd_presets,

@@ -64,7 +64,7 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         ),
     ),
     "fifteen-minutes": (
-        "the original write-up's model to the original write-up's headline loss (1.55) within 15 minutes on 2 CPU cores: "
+        "the original write-up's model to its headline loss (1.55) within 15 minutes on 2 CPU cores: "
         "Muon, QK-norm, dropout 0.1, an 880 s budget that paces a linear warm-down",
         RunConfig(
             dataclasses.replace(WRITEUP_MODEL, dropout=0.1, qk_norm=True),

@@ -16,6 +16,7 @@ The schema of the results file lives in ``gptcore.experiments.ablation_results``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -501,45 +502,60 @@ def unclear_arms(results: dict) -> set[str]:
     return out
 
 
-def _command(study: str, args) -> str:
-    parts = ["python -m gptcore ablate", f"--study {study}", f"--seeds {args.seeds}"]
-    if args.max_iters is not None:
-        parts.append(f"--max-iters {args.max_iters}")
-    if getattr(args, "max_seeds", None):
-        parts.append(f"--max-seeds {args.max_seeds}")
-    return " ".join(parts)
+@dataclass(frozen=True)
+class AblateOptions:
+    """What ``gptcore ablate`` asks for, as typed values (the CLI builds it from its arguments)."""
+
+    study: str
+    seeds: int = 3
+    out: str = str(DEFAULT_OUT)
+    data: str | None = None
+    max_iters: int | None = None
+    threads: int | None = None
+    max_seeds: int | None = None
+    quiet: bool = False
+    device: str = "auto"
+
+    def check_counts(self) -> None:
+        """--seeds, --max-seeds and --threads as counts, refused before any work (step costs included)."""
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.max_seeds is not None and self.max_seeds < self.seeds:
+            raise ConfigError(f"--max-seeds must be at least --seeds ({self.seeds}), got {self.max_seeds}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+
+    def command(self, study: str) -> str:
+        """The command line that reruns one study, for its results file."""
+        parts = ["python -m gptcore ablate", f"--study {study}", f"--seeds {self.seeds}"]
+        if self.max_iters is not None:
+            parts.append(f"--max-iters {self.max_iters}")
+        if self.max_seeds:
+            parts.append(f"--max-seeds {self.max_seeds}")
+        return " ".join(parts)
 
 
-def check_counts(args) -> None:
-    """--seeds, --max-seeds and --threads as counts, refused before any work (step costs included)."""
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.max_seeds is not None and args.max_seeds < args.seeds:
-        raise ConfigError(f"--max-seeds must be at least --seeds ({args.seeds}), got {args.max_seeds}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
-
-
-def run_from_args(args) -> int:
-    """``python -m gptcore ablate``: validate everything before the first (slow) run, then run each study."""
-    studies = resolve_studies(args.study)
-    check_counts(args)
-    check_output_dir(args.out)
-    budget = default_budget(args.max_iters if args.max_iters is not None else DEFAULT_MAX_ITERS)
-    budget = dataclasses.replace(budget, device=str(resolve_device(args.device)), threads=args.threads)
+def run_ablations(options: AblateOptions) -> int:
+    """``gptcore ablate``: validate everything before the first (slow) run, then run each study, adding a seed
+    at a time to the arms of unsettled comparisons up to ``max_seeds``."""
+    studies = resolve_studies(options.study)
+    options.check_counts()
+    check_output_dir(options.out)
+    budget = default_budget(options.max_iters if options.max_iters is not None else DEFAULT_MAX_ITERS)
+    budget = dataclasses.replace(budget, device=str(resolve_device(options.device)), threads=options.threads)
     budget.validate()
-    corpus = Corpus.load(args.data)
-    max_seeds = args.max_seeds or args.seeds
+    corpus = Corpus.load(options.data)
+    seeds, max_seeds = options.seeds, options.max_seeds or options.seeds
     for study in studies:
-        report = run_study(study, corpus, args.out, seeds=args.seeds, budget=budget,
-                           command=_command(study.name, args), quiet=args.quiet)
+        run = functools.partial(run_study, study, corpus, options.out, seeds=seeds, budget=budget,
+                                command=options.command(study.name), quiet=options.quiet)
+        report = run()
         arm_seeds: dict[str, int] = {}
-        while unclear := {a for a in unclear_arms(report.results) if arm_seeds.get(a, args.seeds) < max_seeds}:
-            for arm in unclear:  # one more seed for each arm of an unsettled comparison, up to --max-seeds
-                arm_seeds[arm] = arm_seeds.get(arm, args.seeds) + 1
-            report = run_study(study, corpus, args.out, seeds=args.seeds, budget=budget,
-                               command=_command(study.name, args), quiet=args.quiet, arm_seeds=arm_seeds)
-        if not args.quiet:
+        while unclear := {a for a in unclear_arms(report.results) if arm_seeds.get(a, seeds) < max_seeds}:
+            for arm in unclear:
+                arm_seeds[arm] = arm_seeds.get(arm, seeds) + 1
+            report = run(arm_seeds=arm_seeds)
+        if not options.quiet:
             print(summarize(report.results))
         print(f"{report.path}: {report.trained} trained, {report.kept} kept, {report.reused} reused", flush=True)
     return 0

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import statistics
 import subprocess
 import sys
@@ -457,22 +458,35 @@ def gpu_rows(g: dict, runs: dict[str, dict]) -> list[str]:
     return rows
 
 
-def check_args(args) -> torch.device:
-    """Everything that can be checked before the (long) benchmark starts: the device, every preset named
-    in ``--runs``, the checkpoint, the output path and the repeats."""
-    if args.repeats < 1:
-        raise GptcoreError(f"--repeats must be at least 1, got {args.repeats}")
-    for preset in args.runs or []:
-        get_preset(preset)
-    load_checkpoint(args.checkpoint)
-    check_output_file(args.out)
-    return resolve_device(args.device)
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``gptcore bench`` asks for, as typed values (the CLI builds it from its arguments)."""
+
+    checkpoint: str = "checkpoints/shakespeare-char"
+    data: str | None = None
+    repeats: int = 5
+    out: str = "bench/results.json"
+    quick: bool = False
+    runs: tuple[str, ...] = ()
+    device: str = "auto"
+
+    def check(self) -> torch.device:
+        """Everything that can be checked before the (long) benchmark starts: the repeats, every preset named
+        in ``runs``, the checkpoint, the output path and the device."""
+        if self.repeats < 1:
+            raise GptcoreError(f"--repeats must be at least 1, got {self.repeats}")
+        for preset in self.runs:
+            get_preset(preset)
+        load_checkpoint(self.checkpoint)
+        check_output_file(self.out)
+        return resolve_device(self.device)
 
 
-def run_from_args(args) -> int:
-    device = check_args(args)
-    result = run_benchmark(args.checkpoint, args.data, args.repeats, args.quick, args.runs or [], device)
-    write_json(Path(args.out), result)
+def run_bench(options: BenchOptions) -> int:
+    """``gptcore bench``: check, measure, write the JSON and print the table."""
+    device = options.check()
+    result = run_benchmark(options.checkpoint, options.data, options.repeats, options.quick, list(options.runs), device)
+    write_json(Path(options.out), result)
     print(format_table(result))
-    print(f"\nwritten to {args.out}")
+    print(f"\nwritten to {options.out}")
     return 0
