@@ -29,7 +29,7 @@ class Mutant:
 
 
 MUTANTS = [
-    Mutant("keep latest instead of best", LOOP, "            if val < st.best_val:", "            if True:",
+    Mutant("keep latest instead of best", LOOP, "        if val < st.best_val:", "        if True:",
            ("tests/test_promises.py",)),
     Mutant("no time-budget pacing", LOOP,
            "        if tc.time_budget:\n            progress = max(progress, elapsed / tc.time_budget)", "        pass",
@@ -87,8 +87,8 @@ MUTANTS = [
            'checked_number("n_embd", n_embd, 1, limits.max_n_embd, integer=True)',
            'checked_number("n_embd", n_embd, 1, 2 * limits.max_n_embd, integer=True)',
            ("tests/test_demo_train.py", "-k", "maximum or bad_forms")),
-    Mutant("an infinite loss is not a divergence", LOOP, "            if not math.isfinite(value):",
-           "            if math.isnan(value):", ("tests/test_hostile.py", "-k", "non_finite")),
+    Mutant("an infinite loss is not a divergence", LOOP, "        if not math.isfinite(value):",
+           "        if math.isnan(value):", ("tests/test_hostile.py", "-k", "non_finite")),
     Mutant("a manifest whose sha256 is not checked", "gptcore/storage.py",
            "            if _sha256_file(candidate) == digest:", "            if candidate.exists():",
            ("tests/test_checkpoint.py",)),
