@@ -90,7 +90,7 @@ def test_ten_people_generating_at_once_all_get_their_text(client):
     assert all(len(r) == 206 for r in results) and len(set(results)) > 1
 
 
-def test_a_training_run_starts_reports_and_stops(client):
+def test_a_training_run_starts_reports_and_stops(client, app_url):
     start = client.predict("tiny", 2, 2, 32, 32, 3e-3, "seconds", 60, "Tiny Shakespeare", None,
                            api_name="/train_start")
     assert "Starting" in start or "Running" in start
@@ -101,6 +101,12 @@ def test_a_training_run_starts_reports_and_stops(client):
         assert time.monotonic() < deadline, status
         time.sleep(0.3)
     assert status["state"] == "running" and status["train_curve"] and status["elapsed"] > 0
+    other = Client(app_url, verbose=False)  # another visitor: a session of its own
+    with pytest.raises(Exception, match="only the visitor who started this run can stop it"):
+        other.predict(api_name="/train_stop")
+    with pytest.raises(Exception, match="started by another visitor"):
+        other.predict("quick", 2, 4, 64, 64, 3e-3, "seconds", 60, "Tiny Shakespeare", None, api_name="/train_start")
+    assert client.predict(api_name="/train_status")["active"]
     assert "Stopping" in client.predict(api_name="/train_stop")
     while (status := client.predict(api_name="/train_status"))["active"]:
         assert time.monotonic() < deadline, status

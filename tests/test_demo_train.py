@@ -11,7 +11,7 @@ from demo.server.registry import ModelRegistry
 from demo.server.settings import AppSettings, Limits
 from demo.tabs.train import (ITERATIONS, QUICK, SECONDS, SHAKESPEARE, UPLOAD, app_presets, build_config, curve_frame,
                         read_upload, start_run, status_markdown)
-from demo.server.training_job import RunInProgressError, TrainingManager, TrainJobSpec
+from demo.server.training_job import NotYourRunError, RunInProgressError, TrainingManager, TrainJobSpec
 from gptcore.checkpoint import load_checkpoint
 from gptcore.errors import ConfigError, GptcoreError
 
@@ -91,7 +91,7 @@ def manager():
     m = TrainingManager()
     yield m
     if m.status().active:
-        m.stop()
+        m.stop(force=True)
         m.wait(WAIT)
 
 
@@ -109,16 +109,27 @@ def _wait_for(manager: TrainingManager, condition, timeout: float = 900.0):
 def test_a_run_starts_reports_refuses_a_second_start_and_stops_keeping_the_best(settings, manager):
     # a step budget, not a time one: on a busy machine the run must not end by itself before it is stopped
     st = start_run(manager, settings, **QUICK_FORM, stop_mode=ITERATIONS, stop_value=LIMITS.max_train_iters,
-                   corpus=SHAKESPEARE, upload=None)
+                   corpus=SHAKESPEARE, upload=None, visitor="alice")
     assert st.state == "starting" and st.active
-    with pytest.raises(RunInProgressError, match="a run is already in progress"):
+    with pytest.raises(RunInProgressError, match="a run is already in progress .*wait for it to finish or press Stop"):
         start_run(manager, settings, **QUICK_FORM, stop_mode=SECONDS, stop_value=60, corpus=SHAKESPEARE,
-                  upload=None)
+                  upload=None, visitor="alice")
     running = _wait_for(manager, lambda s: s.val_curve and len(s.train_curve) >= 2)
     assert running.state == "running" and running.tokens_per_sec > 0 and running.eta > 0
     frame = curve_frame(running)
     assert set(frame["curve"]) == {"train", "validation"} and frame["loss"].notna().all()
-    assert manager.stop().state == "stopping"
+    # another visitor watches, is told when the trainer is free, and cannot stop it
+    with pytest.raises(RunInProgressError, match="started by another visitor .*free again in about \\d+:\\d\\d"):
+        start_run(manager, settings, **QUICK_FORM, stop_mode=SECONDS, stop_value=60, corpus=SHAKESPEARE,
+                  upload=None, visitor="bob")
+    for someone_else in ("bob", None):
+        with pytest.raises(NotYourRunError, match="only the visitor who started this run can stop it"):
+            manager.stop(someone_else)
+    assert manager.owned_by("alice") and not manager.owned_by("bob")
+    assert "Another visitor started this run" in status_markdown(manager.status(), mine=False)
+    assert "Another visitor" not in status_markdown(manager.status(), mine=True)
+    assert manager.status().active
+    assert manager.stop("alice").state == "stopping"
     stopped_at = manager.status().step
     done = manager.wait(WAIT)
     assert done.state == "stopped", done.message

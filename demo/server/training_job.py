@@ -29,6 +29,10 @@ class RunInProgressError(GptcoreError):
     """A second Start while a run is active."""
 
 
+class NotYourRunError(GptcoreError):
+    """A visitor asked to stop a run that another visitor started."""
+
+
 @dataclass
 class TrainJobSpec:
     """Everything the child needs: the config, the corpus (a path, or text for uploads) and where to save."""
@@ -114,6 +118,18 @@ class RunStatus:
         return d
 
 
+def duration(seconds: float | None, unknown: str = "–") -> str:
+    """``m:ss``, or ``unknown`` (a run's time left is unknown until its first steps)."""
+    if seconds is None:
+        return unknown
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _minutes(seconds: float | None) -> str:
+    return duration(seconds, unknown="10 minutes (the longest a run may take)")
+
+
 class TrainingManager:
     """Starts, watches and stops the single training process of this server.
 
@@ -128,19 +144,25 @@ class TrainingManager:
         self._process = None
         self._stop = None
         self._stop_requested_at: float | None = None
+        self._owner: str | None = None  # who started the run: only they may stop it (None: anyone)
 
     def status(self) -> RunStatus:
         with self._lock:
             return dataclasses.replace(self._status, train_curve=list(self._status.train_curve),
                                        val_curve=list(self._status.val_curve))
 
-    def start(self, spec: TrainJobSpec) -> RunStatus:
-        """Launch a run; RunInProgressError if one is active (for any visitor)."""
+    def start(self, spec: TrainJobSpec, owner: str | None = None) -> RunStatus:
+        """Launch a run that only ``owner`` may stop (anyone, if None); RunInProgressError if one is active,
+        saying whose it is and when the trainer is free again."""
         with self._lock:
             if self._status.active:
-                raise RunInProgressError(
-                    f"a run is already in progress ({self._status.label}, step {self._status.step}); "
-                    "wait for it to finish or press Stop")
+                st = self._status
+                if self._owner is not None and owner != self._owner:
+                    raise RunInProgressError(
+                        f"a run is already in progress, started by another visitor (step {st.step}); the trainer "
+                        f"is free again in about {_minutes(st.eta)}: try again then")
+                raise RunInProgressError(f"a run is already in progress ({st.label}, step {st.step}); "
+                                         "wait for it to finish or press Stop")
             spec.config.train.threads = 1
             events = self._ctx.Queue()
             stop = self._ctx.Event()
@@ -150,20 +172,29 @@ class TrainingManager:
             self._status = RunStatus(state="starting", label=spec.label, corpus=spec.corpus_label,
                                      out_dir=str(spec.out_dir), max_iters=tc.max_iters, time_budget=tc.time_budget,
                                      message="starting the training process…", version=self._status.version + 1)
-            self._process, self._stop, self._stop_requested_at = process, stop, None
+            self._process, self._stop, self._stop_requested_at, self._owner = process, stop, None, owner
             process.start()
         threading.Thread(target=self._drain, args=(process, events), daemon=True, name="train-drain").start()
         return self.status()
 
-    def stop(self) -> RunStatus:
-        """Ask the run to stop; it saves the best weights so far and ends within about a second."""
+    def stop(self, visitor: str | None = None, force: bool = False) -> RunStatus:
+        """Ask the run to stop; it saves the best weights so far and ends within about a second. Only its
+        owner may (NotYourRunError for anyone else), when it has one, or the server itself (``force``)."""
         with self._lock:
+            if self._status.active and self._owner is not None and visitor != self._owner and not force:
+                raise NotYourRunError(f"only the visitor who started this run can stop it; it ends by itself in "
+                                      f"about {_minutes(self._status.eta)}")
             if self._status.active and self._stop is not None:
                 self._stop.set()
                 if self._status.state != "stopping":
                     self._stop_requested_at = time.monotonic()
                     self._update(state="stopping", message="stopping: saving the best weights so far…")
         return self.status()
+
+    def owned_by(self, visitor: str | None) -> bool:
+        """Whether ``visitor`` may stop the current run (its owner, or anyone for a run without one)."""
+        with self._lock:
+            return self._owner is None or visitor == self._owner
 
     def wait(self, timeout: float) -> RunStatus:
         """Block until the run is no longer active (or ``timeout`` seconds pass); for tests and scripts."""

@@ -7,6 +7,7 @@ redraws the loss chart, the numbers and the latest sample for every visitor.
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from gptcore.presets import PRESETS, get_preset
 from ..views.explain import how_to_read
 from ..server.gpu import on_zero_gpu, training_device
 from ..server.settings import AppSettings, Limits
-from ..server.training_job import RunStatus, TrainingManager, TrainJobSpec
+from ..server.training_job import RunStatus, TrainingManager, TrainJobSpec, duration
 from ..server.inputs import NamedNumber, NamedSlider, checked_number, user_errors
 
 SHAKESPEARE, UPLOAD, PREPARED = "Tiny Shakespeare", "my own .txt file", "prepared: "
@@ -104,8 +105,9 @@ def prepared_corpora(directory: Path) -> list[str]:
 
 
 def start_run(manager: TrainingManager, settings: AppSettings, preset: str, n_layer, n_head, n_embd, block_size,
-              lr, stop_mode: str, stop_value, corpus: str, upload: str | None) -> RunStatus:
-    """Validate the form and start the run (or raise a clear error, e.g. a run already in progress)."""
+              lr, stop_mode: str, stop_value, corpus: str, upload: str | None, visitor: str | None = None) -> RunStatus:
+    """Validate the form and start the run, which only ``visitor`` may stop (or raise a clear error, e.g. a
+    run already in progress)."""
     from gptcore.data import resolve_corpus
     from gptcore.memory import check_fits
 
@@ -128,33 +130,37 @@ def start_run(manager: TrainingManager, settings: AppSettings, preset: str, n_la
     else:
         choices = [SHAKESPEARE, UPLOAD, *prepared_corpora(settings.corpora_dir)]
         raise ValueError(f"corpus must be one of {', '.join(map(repr, choices))}; got {corpus!r:.80}")
-    return manager.start(spec)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 60}:{seconds % 60:02d}"
+    return manager.start(spec, owner=visitor)
 
 
 def _loss(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
-def status_markdown(st: RunStatus) -> str:
-    """The numbers a learner watches: state, step, time, speed and losses."""
+def visitor_of(request: gr.Request | None) -> str:
+    """Who is asking: the caller's session (each browser tab and each API client has its own); a caller
+    without one gets a name of its own, so no one else can stop its run."""
+    session = getattr(request, "session_hash", None)
+    return session if session else f"anonymous-{secrets.token_hex(8)}"
+
+
+def status_markdown(st: RunStatus, mine: bool = True) -> str:
+    """The numbers a learner watches: state, step, time, speed and losses; to a visitor who did not start
+    the active run (``mine`` False), whose it is and when the trainer is free."""
     if st.state == "idle":
         return "No run yet. Pick a preset (the quick one is a good start) and press **Start**."
     head = st.state.capitalize()
     steps = f"step {st.step}" + (f" of {st.max_iters}" if st.max_iters < 100_000 else "")
     lines = [f"**{head}** · {st.label} · corpus: {st.corpus}",
-             f"{steps} · elapsed {_duration(st.elapsed)} · time left ≈ {_duration(st.eta) if st.active else '0:00'}"
+             f"{steps} · elapsed {duration(st.elapsed)} · time left ≈ {duration(st.eta) if st.active else '0:00'}"
              f" · {st.tokens_per_sec or 0:,.0f} tokens/s",
              f"train loss {_loss(st.train_loss)} · validation loss {_loss(st.val_loss)} "
              f"(best {_loss(st.best_val_loss)})"]
     if st.message:
         lines.append(st.message)
+    if st.active and not mine:
+        lines.append(f"Another visitor started this run: you can watch it, and only they can stop it. The "
+                     f"trainer is free again in about {duration(st.eta, '10 minutes')}.")
     return "\n\n".join(lines)
 
 
@@ -241,17 +247,25 @@ def _wire(manager: TrainingManager, settings: AppSettings, presets: dict, f: dic
         return note, m.n_layer, m.n_head, m.n_embd, m.block_size, cfg.train.lr
 
     def train_start(preset: str, n_layer: float, n_head: float, n_embd: float, block_size: float, lr: float,
-                    stop_mode: str, stop_value: float, corpus: str, upload: str | None) -> str:
-        """Start a run (one per server); returns the status line or a clear error."""
+                    stop_mode: str, stop_value: float, corpus: str, upload: str | None,
+                    request: gr.Request = None) -> str:
+        """Start a run (one per server) that only this visitor can stop; the status line or a clear error."""
         with user_errors():
             return status_markdown(start_run(manager, settings, preset, n_layer, n_head, n_embd, block_size, lr,
-                                             stop_mode, stop_value, corpus, upload))
+                                             stop_mode, stop_value, corpus, upload, visitor_of(request)))
 
-    def _tick(version: int):
+    def train_stop(request: gr.Request = None) -> str:
+        """Stop the run this visitor started (a clear error for anyone else's)."""
+        with user_errors():
+            return status_markdown(manager.stop(visitor_of(request)))
+
+    def _tick(version: int, request: gr.Request = None):
         st = manager.status()
         if st.version == version:
-            return gr.skip(), gr.skip(), gr.skip(), version
-        return status_markdown(st), curve_frame(st), sample_text(st), st.version
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), version
+        mine = manager.owned_by(visitor_of(request))
+        return (status_markdown(st, mine), curve_frame(st), sample_text(st),
+                gr.update(interactive=mine or not st.active), st.version)
 
     def train_status() -> dict:
         """The current (or last) run: state, step, elapsed, eta, tokens/s, losses, latest sample, curves."""
@@ -262,8 +276,8 @@ def _wire(manager: TrainingManager, settings: AppSettings, presets: dict, f: dic
     f["corpus"].change(lambda c: gr.update(visible=c == UPLOAD), f["corpus"], f["upload"], api_visibility="private")
     f["start"].click(train_start, [f["preset"], *sizes, f["stop_mode"], f["stop_value"], f["corpus"], f["upload"]],
                      view["status"], api_name="train_start", concurrency_limit=1, concurrency_id="train-control")
-    f["stop"].click(lambda: status_markdown(manager.stop()), None, view["status"], api_name="train_stop",
-                    concurrency_limit=1, concurrency_id="train-control")
-    timer.tick(_tick, seen, [view["status"], view["chart"], view["sample"], seen], api_visibility="private",
-               show_progress="hidden", concurrency_limit=None, queue=False)
+    f["stop"].click(train_stop, None, view["status"], api_name="train_stop", concurrency_limit=1,
+                    concurrency_id="train-control")
+    timer.tick(_tick, seen, [view["status"], view["chart"], view["sample"], f["stop"], seen],
+               api_visibility="private", show_progress="hidden", concurrency_limit=None, queue=False)
     gr.api(train_status, api_name="train_status", concurrency_limit=None)
