@@ -231,3 +231,18 @@ def test_what_crosses_to_a_zero_gpu_worker_pickles(registry):
     with pytest.raises(gr.Error) as error:
         list(on_generate(registry, LIMITS, "nope", "x", 0.8, 0, 1.0, 5, 1, "replace"))
     assert "unknown checkpoint" in str(pickle.loads(pickle.dumps(error.value)))
+
+
+def test_a_run_stopped_before_its_first_step_is_not_offered(root, tmp_path):
+    """Its checkpoint holds the random initial weights: no picker lists it; a run that trained a step is listed."""
+    import json
+    import shutil
+
+    runs = tmp_path / "runs"
+    for name, steps in (("20260101-000000-quick", 0), ("20260101-000001-quick", 10)):
+        shutil.copytree(root / "tiny", runs / name)
+        metrics = json.loads((runs / name / "metrics.json").read_text())
+        metrics.update(status="stopped", steps=steps)
+        (runs / name / "metrics.json").write_text(json.dumps(metrics))
+    names = ModelRegistry(root, runs).names()
+    assert "trained/20260101-000001-quick" in names and "trained/20260101-000000-quick" not in names

@@ -55,10 +55,12 @@ def _looks_like_checkpoint(path: Path) -> bool:
 
 
 def _finished(path: Path) -> bool:
-    """An app run is offered once its trainer has written the final metrics."""
+    """An app run is offered once its trainer has written the final metrics, and only if it learned something:
+    a run stopped before its first step holds the random initial weights."""
     try:
-        return read_json_file(path / METRICS).get("status") in ("finished", "stopped", "diverged")
-    except (GptcoreError, AttributeError):
+        metrics = read_json_file(path / METRICS)
+        return metrics.get("status") in ("finished", "stopped", "diverged") and metrics.get("steps", 0) > 0
+    except (GptcoreError, AttributeError, TypeError):
         return False
 
 
