@@ -246,3 +246,20 @@ def test_a_run_stopped_before_its_first_step_is_not_offered(root, tmp_path):
         (runs / name / "metrics.json").write_text(json.dumps(metrics))
     names = ModelRegistry(root, runs).names()
     assert "trained/20260101-000001-quick" in names and "trained/20260101-000000-quick" not in names
+
+
+def test_the_upload_limit_is_stated_once_in_the_same_words(registry, tmp_path):
+    """The Models tab's text and the refusal of a file past the limit name the same number of MB."""
+    import re
+
+    from demo.tabs.models import build_tab
+
+    with gr.Blocks() as page:
+        build_tab(registry, LIMITS)
+    texts = " ".join(str(getattr(block, "value", "")) for block in page.blocks.values())
+    (stated,) = set(re.findall(r"Up to ([\d.]+ MB) a file", texts))
+    big = tmp_path / "ckpt.pt"
+    big.write_bytes(b"\0" * (LIMITS.max_model_upload_bytes + 1))
+    with pytest.raises(gr.Error) as refused:
+        upload_model(registry.for_session("s"), LIMITS, [str(big)], "big")
+    assert f"the limit is {stated}" in str(refused.value)

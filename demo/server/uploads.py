@@ -20,11 +20,13 @@ from pathlib import Path
 
 from gptcore.errors import CheckpointError, GptcoreError
 
+from .settings import megabytes
+
 # the files of a checkpoint directory (gptcore.checkpoint's names); a zipped run folder also holds the
 # manifest and the training state, which are accepted and left out (the model loads without them)
 CHECKPOINT_FILES = {"model.safetensors", "model.pt", "config.json", "tokenizer.json", "metrics.json", "draft.pt"}
 LEFT_OUT = {"manifest.json", "train_state.pt"}
-MAX_UNPACKED_BYTES = 200 * 2**20
+MAX_UNPACKED_BYTES = 200_000_000
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -78,7 +80,7 @@ def _unpack(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], dest:
             while chunk := src.read(1 << 20):
                 total += len(chunk)
                 if total > MAX_UNPACKED_BYTES:
-                    raise UploadError(f"the zip unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MB: refused")
+                    raise UploadError(f"the zip unpacks to more than {megabytes(MAX_UNPACKED_BYTES)}: refused")
                 out.write(chunk)
 
 
@@ -95,7 +97,7 @@ def add_model(files: list[str | os.PathLike], name: str | None, dest_root: Path,
         raise UploadError("choose a file: a gptcore checkpoint zip, or nanoGPT's ckpt.pt with its meta.pkl")
     for p in paths:
         if p.stat().st_size > max_bytes:
-            raise UploadError(f"{p.name} is {p.stat().st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+            raise UploadError(f"{p.name} is {megabytes(p.stat().st_size)}; the limit is {megabytes(max_bytes)}")
     zips = [p for p in paths if is_zip(p)]
     pickles = [p for p in paths if p not in zips]
     if len(zips) != 1 or len(pickles) > 1:
