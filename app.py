@@ -8,8 +8,10 @@ building the app at import time would make every training run import Gradio and 
 
 def main() -> None:
     from demo.app import build_app, launch_options
+    from demo.server.settings import AppSettings
 
-    build_app().launch(**launch_options())
+    settings = AppSettings()
+    build_app(settings).launch(**launch_options(settings))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import gradio as gr
 
 from .tabs import ablations, attention, inside, models, sample, train
 from .server.registry import ModelRegistry
-from .server.settings import AppSettings
+from .server.settings import DOWNLOADS, AppSettings
 from .server.training_job import TrainingManager
 from .server.sessions import per_session
 
@@ -122,6 +122,11 @@ def _keep_pickers_current(registry: ModelRegistry, demo: gr.Blocks, pickers: lis
     demo.load(refresh_pickers, **io, api_visibility="private", show_progress="hidden")
 
 
-def launch_options() -> dict:
-    """Arguments for ``demo.launch`` other than host and port, which Spaces set through the environment."""
-    return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": "60mb"}
+def launch_options(settings: AppSettings | None = None) -> dict:
+    """Arguments for ``demo.launch`` other than host and port, which Spaces set through the environment.
+
+    Gradio serves only files in the working directory, the temp directory or ``allowed_paths``: the folder of
+    download zips is allowed wherever ``GPTCORE_APP_RUNS`` puts it (that folder, not the rest of the runs)."""
+    settings = settings or AppSettings()
+    return {"theme": gr.themes.Soft(), "css": CSS, "max_file_size": "60mb",
+            "allowed_paths": [str(settings.runs_dir / DOWNLOADS)]}

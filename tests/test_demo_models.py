@@ -263,3 +263,32 @@ def test_the_upload_limit_is_stated_once_in_the_same_words(registry, tmp_path):
     with pytest.raises(gr.Error) as refused:
         upload_model(registry.for_session("s"), LIMITS, [str(big)], "big")
     assert f"the limit is {stated}" in str(refused.value)
+
+
+def test_downloads_work_when_the_runs_folder_is_outside_the_working_and_temp_directories(root, tmp_path, monkeypatch):
+    """Gradio serves only the working directory, the temp directory and ``allowed_paths``: a runs folder
+    elsewhere (``GPTCORE_APP_RUNS``) must still give its download zips, and nothing else of it."""
+    import tempfile
+
+    from gradio_client import Client
+
+    from demo.app import build_app, launch_options
+    from demo.server.settings import AppSettings
+    from demo_support import free_port
+
+    elsewhere_tmp = tmp_path / "tmp"
+    elsewhere_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(elsewhere_tmp))  # the runs folder is not under the temp directory
+    settings = AppSettings(checkpoints_dir=root, runs_dir=tmp_path / "runs", ablations_dir=tmp_path / "abl",
+                           default_checkpoint="tiny")
+    demo = build_app(settings, preload=False)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_options(settings))
+    try:
+        zipped = Client(f"http://127.0.0.1:{port}/", verbose=False).predict("tiny", api_name="/download_model")
+        with zipfile.ZipFile(zipped) as archive:
+            assert "tiny/model.safetensors" in archive.namelist()
+    finally:
+        demo.close()
+    assert launch_options(settings)["allowed_paths"] == [str(settings.runs_dir / "downloads")]

@@ -18,6 +18,9 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).expanduser() if value else default
 
 
+DOWNLOADS = "downloads"  # the folder of download zips in the runs directory, the one Gradio may serve
+
+
 def megabytes(n: float) -> str:
     """A size as every message and label states it: decimal megabytes, e.g. "50 MB" or "52.4 MB"."""
     return f"{n / 1e6:.1f}".removesuffix(".0") + " MB"

@@ -15,7 +15,7 @@ import gradio as gr
 
 from ..views.explain import how_to_read
 from ..server.registry import ModelRegistry
-from ..server.settings import Limits, megabytes
+from ..server.settings import DOWNLOADS, Limits, megabytes
 from ..server.sessions import per_session
 from ..server.inputs import user_errors
 from ..server.uploads import add_model, zip_checkpoint
@@ -27,7 +27,7 @@ def prune_uploads(root: Path, max_age_s: float = UPLOAD_LIFETIME_S) -> None:
     """Remove sessions' uploads (and download zips) not touched for ``max_age_s``: a public server's disk
     must not fill up with them."""
     now = time.time()
-    for folder in (root / "uploads", root / "downloads"):
+    for folder in (root / "uploads", root / DOWNLOADS):
         for child in folder.iterdir() if folder.is_dir() else []:
             try:
                 if now - child.stat().st_mtime > max_age_s:
@@ -56,7 +56,7 @@ def download_model(registry: ModelRegistry, checkpoint: str) -> str:
     with user_errors():
         ck = registry.get(checkpoint)  # loads: a damaged model is an error here, not a broken download
         prune_uploads(registry.runs_dir)
-        return str(zip_checkpoint(ck.path, registry.runs_dir / "downloads"))
+        return str(zip_checkpoint(ck.path, registry.runs_dir / DOWNLOADS))
 
 
 def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
