@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import secrets
 import tempfile
 from pathlib import Path
@@ -133,6 +134,11 @@ def tensors_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _first_line(e: Exception) -> str:
+    """An exception's first line, cut short, for a message about a file that would not load."""
+    return (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)[:200]
+
+
 def safe_torch_load(path: str | os.PathLike) -> dict:
     """``torch.load`` onto the CPU that never unpickles arbitrary objects and turns damage into
     CheckpointError."""
@@ -140,9 +146,13 @@ def safe_torch_load(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"missing file: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's weights-only unpickler met something other than plain data
+        if "Weights only load failed" in str(e):
+            raise CheckpointError(f"{path} holds objects other than tensors and plain data (code, or classes "
+                                  "gptcore does not load): refused without running them") from None
+        raise CheckpointError(f"{path} is truncated or damaged ({_first_line(e)})") from None
     except Exception as e:  # noqa: BLE001 - damaged bytes can surface as almost any exception type
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is truncated or damaged ({first[:200]})") from None
+        raise CheckpointError(f"{path} is truncated or damaged ({_first_line(e)})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} does not hold a gptcore state")
     return obj
@@ -204,8 +214,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
             metadata = f.metadata() or {}
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except Exception as e:  # noqa: BLE001 - a damaged header can surface as several exception types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is truncated or damaged ({first[:200]})") from None
+        raise CheckpointError(f"{path} is truncated or damaged ({_first_line(e)})") from None
     if metadata.get("format") != "gptcore":
         raise CheckpointError(f"{path} is a safetensors file without gptcore's checksum (format "
                               f"{metadata.get('format')!r})")

@@ -112,7 +112,8 @@ def test_a_training_run_starts_reports_and_stops(client, app_url):
         assert time.monotonic() < deadline, status
         time.sleep(0.3)
     assert status["state"] == "stopped" and status["final_val_loss"] > 0
-    trained = "trained/" + status["out_dir"].rsplit("/", 1)[-1]
+    trained = status["model"]
+    assert trained.startswith("trained/") and "out_dir" not in status  # the model's name, never a server path
     assert _generate(client, checkpoint=trained, max_new_tokens=10)[0].startswith("ROMEO:")
 
 

@@ -215,3 +215,22 @@ def test_a_file_without_a_checksum_of_its_own_is_guarded_by_the_manifest(tmp_pat
         ckpt.load_checkpoint(tmp_path / "c")
     _without_manifest(tmp_path / "c")
     assert ckpt.load_checkpoint(tmp_path / "c").metrics["forged"] == 1  # no other defence: the manifest is it
+
+
+class _Runs:
+    """A pickle that would run code when loaded without weights_only."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_pickle_with_code_is_called_what_it_is_not_truncated(tmp_path):
+    from gptcore.storage import safe_torch_load
+
+    torch.save({"model": _Runs()}, tmp_path / "code.pt")
+    with pytest.raises(CheckpointError, match="holds objects other than tensors and plain data") as refused:
+        safe_torch_load(tmp_path / "code.pt")
+    assert "truncated" not in str(refused.value)
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "code.pt").read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="truncated or damaged"):
+        safe_torch_load(tmp_path / "cut.pt")

@@ -292,3 +292,21 @@ def test_downloads_work_when_the_runs_folder_is_outside_the_working_and_temp_dir
     finally:
         demo.close()
     assert launch_options(settings)["allowed_paths"] == [str(settings.runs_dir / "downloads")]
+
+
+def test_no_message_a_visitor_sees_names_a_server_folder(registry, root, tmp_path):
+    """Every refusal goes through user_errors, which cuts absolute paths to their last part."""
+    from demo.server.inputs import user_errors, without_paths
+
+    assert without_paths("cannot read /srv/app/runs/uploads/abc123/ckpt.pt: truncated") == \
+        "cannot read ckpt.pt: truncated"
+    kept = "50 MB/s, n_embd/n_head, https://pytorch.org/get-started and `gptcore ablate --out DIR`"
+    assert without_paths(kept) == kept
+    with pytest.raises(gr.Error) as refused:
+        with user_errors():
+            raise ValueError(f"{tmp_path}/uploads/x/meta.pkl is not a pickle")
+    assert str(tmp_path) not in str(refused.value) and "meta.pkl is not a pickle" in str(refused.value)
+    for files, _ in hostile_uploads(tmp_path, root):  # what the server says of each hostile upload
+        with pytest.raises(gr.Error) as refused:
+            upload_model(registry.for_session("s"), LIMITS, [str(f) for f in files], "")
+        assert str(tmp_path) not in str(refused.value) and str(root) not in str(refused.value)

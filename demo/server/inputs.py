@@ -8,6 +8,7 @@ themselves in their refusals.
 from __future__ import annotations
 
 import math
+import re
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -24,7 +25,18 @@ def user_errors(prefix: str = "") -> Iterator[None]:
     except gr.Error:
         raise
     except (GptcoreError, ValueError) as e:
-        raise gr.Error(f"{prefix}{e}", print_exception=False) from None
+        raise gr.Error(without_paths(f"{prefix}{e}"), print_exception=False) from None
+
+
+# an absolute path of two or more parts: not a URL's, not a ratio like tokens/s, and not a quoted name, which
+# is how messages repeat what the visitor sent (a zip's entry '/etc/x' is theirs to see)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/'])/(?:[^\s/'\"`;,()]+/)+([^\s/'\"`;,()]*)")
+
+
+def without_paths(message: str) -> str:
+    """``message`` with every absolute path cut to its last part: a visitor never sees where the server
+    keeps its files (an upload's name is theirs; the folders above it are not)."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "…", message)
 
 
 def checked_number(name: str, value, low: float, high: float, integer: bool = False) -> float | int:

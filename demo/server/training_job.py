@@ -113,7 +113,10 @@ class RunStatus:
         return self.state in ("starting", "running", "stopping")
 
     def to_dict(self) -> dict:
+        """What an API caller sees: the run's model by the name the pickers give it, never its server path."""
         d = dataclasses.asdict(self)
+        d.pop("out_dir")
+        d["model"] = f"trained/{Path(self.out_dir).name}" if self.out_dir else ""
         d["active"] = self.active
         return d
 

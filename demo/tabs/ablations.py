@@ -84,10 +84,10 @@ def _locate(directory: Path, study: str) -> tuple[Path, str]:
     return (Path(directory).parent / source if source else Path(directory)), name
 
 
-def missing_message(directory: Path) -> str:
-    return (f"**No ablation results yet.** This tab reads `{directory}/<study>.json`, written by "
-            "`python -m gptcore ablate --study all` (about an hour on two cores). Once a study has run, "
-            "press **Reload**.")
+def missing_message() -> str:
+    return ("**No ablation results yet.** This tab reads the `<study>.json` files that "
+            "`python -m gptcore ablate --study all` writes (about an hour on two cores) into the app's ablations "
+            "folder (`GPTCORE_ABLATIONS`). Once a study has run, press **Reload**.")
 
 
 def _x_label(arms: list[dict]) -> str:
@@ -180,7 +180,7 @@ def ablations(directory: Path, study: str | None):
     with user_errors():
         studies = list_studies(directory)
         if not studies:
-            return missing_message(directory), None, "", "", None, pd.DataFrame(columns=RUN_COLUMNS)
+            return missing_message(), None, "", "", None, pd.DataFrame(columns=RUN_COLUMNS)
         study = study or studies[0]
         if study not in studies:
             raise ValueError(f"no results for study {study!r:.80}; available: {', '.join(studies)}")
