@@ -71,9 +71,9 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
         with gr.Tabs(overflow_behavior="wrap"):  # on a phone every tab stays visible
             with gr.Tab("Sample", id="sample"):
                 s = sample.build_tab(registry, settings.limits)
-            with gr.Tab("Attention", id="attention"):
+            with gr.Tab("Attention", id="attention") as attention_tab:
                 a = attention.build_tab(registry, settings.limits)
-            with gr.Tab("Inside", id="inside"):
+            with gr.Tab("Inside", id="inside") as inside_tab:
                 ins = inside.build_tab(registry, settings.limits)
             with gr.Tab("Train", id="train"):
                 t = train.build_tab(manager, settings)
@@ -83,6 +83,8 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                 mo = models.build_tab(registry, settings.limits)
         _keep_pickers_current(registry, demo, [s["checkpoint"], a["checkpoint"], ins["checkpoint"],
                                                mo["checkpoint"]], t["timer"], mo["uploaded"])
+        _show_on_first_open(attention_tab, "attention-btn")
+        _show_on_first_open(inside_tab, "inside-btn")
         demo.load(lambda: device_markdown(registry), None, device_note, api_visibility="private",
                   show_progress="hidden")
         demo.load(per_session(sample.checkpoint_info, registry), s["checkpoint"], s["info"],
@@ -93,6 +95,22 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
     if preload:
         warm_up(registry)
     return demo
+
+
+def _show_on_first_open(tab: gr.Tab, button_id: str) -> None:
+    """The first time a visitor opens ``tab``, it shows its views of the default text, as if they had pressed
+    its button (``button_id``): a tab never opens blank, and the views are computed by the same handlers."""
+    tab.select(None, None, None, api_visibility="private", js=f"""() => {{
+        const key = "gcOpened_{button_id}";
+        if (window[key]) return;
+        window[key] = true;
+        let tries = 0;  // the tab's contents are drawn only once it is opened: wait for the button
+        const press = () => {{
+            const button = document.querySelector("#{button_id}");
+            if (button) button.click(); else if (++tries < 100) setTimeout(press, 100);
+        }};
+        press();
+    }}""")
 
 
 def _keep_pickers_current(registry: ModelRegistry, demo: gr.Blocks, pickers: list, timer: gr.Timer,

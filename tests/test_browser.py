@@ -293,3 +293,17 @@ def test_every_tab_at_phone_width(browser, app_url):
         assert width <= PHONE["width"] + 1, f"{name} tab scrolls sideways on a phone ({width}px)"
         _shot(page, f"{name.lower()}-phone")
     context.close()
+
+
+def test_attention_and_inside_show_their_views_when_first_opened(browser, app_url):
+    """Without pressing any button: opening the tab shows the default text's views."""
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    try:
+        page.goto(app_url)
+        expect(page.get_by_role("tab", name="Sample")).to_be_visible(timeout=WAIT_MS)
+        _open_tab(page, "Attention")
+        expect(page.locator("#attention-view .gc-tok").first).to_be_visible(timeout=WAIT_MS)
+        _open_tab(page, "Inside")
+        expect(page.locator("#inside-predictions-view .gc-tok").first).to_be_visible(timeout=WAIT_MS)
+    finally:
+        page.close()

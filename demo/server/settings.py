@@ -65,7 +65,9 @@ class AppSettings:
     corpora_dir: Path = field(default_factory=lambda: _env_path("GPTCORE_CORPORA", REPO_ROOT / "runs" / "corpora"))
     ablations_dir: Path = field(default_factory=lambda: _env_path(
         "GPTCORE_ABLATIONS", _env_path("GPTCORE_CHECKPOINTS", REPO_ROOT / "checkpoints") / "ablations"))
-    default_checkpoint: str = "shakespeare-char"
+    # the model every picker opens on (GPTCORE_DEFAULT_CHECKPOINT)
+    default_checkpoint: str = field(default_factory=lambda: os.environ.get("GPTCORE_DEFAULT_CHECKPOINT",
+                                                                           "shakespeare-char"))
     torch_threads: int = field(default_factory=lambda: int(os.environ.get("GPTCORE_APP_THREADS", "1")))
     # where models run: auto picks CUDA, then Apple MPS, then the CPU (GPTCORE_DEVICE)
     device: str = field(default_factory=lambda: os.environ.get("GPTCORE_DEVICE", "auto"))
