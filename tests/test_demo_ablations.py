@@ -149,3 +149,14 @@ def test_a_sibling_directory_adds_the_same_studies_at_another_budget(results_dir
     assert "with 2 seeds each" in ablations(primary, "heads")[2]
     with pytest.raises(gr.Error, match="no results for study"):
         ablations(primary, "../ablations-2000/heads")
+
+
+def test_a_study_picked_while_another_is_drawn_is_shown_after_it(tmp_path):
+    """Gradio's default for a dropdown's input event drops a pick made while the previous one is pending, which
+    left the picker on one study and the page on another: the tab asks for the last pick to run instead."""
+    from demo.tabs.ablations import build_tab
+
+    with gr.Blocks() as page:
+        build_tab(tmp_path)
+    (show,) = [fn for fn in page.fns.values() if fn.api_name == "ablations"]
+    assert show.trigger_mode == "always_last"

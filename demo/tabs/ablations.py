@@ -225,6 +225,8 @@ def build_tab(directory: Path) -> dict:
         name = name if name in names else (names[0] if names else None)
         return gr.update(choices=choices, value=name), claims_markdown(directory), *ablations(directory, name)
 
-    study.input(_show, study, outputs, api_name="ablations", concurrency_limit=2)
+    # the study picked last is the one shown: a pick made while another is being drawn runs after it, never
+    # dropped (Gradio's default for .input drops it, leaving the picker and the page on different studies)
+    study.input(_show, study, outputs, api_name="ablations", concurrency_limit=2, trigger_mode="always_last")
     reload.click(_reload, study, [study, claims, *outputs], api_visibility="private", concurrency_limit=2)
     return {"load": (_reload, study, [study, claims, *outputs])}
