@@ -269,3 +269,13 @@ def test_induction_line_start_and_recent_heads_are_named():
         lo = max(0, i - 3)
         recent[i, lo:i + 1] = 1.0 / (i + 1 - lo)
     assert head_role(recent, text).description == "attends within the last 4 characters"
+
+
+def test_the_views_hints_speak_to_touch_screens_too():
+    """On a phone there is no hover: every hint that says hover also says tap."""
+    from demo.views.explain import TEXTS
+    from demo.views.html import ATTENTION_HINT, loss_change_html
+
+    texts = [ATTENTION_HINT, *TEXTS.values(), loss_change_html(["a", "b", "c"], np.zeros(2), np.ones(2), "character")]
+    said = [t for t in texts if "hover" in t.lower()]
+    assert said and all("tap" in t.lower() for t in said), [t[:100] for t in said if "tap" not in t.lower()]

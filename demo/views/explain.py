@@ -39,7 +39,7 @@ TEXTS = {
     "lens": (
         "The *logit lens* asks what the model would predict if it stopped early: the residual stream after the "
         "embeddings, and after each layer, is put through the final norm and the output head as if it were the "
-        "last layer. Each cell is that stage's most likely next token, shaded by its probability (hover for "
+        "last layer. Each cell is that stage's most likely next token, shaded by its probability (hover or tap for "
         "the top 3); underlined cells are right. The first row can only use the current token (a bigram "
         "guess); watch later layers bring in the context. Early rows are rough: the layers were not trained to "
         "be read this way."),

@@ -53,7 +53,8 @@ def interactive_script() -> str:
     """``interactive.js``, read when the first tab that uses it is built."""
     return Path(__file__).with_name("interactive.js").read_text(encoding="utf-8")
 
-ATTENTION_HINT = "Hover over a token, or click one to pin it; hover over the heatmap for single weights."
+ATTENTION_HINT = ("Point at a token (hover with a mouse, tap on a touch screen), or click one to pin it; point at "
+                  "the heatmap for single weights.")
 TOP_K = 10  # the most likely next tokens kept per position for the prediction view
 
 
@@ -186,5 +187,5 @@ def loss_change_html(pieces: Sequence[str], base: np.ndarray, off: np.ndarray, u
         styles.append(f"background: rgba({colour}, {min(1.0, abs(delta) / 2.0):.3f})")
         titles.append(f"loss {b:.2f} → {o:.2f} nats ({delta:+.2f})")
     return (f'<div class="gc-view gc-off"><p class="gc-legend">Red: the model predicts this {unit} worse '
-            f'with the heads off; blue: better; white: unchanged (full colour at ±2 nats). Hover for numbers.</p>'
+            f'with the heads off; blue: better; white: unchanged (full colour at ±2 nats). Hover or tap a token for numbers.</p>'
             f'{token_strip(pieces, styles, titles)}</div>')
