@@ -30,6 +30,7 @@ CSS = """
 #ablations-claims table { display: block; overflow-x: auto; }
 #ablations-claims th, #ablations-claims td { min-width: 9rem; word-break: normal; overflow-wrap: normal; }
 #ablations-claims th:nth-child(n+3), #ablations-claims td:nth-child(n+3) { min-width: 15rem; }
+@media (max-width: 640px) { #train-row { flex-wrap: wrap-reverse; } }  /* the run's chart above its form */
 """
 
 

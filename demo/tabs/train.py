@@ -180,7 +180,7 @@ def sample_text(st: RunStatus) -> str:
 def build_tab(manager: TrainingManager, settings: AppSettings) -> dict:
     presets = app_presets()
     how_to_read("train")
-    with gr.Row(equal_height=False):
+    with gr.Row(equal_height=False, elem_id="train-row"):  # on a phone the live view comes first (demo/app.py's CSS)
         with gr.Column(scale=1, min_width=280):
             form = _form(settings, presets)
         with gr.Column(scale=2, min_width=280):
