@@ -77,7 +77,7 @@ def free_port() -> int:
 def app_env(checkpoints: Path, runs: Path, ablations: Path, port: int) -> dict:
     env = dict(os.environ, GPTCORE_CHECKPOINTS=str(checkpoints), GPTCORE_APP_RUNS=str(runs),
                GPTCORE_ABLATIONS=str(ablations), GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", GPTCORE_DEFAULT_CHECKPOINT="tiny")
+               GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 

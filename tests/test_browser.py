@@ -297,15 +297,22 @@ def test_every_tab_at_phone_width(browser, app_url):
     context.close()
 
 
-def test_attention_and_inside_show_their_views_when_first_opened(browser, app_url):
-    """Without pressing any button: opening the tab shows the default text's views."""
-    page = browser.new_page(viewport={"width": 1366, "height": 900})
-    try:
-        page.goto(app_url)
-        expect(page.get_by_role("tab", name="Sample")).to_be_visible(timeout=WAIT_MS)
-        _open_tab(page, "Attention")
-        expect(page.locator("#attention-view .gc-tok").first).to_be_visible(timeout=WAIT_MS)
-        _open_tab(page, "Inside")
-        expect(page.locator("#inside-predictions-view .gc-tok").first).to_be_visible(timeout=WAIT_MS)
-    finally:
-        page.close()
+def test_attention_and_inside_show_their_views_when_first_opened(browser, demo_checkpoints, demo_ablations,
+                                                                tmp_path):
+    """Without pressing any button: opening the tab shows the default model's views of the default text (an app
+    of its own, whose pickers open on a model with attention)."""
+    from demo_support import app_env, free_port, launched_app
+
+    env = dict(app_env(demo_checkpoints, tmp_path / "runs", demo_ablations, free_port()),
+               GPTCORE_DEFAULT_CHECKPOINT="tiny")
+    with launched_app(env, tmp_path / "app.log") as url:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        try:
+            page.goto(url)
+            expect(page.get_by_role("tab", name="Sample")).to_be_visible(timeout=WAIT_MS)
+            _open_tab(page, "Attention")
+            expect(page.locator("#attention-view .gc-tok").first).to_be_visible(timeout=WAIT_MS)
+            _open_tab(page, "Inside")
+            expect(page.locator("#inside-predictions-view .gc-tok").first).to_be_visible(timeout=WAIT_MS)
+        finally:
+            page.close()
