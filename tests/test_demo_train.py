@@ -69,7 +69,7 @@ def test_uploads_must_be_small_utf8_and_long_enough(tmp_path):
     latin.write_bytes("café ".encode("latin-1") * 500)
     with pytest.raises(GptcoreError, match="not UTF-8 text"):
         read_upload(str(latin), LIMITS, 32)
-    with pytest.raises(ValueError, match="limit is 0 MB"):
+    with pytest.raises(ValueError, match="limit is 100 B"):
         read_upload(str(good), Limits(max_upload_bytes=100), 32)
     short = tmp_path / "short.txt"
     short.write_text("too short", encoding="utf-8")

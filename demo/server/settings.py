@@ -21,11 +21,6 @@ def _env_path(name: str, default: Path) -> Path:
 DOWNLOADS = "downloads"  # the folder of download zips in the runs directory, the one Gradio may serve
 
 
-def megabytes(n: float) -> str:
-    """A size as every message and label states it: decimal megabytes, e.g. "50 MB" or "52.4 MB"."""
-    return f"{n / 1e6:.1f}".removesuffix(".0") + " MB"
-
-
 @dataclass(frozen=True)
 class Limits:
     """Caps on what one visitor can ask for."""
@@ -39,7 +34,7 @@ class Limits:
     min_train_seconds: float = 5.0
     max_train_iters: int = 100_000
     min_train_iters: int = 10
-    max_upload_bytes: int = 5_000_000  # sizes in decimal megabytes, as every message states them
+    max_upload_bytes: int = 5_000_000  # decimal units, as gptcore.memory.human_bytes states them
     max_model_upload_bytes: int = 50_000_000
     max_n_layer: int = 8
     max_n_head: int = 16

@@ -19,8 +19,7 @@ import zipfile
 from pathlib import Path
 
 from gptcore.errors import CheckpointError, GptcoreError
-
-from .settings import megabytes
+from gptcore.memory import human_bytes
 
 # the files of a checkpoint directory (gptcore.checkpoint's names); a zipped run folder also holds the
 # manifest and the training state, which are accepted and left out (the model loads without them)
@@ -80,7 +79,7 @@ def _unpack(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], dest:
             while chunk := src.read(1 << 20):
                 total += len(chunk)
                 if total > MAX_UNPACKED_BYTES:
-                    raise UploadError(f"the zip unpacks to more than {megabytes(MAX_UNPACKED_BYTES)}: refused")
+                    raise UploadError(f"the zip unpacks to more than {human_bytes(MAX_UNPACKED_BYTES)}: refused")
                 out.write(chunk)
 
 
@@ -97,7 +96,7 @@ def add_model(files: list[str | os.PathLike], name: str | None, dest_root: Path,
         raise UploadError("choose a file: a gptcore checkpoint zip, or nanoGPT's ckpt.pt with its meta.pkl")
     for p in paths:
         if p.stat().st_size > max_bytes:
-            raise UploadError(f"{p.name} is {megabytes(p.stat().st_size)}; the limit is {megabytes(max_bytes)}")
+            raise UploadError(f"{p.name} is {human_bytes(p.stat().st_size)}; the limit is {human_bytes(max_bytes)}")
     zips = [p for p in paths if is_zip(p)]
     pickles = [p for p in paths if p not in zips]
     if len(zips) != 1 or len(pickles) > 1:

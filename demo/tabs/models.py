@@ -13,9 +13,11 @@ from pathlib import Path
 
 import gradio as gr
 
+from gptcore.memory import human_bytes
+
 from ..views.explain import how_to_read
 from ..server.registry import ModelRegistry
-from ..server.settings import DOWNLOADS, Limits, megabytes
+from ..server.settings import DOWNLOADS, Limits
 from ..server.sessions import per_session
 from ..server.inputs import user_errors
 from ..server.uploads import add_model, zip_checkpoint
@@ -65,7 +67,7 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
         with gr.Column(min_width=280):
             gr.Markdown("### Bring a model\nA gptcore checkpoint folder as a **zip**, or a nanoGPT **ckpt.pt** "
                         "together with its **meta.pkl** (the character vocabulary nanoGPT's prepare.py wrote). "
-                        f"Up to {megabytes(limits.max_model_upload_bytes)} a file. Nothing in the files is run: "
+                        f"Up to {human_bytes(limits.max_model_upload_bytes)} a file. Nothing in the files is run: "
                         "weights load as plain tensors and the vocabulary as plain data.")
             files = gr.File(label="checkpoint zip, or ckpt.pt + meta.pkl", file_count="multiple",
                             file_types=[".zip", ".pt", ".pkl"], elem_id="upload-files")

@@ -17,11 +17,12 @@ import pandas as pd
 from gptcore.bounded import read_json_file
 from gptcore.config import RunConfig
 from gptcore.errors import GptcoreError
+from gptcore.memory import human_bytes
 from gptcore.presets import PRESETS, get_preset
 
 from ..views.explain import how_to_read
 from ..server.gpu import on_zero_gpu, training_device
-from ..server.settings import AppSettings, Limits, megabytes
+from ..server.settings import AppSettings, Limits
 from ..server.training_job import RunStatus, TrainingManager, TrainJobSpec, duration
 from ..server.inputs import NamedNumber, NamedSlider, checked_number, user_errors
 
@@ -78,7 +79,7 @@ def read_upload(path: str | None, limits: Limits, block_size: int) -> str:
         raise ValueError("choose a .txt file to upload, or train on Tiny Shakespeare")
     size = Path(path).stat().st_size
     if size > limits.max_upload_bytes:
-        raise ValueError(f"the uploaded file is {megabytes(size)}; the limit is {megabytes(limits.max_upload_bytes)}")
+        raise ValueError(f"the uploaded file is {human_bytes(size)}; the limit is {human_bytes(limits.max_upload_bytes)}")
     text = read_corpus(Path(path))
     needed = 10 * (block_size + 2)
     if len(text) - split_point(len(text)) <= block_size + 1 or len(text) < needed:
@@ -214,7 +215,7 @@ def _form(settings: AppSettings, presets: dict[str, tuple[str, RunConfig]]) -> d
     f["corpus"] = gr.Radio([SHAKESPEARE, UPLOAD, *prepared_corpora(settings.corpora_dir)], value=SHAKESPEARE,
                            label="corpus", info="prepared: corpora made by gptcore prepare (any size; "
                            "their own tokenizer)")
-    f["upload"] = gr.File(label=f"UTF-8 .txt file (up to {megabytes(limits.max_upload_bytes)})",
+    f["upload"] = gr.File(label=f"UTF-8 .txt file (up to {human_bytes(limits.max_upload_bytes)})",
                           file_types=[".txt"], type="filepath", visible=False)
     with gr.Row():
         f["start"] = gr.Button("Start", variant="primary", elem_id="train-start-btn")
