@@ -74,8 +74,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# the test apps' longest generation: so long that Stop lands mid-way on any machine, however fast it samples
+APP_MAX_NEW_TOKENS = 100_000
+
+
 def app_env(checkpoints: Path, runs: Path, ablations: Path, port: int) -> dict:
-    env = dict(os.environ, GPTCORE_CHECKPOINTS=str(checkpoints), GPTCORE_APP_RUNS=str(runs),
+    env = dict(os.environ, GPTCORE_MAX_NEW_TOKENS=str(APP_MAX_NEW_TOKENS), GPTCORE_CHECKPOINTS=str(checkpoints), GPTCORE_APP_RUNS=str(runs),
                GPTCORE_ABLATIONS=str(ablations), GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))

@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from gradio_client import Client
 
+from demo_support import APP_MAX_NEW_TOKENS
+
 pytestmark = pytest.mark.slow
 
 
@@ -73,7 +75,7 @@ def test_every_view_gives_its_numbers(client):
 
 @pytest.mark.parametrize("change, message", [
     (dict(temperature=7), "temperature must be between 0 and 2"),
-    (dict(max_new_tokens=10**6), "max new tokens must be between 1 and 2000"),
+    (dict(max_new_tokens=10**6), f"max new tokens must be between 1 and {APP_MAX_NEW_TOKENS}"),
     (dict(top_p=-1), "top-p must be between"),
     (dict(checkpoint="damaged"), "damaged"),
     (dict(prompt="x" * 20_000), "limit is 10,000"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from demo_support import REPO
+from demo_support import APP_MAX_NEW_TOKENS, REPO
 
 pytestmark = pytest.mark.browser
 
@@ -95,11 +95,11 @@ def test_sample_tab_stop_says_so_and_generate_is_in_view(page):
     _open_tab(page, "Sample")
     box = page.locator("#generate-btn").bounding_box()
     assert box["y"] + box["height"] <= LAPTOP["height"], "Generate is below the fold at 1366x900"
-    page.locator("#max-new-tokens input[type=number]").fill("2000")
+    page.locator("#max-new-tokens input[type=number]").fill(str(APP_MAX_NEW_TOKENS))  # longer than Stop takes
     page.locator("#max-new-tokens input[type=number]").press("Enter")
     page.get_by_label("prompt").fill("ROMEO:")
     page.locator("#generate-btn").click()
-    expect(page.locator("#sample-status")).to_contain_text("Generating…", timeout=WAIT_MS)
+    expect(page.locator("#sample-status")).to_contain_text(re.compile(r"Generating… \d"), timeout=WAIT_MS)
     page.locator("#stop-generate-btn").click()
     expect(page.locator("#sample-status")).to_contain_text("Stopped after", timeout=WAIT_MS)
     page.locator("#max-new-tokens input[type=number]").fill("500")

@@ -8,6 +8,7 @@ import pytest
 from demo.server.registry import ModelRegistry
 from demo.tabs.sample import POLICIES, checkpoint_info, on_generate, on_next_token_chart, sampling_params
 from demo.server.settings import Limits
+from gptcore.inference.sampling import MAX_NEW_TOKENS
 from demo.server.inputs import NamedSlider
 from demo.views.tokens import visible_piece
 
@@ -161,3 +162,15 @@ def test_stop_and_long_prompts_say_what_happened(registry):
     assert "50 characters" in note and "only its last 32" in note and long[-32:][:20] in note
     _, status = run(registry, prompt=long, n=5)[-1]
     assert "only its last 32" in status
+
+
+def test_a_host_sets_the_longest_generation_and_a_bad_value_is_named(monkeypatch):
+    monkeypatch.setenv("GPTCORE_MAX_NEW_TOKENS", "50000")
+    assert Limits().max_new_tokens == 50000
+    for bad in ["lots", "0", str(MAX_NEW_TOKENS + 1)]:  # past the library's own bound, every generation would fail
+        monkeypatch.setenv("GPTCORE_MAX_NEW_TOKENS", bad)
+        with pytest.raises(ValueError, match=f"GPTCORE_MAX_NEW_TOKENS must be a whole number from 1 to "
+                                             f"{MAX_NEW_TOKENS:,}, got '{bad}'"):
+            Limits()
+    monkeypatch.delenv("GPTCORE_MAX_NEW_TOKENS")
+    assert Limits().max_new_tokens == 2000

@@ -18,6 +18,23 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).expanduser() if value else default
 
 
+def _env_count(name: str, default: int, most: int | None = None) -> int:
+    """A whole number from 1 (to ``most``) set by the host, refused in one sentence that names the setting."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if not value.strip().isdigit() or not 1 <= int(value) <= (most or int(value)):
+        upto = f" to {most:,}" if most else ""
+        raise ValueError(f"{name} must be a whole number from 1{upto}, got {value!r:.40}")
+    return int(value)
+
+
+def _max_new_tokens() -> int:
+    from gptcore.inference.sampling import MAX_NEW_TOKENS  # the library's own bound, which the app cannot pass
+
+    return _env_count("GPTCORE_MAX_NEW_TOKENS", 2000, MAX_NEW_TOKENS)
+
+
 DOWNLOADS = "downloads"  # the folder of download zips in the runs directory, the one Gradio may serve
 
 
@@ -25,7 +42,7 @@ DOWNLOADS = "downloads"  # the folder of download zips in the runs directory, th
 class Limits:
     """Caps on what one visitor can ask for."""
 
-    max_new_tokens: int = 2000
+    max_new_tokens: int = field(default_factory=_max_new_tokens)
     max_temperature: float = 2.0
     max_top_k: int = 200
     max_prompt_chars: int = 10_000
@@ -63,7 +80,7 @@ class AppSettings:
     # the model every picker opens on (GPTCORE_DEFAULT_CHECKPOINT)
     default_checkpoint: str = field(default_factory=lambda: os.environ.get("GPTCORE_DEFAULT_CHECKPOINT",
                                                                            "shakespeare-char"))
-    torch_threads: int = field(default_factory=lambda: int(os.environ.get("GPTCORE_APP_THREADS", "1")))
+    torch_threads: int = field(default_factory=lambda: _env_count("GPTCORE_APP_THREADS", 1))
     # where models run: auto picks CUDA, then Apple MPS, then the CPU (GPTCORE_DEVICE)
     device: str = field(default_factory=lambda: os.environ.get("GPTCORE_DEVICE", "auto"))
     limits: Limits = field(default_factory=Limits)
