@@ -93,14 +93,13 @@ def test_ten_people_generating_at_once_all_get_their_text(client):
 
 
 def test_a_training_run_starts_reports_and_stops(client, app_url):
-    start = client.predict("tiny", 2, 2, 32, 32, 3e-3, "seconds", 60, "Tiny Shakespeare", None,
+    # the longest run the form allows, so it is still running when stopped however slow the machine is
+    start = client.predict("tiny", 2, 2, 32, 32, 3e-3, "seconds", 600, "Tiny Shakespeare", None,
                            api_name="/train_start")
     assert "Starting" in start or "Running" in start
     with pytest.raises(Exception, match="a run is already in progress"):
         client.predict("quick", 2, 4, 64, 64, 3e-3, "seconds", 60, "Tiny Shakespeare", None, api_name="/train_start")
-    deadline = time.monotonic() + 60
-    while (status := client.predict(api_name="/train_status"))["step"] < 20:
-        assert time.monotonic() < deadline, status
+    while (status := client.predict(api_name="/train_status"))["step"] < 20 and status["active"]:
         time.sleep(0.3)
     assert status["state"] == "running" and status["train_curve"] and status["elapsed"] > 0
     other = Client(app_url, verbose=False)  # another visitor: a session of its own
@@ -111,7 +110,6 @@ def test_a_training_run_starts_reports_and_stops(client, app_url):
     assert client.predict(api_name="/train_status")["active"]
     assert "Stopping" in client.predict(api_name="/train_stop")
     while (status := client.predict(api_name="/train_status"))["active"]:
-        assert time.monotonic() < deadline, status
         time.sleep(0.3)
     assert status["state"] == "stopped" and status["final_val_loss"] > 0
     trained = status["model"]
