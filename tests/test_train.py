@@ -67,7 +67,7 @@ def test_stop_from_another_thread_keeps_best_weights(tmp_path, corpus):
         Trainer(_config(max_iters=100_000), corpus, tmp_path / "r").run(stop=stop)))
     worker.start()
     stop.set()
-    worker.join(timeout=60)
+    worker.join(timeout=600)  # only against a hang: a busy machine is slow
     assert not worker.is_alive() and events[0].stopped
     assert load_checkpoint(tmp_path / "r").metrics["status"] == "stopped"
 
