@@ -187,3 +187,31 @@ def test_a_model_is_downloaded_uploaded_and_used_in_its_own_session(app_url, tmp
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(Exception, match="not a readable zip"):
         mine.predict([handle_file(str(bad))], "bad", api_name="/upload_model")
+
+
+def test_hostile_nanogpt_uploads_are_refused_and_every_visitor_is_served_on(client, app_url, tmp_path):
+    """A ckpt.pt asking for a million layers and a 'billion laughs' meta.pkl or vocabulary size: each gets one
+    sentence, and another visitor's greedy sample right after is the one it was before."""
+    import pickle
+    import shutil
+
+    import torch
+    from gradio_client import handle_file
+
+    from tests.test_hostile_files import NANOGPT, laughs, nanogpt_variant
+
+    raw = torch.load(NANOGPT / "ckpt.pt", map_location="cpu", weights_only=True)
+    for folder in ("huge", "args", "meta"):
+        (tmp_path / folder).mkdir()
+    huge = nanogpt_variant(tmp_path / "huge", raw, n_layer=1_000_000)
+    laughing_args = nanogpt_variant(tmp_path / "args", raw, vocab_size=laughs(12, 18))
+    shutil.copy(NANOGPT / "ckpt.pt", tmp_path / "meta" / "ckpt.pt")
+    (tmp_path / "meta" / "meta.pkl").write_bytes(pickle.dumps({"itos": {0: "a"}, "vocab_size": laughs(12, 18)}))
+    other = Client(app_url, verbose=False)
+    before = _generate(other, temperature=0.0)[0]
+    for ckpt, message in [(huge, "too large to load"), (laughing_args, "model_args is nested more than"),
+                          (tmp_path / "meta" / "ckpt.pt", "nested more than")]:
+        with pytest.raises(Exception, match=message):
+            client.predict([handle_file(str(ckpt)), handle_file(str(ckpt.parent / "meta.pkl"))], "h",
+                           api_name="/upload_model")
+        assert _generate(other, temperature=0.0)[0] == before

@@ -310,3 +310,20 @@ def test_no_message_a_visitor_sees_names_a_server_folder(registry, root, tmp_pat
         with pytest.raises(gr.Error) as refused:
             upload_model(registry.for_session("s"), LIMITS, [str(f) for f in files], "")
         assert str(tmp_path) not in str(refused.value) and str(root) not in str(refused.value)
+
+
+@pytest.mark.parametrize("limits, message", [
+    (Limits(upload_check_memory_bytes=1), "checking the upload needed more than 1 B of memory: refused"),
+    (Limits(upload_check_seconds=0.001), r"checking the upload took longer than 0.001 s: refused"),
+])
+def test_an_upload_is_checked_in_a_child_held_to_its_memory_and_time(registry, limits, message):
+    """Whatever the loaders miss, checking an upload cannot take the server's memory or a core for good: the
+    check runs in a child process that is refused memory past its limit and killed past its time."""
+    import multiprocessing
+
+    view = registry.for_session("s")
+    files = [str(NANOGPT / "ckpt.pt"), str(NANOGPT / "meta.pkl")]
+    with pytest.raises(gr.Error, match=message):
+        upload_model(view, limits, files, "ng")
+    assert [c for c in multiprocessing.active_children() if c.is_alive()] == []  # the child is gone
+    assert "uploaded/ng" in upload_model(view, LIMITS, files, "ng")  # and the same files pass at the defaults

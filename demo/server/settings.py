@@ -53,6 +53,8 @@ class Limits:
     min_train_iters: int = 10
     max_upload_bytes: int = 5_000_000  # decimal units, as gptcore.memory.human_bytes states them
     max_model_upload_bytes: int = 50_000_000
+    upload_check_memory_bytes: int = 2_000_000_000  # what checking one upload may allocate (demo/server/upload_child)
+    upload_check_seconds: float = 120.0
     max_n_layer: int = 8
     max_n_head: int = 16
     max_n_embd: int = 512

@@ -20,7 +20,8 @@ from ..server.registry import ModelRegistry
 from ..server.settings import DOWNLOADS, Limits
 from ..server.sessions import per_session
 from ..server.inputs import user_errors
-from ..server.uploads import add_model, zip_checkpoint
+from ..server.upload_child import add_model_in_child
+from ..server.uploads import zip_checkpoint
 
 UPLOAD_LIFETIME_S = 24 * 3600
 
@@ -44,7 +45,7 @@ def upload_model(registry: ModelRegistry, limits: Limits, files: list[str] | Non
         if registry.uploads_dir is None:
             raise ValueError("uploads need a browser session (or a gradio_client session)")
         prune_uploads(registry.runs_dir)
-        folder = add_model(files or [], name, registry.uploads_dir, limits.max_model_upload_bytes)
+        folder = add_model_in_child(files or [], name, registry.uploads_dir, limits)
         ck = registry.get(f"uploaded/{folder.name}")
         m = ck.config.model
         source = "nanoGPT checkpoint" if "imported_from" in ck.metrics else "gptcore checkpoint"
