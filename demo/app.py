@@ -92,7 +92,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                   api_visibility="private", show_progress="hidden")
         for fn, inputs, outputs in (a["selectors"], ins["load"], ab["load"]):  # each tab filled on opening
             demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
-    demo.queue(default_concurrency_limit=2)
+    demo.queue(default_concurrency_limit=2, max_size=settings.limits.queue_size)
     if preload:
         warm_up(registry)
     return demo

@@ -25,7 +25,7 @@ from gptcore.device import available_devices  # noqa: E402
 from tests.tiny_configs import tiny_model  # noqa: E402
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-APP_MODULES = ("test_app_client", "test_browser")
+APP_MODULES = ("test_app_client", "test_browser", "test_load")
 
 
 def pytest_configure(config) -> None:

@@ -6,15 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -22,6 +14,7 @@ from gptcore.experiments.ablate import Arm, Study, run_study
 from gptcore.data import Corpus
 from gptcore.presets import get_preset
 from gptcore.training import Trainer
+from bench.served_app import free_port, launched_app  # noqa: F401 (imported by the tests from here)
 from tests.tiny_configs import tiny_model, tiny_train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,12 +61,6 @@ def make_ablations(directory: Path, corpus: Corpus) -> Path:
     return directory
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # the test apps' longest generation: so long that Stop lands mid-way on any machine, however fast it samples
 APP_MAX_NEW_TOKENS = 100_000
 
@@ -84,52 +71,6 @@ def app_env(checkpoints: Path, runs: Path, ablations: Path, port: int) -> dict:
                GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
-
-
-@contextmanager
-def launched_app(env: dict, log: Path, timeout: float = 600.0) -> Iterator[str]:
-    """Run ``python app.py`` (README's command) and yield its URL once the first page is served. The app runs
-    in a process group of its own, ended whole afterwards, so a training process it started cannot outlive
-    the test whatever happened. ``timeout`` only guards against a hang: a busy machine starts slowly."""
-    url = f"http://127.0.0.1:{env['GRADIO_SERVER_PORT']}/"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"app.py exited with {process.returncode}:\n{log.read_text()}")
-                try:
-                    with urllib.request.urlopen(url, timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"app.py did not serve {url} within {timeout} s:\n{log.read_text()}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            end_process_group(process)
-
-
-def end_process_group(process: subprocess.Popen) -> None:
-    """Terminate ``process`` and everything in its process group, killing what has not ended after 10 s."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        try:  # the leader is gone; its group may not be
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        return
 
 
 def unwrap_updates(value):

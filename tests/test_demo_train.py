@@ -190,6 +190,22 @@ def test_train_start_in_the_ui_turns_errors_into_messages(settings):
         start.fn(QUICK, 2, 3, 64, 64, 3e-3, SECONDS, 60, SHAKESPEARE, None)
 
 
+def test_a_crowd_waits_in_a_bounded_queue_and_the_views_share_their_slots(settings):
+    """Past the queue's size a visitor is told at once that it is full; the Attention and Inside views (buttons
+    and APIs alike) take turns in one pair of slots, and generations run one per two cores."""
+    import os
+
+    from demo.app import build_app
+
+    demo = build_app(settings, preload=False)
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    assert demo._queue.max_size == settings.limits.queue_size
+    views = [fns[name] for name in ("attention", "predictions", "logit_lens", "heads_off", "embeddings",
+                                    "show_attention", "predictions_view", "heads_off_view_2")]
+    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in views} == {("model-views", settings.limits.view_concurrency)}
+    assert fns["generate"].concurrency_limit == max(1, (os.cpu_count() or 2) // 2)
+
+
 @pytest.mark.parametrize("name", ["n_layer", "n_head", "n_embd", "block_size"])
 def test_each_size_one_past_its_maximum_is_refused_by_name(name):
     form = dict(QUICK_FORM, n_head=1, n_embd=64, stop_mode=SECONDS, stop_value=60)

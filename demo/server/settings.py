@@ -60,9 +60,17 @@ class Limits:
     max_n_embd: int = 512
     max_block_size: int = 256
     max_lr: float = 0.1
-    generate_concurrency: int = 10
+    # generations that run at once, beyond which they wait in Gradio's queue (which shows the visitor their
+    # place): one per two cores, since more threads fighting over the cores and Python's lock slow every stream
+    generate_concurrency: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
+    view_concurrency: int = 2  # the Attention and Inside tabs' views and APIs, all together
+    queue_size: int = 50  # events waiting beyond this are told at once that the queue is full
     stream_interval_s: float = 0.05  # at most ~20 text updates per second
 
+
+    def views_queue(self) -> dict:
+        """The event arguments that put a view in the one queue all Attention and Inside views share."""
+        return {"concurrency_limit": self.view_concurrency, "concurrency_id": "model-views"}
 
 @dataclass(frozen=True)
 class AppSettings:

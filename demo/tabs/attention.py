@@ -235,15 +235,17 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
 
     _attention = per_session(show_attention, registry, limits, gpu_seconds=20)  # keeps the parameter names for the API
     outputs = [view, plot, roles, notes]
-    go.click(_attention, [checkpoint, text, layer, head], outputs, api_visibility="private", concurrency_limit=2)
+    views = limits.views_queue()
+    go.click(_attention, [checkpoint, text, layer, head], outputs, api_visibility="private", **views)
     text.submit(_attention, [checkpoint, text, layer, head], outputs, api_visibility="private",
-                concurrency_limit=2)
+                **views)
     # choosing another layer or head redraws at once (only when a person changes it, not on updates)
     gr.on([layer.input, head.input], _attention, [checkpoint, text, layer, head], outputs,
-          api_visibility="private", concurrency_limit=2, trigger_mode="always_last")
+          api_visibility="private", **views, trigger_mode="always_last")
     roles.select(select_head, roles, [layer, head], api_visibility="private", show_progress="hidden").then(
-        _attention, [checkpoint, text, layer, head], outputs, api_visibility="private", concurrency_limit=2)
-    gr.api(per_session(attention_weights, registry, limits, gpu_seconds=20), api_name="attention")  # the numbers
+        _attention, [checkpoint, text, layer, head], outputs, api_visibility="private", **views)
+    gr.api(per_session(attention_weights, registry, limits, gpu_seconds=20), api_name="attention",  # the numbers
+           **views)
     checkpoint.change(per_session(selectors_for, registry, quiet=False), checkpoint, [layer, head],
                       api_visibility="private", show_progress="hidden")
     return {"checkpoint": checkpoint, "text": text,

@@ -343,7 +343,8 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     _emb = per_session(embeddings_view, registry, **session)
     _off = per_session(heads_off_view, registry, limits, **session)
     _each = per_session(each_head, registry, limits, **session)
-    private = dict(api_visibility="private", concurrency_limit=2)
+    views = limits.views_queue()
+    private = dict(api_visibility="private", **views)
     for trigger in (go.click, text.submit):
         trigger(_pred, [checkpoint, text], [pred, notes], **private)
         trigger(_lens, [checkpoint, text], [lens, notes], **private)
@@ -354,6 +355,6 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     checkpoint.change(per_session(heads_for, registry), checkpoint, heads, api_visibility="private",
                       show_progress="hidden")
     for fn, name in ((predictions_api, "predictions"), (logit_lens_api, "logit_lens"), (heads_off_api, "heads_off")):
-        gr.api(per_session(fn, registry, limits, **session), api_name=name)  # the numbers behind each view
-    gr.api(per_session(embeddings_api, registry, **session), api_name="embeddings")
+        gr.api(per_session(fn, registry, limits, **session), api_name=name, **views)  # the numbers of each view
+    gr.api(per_session(embeddings_api, registry, **session), api_name="embeddings", **views)
     return {"checkpoint": checkpoint, "load": (per_session(heads_for, registry, quiet=True), checkpoint, heads)}
