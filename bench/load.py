@@ -285,6 +285,16 @@ def served(options: LoadOptions, scratch: Path) -> Iterator[tuple[str, int | Non
         yield url, process.pid, lambda: process.poll() is None
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -335,8 +345,19 @@ def run_load(options: LoadOptions) -> dict:
             "elapsed_s": elapsed, "server_alive": still_serving, "endpoints": summarize(crowd.records),
             "server_peak_rss_bytes": watch.server_peak if watch else None,
             "server_and_children_peak_rss_bytes": watch.tree_peak if watch else None,
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+            "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs",
             "when": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def headline(report: dict) -> str:
+    """The report in one line, as README quotes it (a test checks that README's line is this one)."""
+    rows = report["endpoints"].values()
+    total = sum(r["served"] + r["refused"] + r["busy"] + r["failed"] for r in rows)
+    stream = report["endpoints"]["/generate"]
+    memory = report["server_and_children_peak_rss_bytes"]
+    line = (f"{total:,} requests, {sum(r['failed'] for r in rows)} failed; streams "
+            f"{stream['chars_per_s_median']:.0f} chars/s median, slowest {stream['chars_per_s_min']:.0f}")
+    return line + (f"; peak memory {memory / 1e9:.1f} GB with its children" if memory else "")
 
 
 def print_report(report: dict) -> None:
@@ -352,6 +373,7 @@ def print_report(report: dict) -> None:
     if report["server_peak_rss_bytes"]:
         print(f"peak resident memory: server {report['server_peak_rss_bytes'] / 1e6:.0f} MB, with its children "
               f"{report['server_and_children_peak_rss_bytes'] / 1e6:.0f} MB")
+    print(headline(report))
 
 
 def main(argv: list[str] | None = None) -> int:

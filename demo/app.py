@@ -30,7 +30,15 @@ CSS = """
 #ablations-claims table { display: block; overflow-x: auto; }
 #ablations-claims th, #ablations-claims td { min-width: 9rem; word-break: normal; overflow-wrap: normal; }
 #ablations-claims th:nth-child(n+3), #ablations-claims td:nth-child(n+3) { min-width: 15rem; }
-@media (max-width: 640px) { #train-row { flex-wrap: wrap-reverse; } }  /* the run's chart above its form */
+@media (max-width: 640px) {
+  #train-row { flex-wrap: wrap-reverse; }  /* the run's chart above its form */
+  /* on a phone the tables keep their columns (a swipe scrolls them) in a smaller, tighter type */
+  #ablations-summary-table table, #ablations-claims table { font-size: 0.8em; }
+  #ablations-summary-table th, #ablations-summary-table td, #ablations-claims th, #ablations-claims td {
+    padding: 4px 6px !important; }
+  #ablations-claims th, #ablations-claims td { min-width: 7rem; }
+  #ablations-claims th:nth-child(n+3), #ablations-claims td:nth-child(n+3) { min-width: 11rem; }
+}
 """
 
 
@@ -69,7 +77,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
     with gr.Blocks(title="gptcore", analytics_enabled=False) as demo:  # no calls home: works offline
         gr.Markdown(INTRO)
         device_note = gr.Markdown("", elem_id="device-note")
-        with gr.Tabs(overflow_behavior="wrap"):  # on a phone every tab stays visible
+        with gr.Tabs(overflow_behavior="wrap") as tabs:  # on a phone every tab stays visible
             with gr.Tab("Sample", id="sample"):
                 s = sample.build_tab(registry, settings.limits)
             with gr.Tab("Attention", id="attention") as attention_tab:
@@ -86,6 +94,9 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                                                mo["checkpoint"]], t["timer"], mo["uploaded"])
         _show_on_first_open(attention_tab, "attention-btn")
         _show_on_first_open(inside_tab, "inside-btn")
+        # a message belongs to the tab it came from: it does not follow the visitor to another one
+        tabs.select(None, None, None, api_visibility="private",
+                    js="() => document.querySelectorAll('[data-testid=toast-close]').forEach(b => b.click())")
         demo.load(lambda: device_markdown(registry), None, device_note, api_visibility="private",
                   show_progress="hidden")
         demo.load(per_session(sample.checkpoint_info, registry), s["checkpoint"], s["info"],

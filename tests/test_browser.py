@@ -106,6 +106,20 @@ def test_sample_tab_stop_says_so_and_generate_is_in_view(page):
     page.locator("#max-new-tokens input[type=number]").press("Enter")
 
 
+def test_an_error_message_does_not_follow_the_visitor_to_another_tab(page):
+    _open_tab(page, "Sample")
+    page.get_by_role("radio", name="refuse (show an error)").check()
+    page.get_by_label("prompt").fill("ROMEO: €")
+    page.locator("#generate-btn").click()
+    toast = page.get_by_test_id("toast-body")
+    expect(toast.first).to_contain_text("€", timeout=WAIT_MS)
+    _open_tab(page, "Ablations")
+    expect(toast).to_have_count(0)
+    _open_tab(page, "Sample")
+    page.get_by_role("radio", name="replace them with a space").check()
+    page.get_by_label("prompt").fill("ROMEO:")
+
+
 def test_attention_tab_hover_click_zoom_and_the_roles_table(page):
     _open_tab(page, "Attention")
     _choose(page, "checkpoint", "tiny")

@@ -112,8 +112,9 @@ def test_equal_wall_clock_time_needs_measured_step_costs(results_dir, tmp_path):
 
     directory = tmp_path / "study"
     shutil.copytree(results_dir, directory)
-    *_, table, _, _ = ablations(directory, "heads")
-    assert "not measured yet" in table and "--step-cost" in table
+    _, _, notes, table, _, _ = ablations(directory, "heads")
+    assert "not measured yet" in table and "--step-cost --out study`" in table
+    assert str(tmp_path) not in table + notes  # a visitor never sees where the server keeps its files
     # equal costs (a measured file's shape; measuring is tested in test_wallclock.py): both arms at their end
     step_cost_path(directory, "heads").write_text(json.dumps(
         {"arms": {"1": {"seconds_per_step": 0.5}, "2": {"seconds_per_step": 0.5}}, "device": "cpu", "threads": 1}))

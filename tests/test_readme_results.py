@@ -84,3 +84,14 @@ def test_the_claim_table_is_the_one_the_app_shows():
     claims = (ROOT / "checkpoints" / "ablations" / "claims.md").read_text(encoding="utf-8").strip()
     assert claims.startswith("**Claim by claim.**") and claims.count("\n| ") >= 7
     assert claims in ABLATIONS_DOC.read_text(encoding="utf-8")
+
+
+def test_the_crowd_figures_in_readme_and_the_app_doc_are_bench_load_json():
+    """README's and docs/app.md's line on the app under a crowd is what bench/load.py wrote."""
+    import json
+
+    from bench.load import headline
+
+    line = headline(json.loads((ROOT / "bench" / "load.json").read_text()))
+    assert line in README.read_text()
+    assert line in (ROOT / "docs" / "app.md").read_text()

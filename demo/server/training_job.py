@@ -48,7 +48,7 @@ class TrainJobSpec:
 def _worker(spec: TrainJobSpec, events: "mp.Queue", stop: "mp.synchronize.Event") -> None:
     """Child process body: train, forwarding events as plain dicts; errors become an 'error' event."""
     try:
-        os.nice(5)
+        os.nice(19)  # the lowest priority: the server answering visitors comes first
     except (OSError, AttributeError):
         pass
     window: list[float] = []

@@ -80,7 +80,7 @@ def _folder_or_refusal(verdict: dict, returncode: int, limits: Limits) -> Path:
 def _limit_self(memory_bytes: int, cpu_seconds: int) -> None:
     """Lower this process's own limits before the upload is read (where the platform has them)."""
     if hasattr(os, "nice"):
-        os.nice(10)  # the server's visitors come first
+        os.nice(19)  # the server's visitors come first
     try:
         import resource
     except ImportError:  # Windows: the parent's time limit still holds

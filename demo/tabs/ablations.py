@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..views.explain import how_to_read
 from ..views.plots import ablation_summary_figure, loss_curves_figure
-from ..server.inputs import user_errors
+from ..server.inputs import user_errors, without_paths
+from ..server.settings import REPO_ROOT
 
 
 def _reader():
@@ -191,9 +192,17 @@ def ablations(directory: Path, study: str | None):
         summary, curves, runs = study_figures(results)
         intro = (f"**{results['study']}** — {results['description']}. The original write-up claimed: "
                  f"*{results['claim']}*")
-        table = (summarize(results, heading=False) + "\n\n" + equal_time_markdown(source, results)
+        table = (summarize(results, heading=False) + "\n\n" + equal_time_markdown(source, results, _shown(source))
                  + budgets_markdown(directory, source, name, results))
-        return intro, summary, study_notes(source, results), table, curves, runs
+        return intro, summary, without_paths(study_notes(source, results)), without_paths(table), curves, runs
+
+
+def _shown(directory: Path) -> str:
+    """The folder as a visitor may see it: relative to the repository (checkpoints/ablations), or its name."""
+    try:
+        return str(directory.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return directory.name
 
 
 def build_tab(directory: Path) -> dict:

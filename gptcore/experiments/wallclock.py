@@ -102,13 +102,14 @@ def run_step_cost(study_name: str, corpus: Corpus, out_dir: str | Path, threads:
     return written
 
 
-def equal_time_markdown(directory: Path, results: dict) -> str:
+def equal_time_markdown(directory: Path, results: dict, shown_as: str | None = None) -> str:
     """The arms read at equal wall-clock time (``gptcore.experiments.wallclock``), when the study's step
-    costs have been measured on this machine; otherwise how to measure them."""
+    costs have been measured on this machine; otherwise how to measure them (the command names the
+    directory as ``shown_as``, where the reader must not see where it really is)."""
     cost = read_step_costs(directory, results["study"])
     if cost is None:
         return (f"*Equal wall-clock time:* not measured yet (`python -m gptcore ablate --study {results['study']} "
-                f"--step-cost --out {directory}`).")
+                f"--step-cost --out {shown_as or directory}`).")
     view = equal_time(results, cost)
     if view is None:
         return "*Equal wall-clock time:* the step costs do not cover every arm of these results; measure again."
