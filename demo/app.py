@@ -42,6 +42,14 @@ CSS = """
 """
 
 
+# closes the messages on screen, counting them in window.gcDismissed (which the browser test reads)
+DISMISS_MESSAGES = """() => {
+    const open = document.querySelectorAll("[data-testid=toast-close]");
+    open.forEach(button => button.click());
+    window.gcDismissed = (window.gcDismissed || 0) + open.length;
+}"""
+
+
 def warm_up(registry: ModelRegistry) -> threading.Thread:
     """Import torch and load the default checkpoint in the background, so the first Generate is quick."""
 
@@ -95,8 +103,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
         _show_on_first_open(attention_tab, "attention-btn")
         _show_on_first_open(inside_tab, "inside-btn")
         # a message belongs to the tab it came from: it does not follow the visitor to another one
-        tabs.select(None, None, None, api_visibility="private",
-                    js="() => document.querySelectorAll('[data-testid=toast-close]').forEach(b => b.click())")
+        tabs.select(None, None, None, api_visibility="private", js=DISMISS_MESSAGES)
         demo.load(lambda: device_markdown(registry), None, device_note, api_visibility="private",
                   show_progress="hidden")
         demo.load(per_session(sample.checkpoint_info, registry), s["checkpoint"], s["info"],
