@@ -306,6 +306,9 @@ def test_every_tab_at_phone_width(browser, app_url):
             assert page.locator("#train-chart").bounding_box()["y"] < page.locator("#train-start-btn").bounding_box()["y"]
         if name == "Ablations":
             expect(page.locator("#ablations-summary img")).to_be_visible(timeout=WAIT_MS)
+            table = page.locator("#ablations-summary-table table").first
+            expect(table).to_be_visible(timeout=WAIT_MS)  # wider than a phone: it scrolls, the page does not
+            assert table.evaluate("t => getComputedStyle(t).overflowX") == "auto"
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"] + 1, f"{name} tab scrolls sideways on a phone ({width}px)"
         _shot(page, f"{name.lower()}-phone")
