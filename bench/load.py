@@ -46,6 +46,7 @@ ROLES = ["sample", "inside", "upload", "hostile_upload", "train", "ablations", *
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
 BUSY_WORDS = ("queue is full", "busy", "already in progress", "started by another visitor")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+STREAM_GOAL = 100.0  # characters a second a visitor's stream should keep while the crowd runs
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,7 @@ def summarize(records: list[Record]) -> dict[str, dict]:
         if rates:
             waits = [r.wait_s for r in mine if r.wait_s is not None]
             row.update(chars_per_s_median=statistics.median(rates), chars_per_s_min=min(rates),
+                       chars_per_s_p5=percentile(rates, 0.05), streams_at_goal=sum(r >= STREAM_GOAL for r in rates),
                        wait_p50_s=percentile(waits, 0.5), wait_p95_s=percentile(waits, 0.95))
         row["messages"] = sorted({r.message for r in mine if r.outcome != "served"})[:5]
         table[endpoint] = row
@@ -356,7 +358,8 @@ def headline(report: dict) -> str:
     stream = report["endpoints"]["/generate"]
     memory = report["server_and_children_peak_rss_bytes"]
     line = (f"{total:,} requests, {sum(r['failed'] for r in rows)} failed; streams "
-            f"{stream['chars_per_s_median']:.0f} chars/s median, slowest {stream['chars_per_s_min']:.0f}")
+            f"{stream['chars_per_s_median']:.0f} chars/s median, {stream['streams_at_goal']} of {stream['served']} "
+            f"at {STREAM_GOAL:.0f} or more, slowest {stream['chars_per_s_min']:.0f}")
     return line + (f"; peak memory {memory / 1e9:.1f} GB with its children" if memory else "")
 
 
