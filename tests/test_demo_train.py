@@ -192,7 +192,8 @@ def test_train_start_in_the_ui_turns_errors_into_messages(settings):
 
 def test_a_crowd_waits_in_a_bounded_queue_and_the_views_share_their_slots(settings):
     """Past the queue's size a visitor is told at once that it is full; the Attention and Inside views (buttons
-    and APIs alike) take turns in one pair of slots, and generations run one per two cores."""
+    and APIs alike) take turns in one pair of slots, generations run one per two cores, and Stop and the
+    run's status skip the queue."""
     import os
 
     from demo.app import build_app
@@ -204,6 +205,7 @@ def test_a_crowd_waits_in_a_bounded_queue_and_the_views_share_their_slots(settin
                                     "show_attention", "predictions_view", "heads_off_view_2")]
     assert {(fn.concurrency_id, fn.concurrency_limit) for fn in views} == {("model-views", settings.limits.view_concurrency)}
     assert fns["generate"].concurrency_limit == max(1, (os.cpu_count() or 2) // 2)
+    assert not fns["train_stop"].queue and not fns["train_status"].queue  # a full queue never refuses a Stop
 
 
 @pytest.mark.parametrize("name", ["n_layer", "n_head", "n_embd", "block_size"])

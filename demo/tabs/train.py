@@ -276,8 +276,9 @@ def _wire(manager: TrainingManager, settings: AppSettings, presets: dict, f: dic
     f["corpus"].change(lambda c: gr.update(visible=c == UPLOAD), f["corpus"], f["upload"], api_visibility="private")
     f["start"].click(train_start, [f["preset"], *sizes, f["stop_mode"], f["stop_value"], f["corpus"], f["upload"]],
                      view["status"], api_name="train_start", concurrency_limit=1, concurrency_id="train-control")
-    f["stop"].click(train_stop, None, view["status"], api_name="train_stop", concurrency_limit=1,
-                    concurrency_id="train-control")
+    # Stop and the status are quick and never wait behind a crowd in the queue (a full queue would refuse
+    # them); the manager's lock keeps Stop and Start apart
+    f["stop"].click(train_stop, None, view["status"], api_name="train_stop", queue=False)
     timer.tick(_tick, seen, [view["status"], view["chart"], view["sample"], f["stop"], seen],
                api_visibility="private", show_progress="hidden", concurrency_limit=None, queue=False)
-    gr.api(train_status, api_name="train_status", concurrency_limit=None)
+    gr.api(train_status, api_name="train_status", queue=False)
