@@ -100,17 +100,22 @@ def outcome_of(error: BaseException) -> tuple[str, str]:
     return "refused", message
 
 
-def timed(crowd: Crowd, endpoint: str, call: Callable[[], object]) -> object | None:
-    """Run one request, record its outcome and latency; returns its result (None when it did not succeed)."""
-    start = time.perf_counter()
-    try:
-        result = call()
-    except Exception as e:  # every kind of failure is what this script counts
-        outcome, message = outcome_of(e)
-        crowd.add(Record(endpoint, outcome, time.perf_counter() - start, message=message[:200]))
-        return None
-    crowd.add(Record(endpoint, "served", time.perf_counter() - start))
-    return result
+def timed(crowd: Crowd, endpoint: str, call: Callable[[], object], until_answered: bool = False) -> object | None:
+    """Run one request, record its outcome and latency; returns its result (None when it did not succeed).
+    ``until_answered``: a request refused as busy is asked again a second later, as a person would."""
+    while True:
+        start = time.perf_counter()
+        try:
+            result = call()
+        except Exception as e:  # every kind of failure is what this script counts
+            outcome, message = outcome_of(e)
+            crowd.add(Record(endpoint, outcome, time.perf_counter() - start, message=message[:200]))
+            if outcome == "busy" and until_answered:
+                time.sleep(1.0)
+                continue
+            return None
+        crowd.add(Record(endpoint, "served", time.perf_counter() - start))
+        return result
 
 
 def submit(client, crowd: Crowd, api_name: str, *args):
@@ -184,9 +189,9 @@ def train(client, crowd: Crowd, deadline: float) -> None:
         if status is not None and not status.get("active"):
             return
         time.sleep(1.0)
-    timed(crowd, "/train_stop", lambda: submit(client, crowd, "/train_stop"))
-    while (status := timed(crowd, "/train_status", lambda: submit(client, crowd, "/train_status"))) is not None \
-            and status.get("active"):
+    timed(crowd, "/train_stop", lambda: submit(client, crowd, "/train_stop"), until_answered=True)
+    while (status := timed(crowd, "/train_status", lambda: submit(client, crowd, "/train_status"),
+                           until_answered=True)) is not None and status.get("active"):
         time.sleep(0.5)
 
 

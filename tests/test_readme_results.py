@@ -95,3 +95,5 @@ def test_the_crowd_figures_in_readme_and_the_app_doc_are_bench_load_json():
     line = headline(json.loads((ROOT / "bench" / "load.json").read_text()))
     assert line in README.read_text()
     assert line in (ROOT / "docs" / "app.md").read_text()
+    overload = headline(json.loads((ROOT / "bench" / "load-overload.json").read_text()))
+    assert overload in (ROOT / "docs" / "app.md").read_text()
