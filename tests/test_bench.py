@@ -28,6 +28,9 @@ def test_quick_benchmark_writes_table_and_json(tmp_path, tiny_checkpoint, capsys
     assert tok["vocab_size"] == 300 and len(tok["encode_cold_mb_s"]) == 2
     assert tok["median_cold"] == statistics.median(tok["encode_cold_mb_s"]) > 0 and tok["median_char"] > 0
     assert "BPE: learn a 300-token vocabulary" in printed and "BPE: encode the corpus" in printed
+    t0 = result["train"]["without_dropout"]
+    assert t0["share_of_peak"] == t0["achieved_flops"] / result["matmul_peak"]["peak_flops"] > 0
+    assert "matrix-multiply peak" in printed
 
 
 def test_repeated_runs_are_summarized_by_their_worst_case():
@@ -111,3 +114,26 @@ def test_the_inside_findings_script_measures_a_checkpoint(tmp_path, tiny_checkpo
     assert [s["stage"] for s in stages][0] == "embeddings" and len(stages) == 1 + 2  # the tiny preset: 2 layers
     assert len(result["heads"]) == 2 * 2 and result["windows"] == 2
     assert all(0 <= s["top1_accuracy"] <= 1 for s in stages) and result["surprise_by_kind"]
+
+
+def test_a_training_token_costs_six_flops_a_multiplied_parameter_plus_attention():
+    from gptcore.config import ModelConfig
+    from gptcore.experiments.flops import training_flops_per_token
+    from gptcore.models import build_model
+
+    learned = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)
+    rotary = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, pos_emb="rope")
+    params = sum(p.numel() for p in build_model(learned).parameters())
+    attention = 12 * 2 * 32 * 16
+    assert training_flops_per_token(learned) == 6 * (params - 16 * 32) + attention  # the position table is looked up
+    assert training_flops_per_token(rotary) == 6 * sum(p.numel() for p in build_model(rotary).parameters()) + attention
+    longer = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, pos_emb="rope")
+    assert training_flops_per_token(longer) - training_flops_per_token(rotary) == 12 * 2 * 32 * 16
+
+
+def test_the_matmul_peak_is_the_best_size():
+    from gptcore.experiments.flops import matmul_peak
+
+    peak = matmul_peak(sizes=(32, 64), repeats=2)
+    assert set(peak["flops_by_size"]) == {"32", "64"} and peak["dtype"] == "bfloat16"
+    assert peak["peak_flops"] == max(peak["flops_by_size"].values()) > 0

@@ -38,6 +38,7 @@ from ..data import BatchSampler, Corpus, read_corpus, resolve_corpus
 from ..device import available_devices, describe, resolve_device, synchronize, to_device
 from ..errors import GptcoreError
 from ..evaluate import nats_per_char, split_loss
+from .flops import matmul_peak, training_flops_per_token
 from ..inference.draft import NgramDraft
 from ..inference.sampling import SamplingParams, stream_tokens
 from ..models import build_model, count_parameters
@@ -298,6 +299,13 @@ def gpu_section(device: torch.device, corpus: Corpus, checkpoint: str, repeats: 
     return out
 
 
+def _share_of_peak(config: ModelConfig, tokens_per_sec: list[float], peak: dict) -> dict:
+    """Training's FLOP/s (by ``training_flops_per_token``) and its share of the matmul peak of the same run."""
+    per_token = training_flops_per_token(config)
+    achieved = statistics.median(tokens_per_sec) * per_token
+    return {"flops_per_token": per_token, "achieved_flops": achieved, "share_of_peak": achieved / peak["peak_flops"]}
+
+
 def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, runs: list[str],
                   device: torch.device | None = None) -> dict:
     """The CPU figures always; the GPU section too when ``device`` is a GPU (``bench --device auto`` picks one
@@ -313,6 +321,7 @@ def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, 
     ref0 = train_tokens_per_sec(dataclasses.replace(no_dropout, attention="fused"), corpus, 32, torch.float32,
                                 steps, repeats, reference=True)
     fast0 = train_tokens_per_sec(no_dropout, corpus, 32, torch.bfloat16, steps, repeats)
+    peak = matmul_peak(sizes=(256,) if quick else (1024, 2048, 4096))
     result = {
         "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
                     "devices": [describe(resolve_device(d)) for d in available_devices()]},
@@ -323,7 +332,8 @@ def run_benchmark(checkpoint: str, data: str | None, repeats: int, quick: bool, 
                   "reference_float32_tokens_per_sec": ref, "fast_bfloat16_tokens_per_sec": fast,
                   **_medians_and_ratio(ref, fast),
                   "without_dropout": {"reference_tokens_per_sec": ref0, "fast_tokens_per_sec": fast0,
-                                      **_medians_and_ratio(ref0, fast0)}},
+                                      **_medians_and_ratio(ref0, fast0), **_share_of_peak(no_dropout, fast0, peak)}},
+        "matmul_peak": peak,
     }
     # the prompt comes from the validation split: text the model has not trained on
     val_text = corpus.tokenizer.decode(corpus.val.tolist())
@@ -384,6 +394,18 @@ def run_verdict(run: dict | None, max_loss: float, max_wall: float) -> str:
     return _mark("error" not in run and run["max_val_loss"] <= max_loss and run["max_wall_s"] <= max_wall)
 
 
+def _peak_rows(r: dict) -> list[str]:
+    """The share of the machine's matmul peak that training without dropout reaches (results that have it)."""
+    if "matmul_peak" not in r:
+        return []
+    peak, t0 = r["matmul_peak"], r["train"]["without_dropout"]
+    sizes = ", ".join(peak["flops_by_size"])
+    return [f"| the same, share of this machine's {peak['dtype']} matrix-multiply peak | {peak['peak_flops'] / 1e9:,.0f} "
+            f"GFLOP/s (best n x n product, n = {sizes}; {peak['threads']} threads) | {t0['achieved_flops'] / 1e9:,.0f} "
+            f"GFLOP/s (6 FLOPs a multiplied parameter a token, plus attention): **{t0['share_of_peak']:.0%}** | "
+            f"≥ 75% | {_mark(t0['share_of_peak'] >= 0.75)} |"]
+
+
 def format_table(r: dict) -> str:
     """The Markdown table of docs/speed.md: each speed goal, our figure beside its reference."""
     t, s, m = r["train"], r["sampling"], r["shipped"]
@@ -400,6 +422,7 @@ def format_table(r: dict) -> str:
         f"2x | {_mark(t['ratio'] >= 2)} |",
         f"| the same without dropout | {t0['median_reference']:,.0f} | {t0['median_fast']:,.0f}: "
         f"**{t0['ratio']:.2f}x** | | |",
+        *_peak_rows(r),
         f"| `train --preset speedrun`, process start to exit | nanoGPT's quick-start recipe in our code "
         f"(`nanogpt-quickstart`): {_run_cell(quick)} | {_run_cell(speedrun)} | val ≤ 1.886 in ≤ 20 s | "
         f"{run_verdict(speedrun, 1.886, 20)} |",
