@@ -21,23 +21,17 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ATTENTION_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
 sys.path.insert(0, str(REPO))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench.served_app import free_port, wait_until_served  # noqa: E402
 
 
 def _env(port: int) -> dict:
@@ -46,17 +40,7 @@ def _env(port: int) -> dict:
 
 
 def _wait_served(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"{url} was not served within {timeout} s")
+    wait_until_served(url, process, timeout, poll_s=0.02)  # polled often: the start-up time is what is measured
 
 
 def _launch(port: int) -> subprocess.Popen:
@@ -75,7 +59,7 @@ def _stop(process: subprocess.Popen) -> None:
 def measure_start(repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
-        port = _free_port()
+        port = free_port()
         start = time.perf_counter()
         process = _launch(port)
         try:
@@ -104,7 +88,7 @@ def measure_streaming(checkpoint: str, repeats: int, new_chars: int = 2000) -> t
 
     from demo.tabs.train import QUICK, app_presets
 
-    port = _free_port()
+    port = free_port()
     process = _launch(port)
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -132,7 +116,7 @@ def measure_training(repeats: int) -> list[dict]:
 
     cfg = app_presets()[QUICK][1]
     m = cfg.model
-    port = _free_port()
+    port = free_port()
     process = _launch(port)
     out = []
     try:

@@ -40,22 +40,30 @@ def launched_app_process(env: dict, log: Path, timeout: float = 600.0) -> Iterat
         process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"app.py exited with {process.returncode}:\n{log.read_text()}")
-                try:
-                    with urllib.request.urlopen(url, timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"app.py did not serve {url} within {timeout} s:\n{log.read_text()}")
-                time.sleep(0.2)
+            wait_until_served(url, process, timeout, log=log)
             yield url, process
         finally:
             end_process_group(process)
+
+
+def wait_until_served(url: str, process: subprocess.Popen, timeout: float, poll_s: float = 0.2,
+                      log: Path | None = None) -> None:
+    """Return once ``url`` answers HTTP 200; an error (with the app's log, if any) if the app exits first or
+    has not answered within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        said = f":\n{log.read_text()}" if log else ""
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode}{said}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"app.py did not serve {url} within {timeout} s{said}")
+        time.sleep(poll_s)
 
 
 def end_process_group(process: subprocess.Popen) -> None:

@@ -449,7 +449,7 @@ def format_table(r: dict) -> str:
             f"| BPE: learn a {k['vocab_size']:,}-token vocabulary from the corpus ({k['megabytes']:.1f} MB) | | "
             f"{k['median_train_s']:.2f} s | ≤ 10 s | {_mark(k['median_train_s'] <= 10)} |",
             f"| BPE: encode the corpus, one core, a tokenizer just loaded (cache empty) | {k['median_char']:.1f} MB/s "
-            f"(the character tokenizer) | **{k['median_cold']:.1f} MB/s** ({k['median_warm']:.1f} MB/s again, "
+            f"(the character tokenizer) | **{k['median_cold']:.2f} MB/s** ({k['median_warm']:.1f} MB/s again, "
             f"chunks cached); {k['chars_per_token']:.2f} characters per token | ≥ 5 MB/s | "
             f"{_mark(k['median_cold'] >= 5)} |",
         ]
