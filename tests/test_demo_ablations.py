@@ -9,7 +9,8 @@ import gradio as gr
 import pytest
 import torch
 
-from demo.tabs.ablations import ablations, list_studies
+from demo.server.settings import REPO_ROOT
+from demo.tabs.ablations import _shown, ablations, list_studies
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,11 @@ def test_equal_wall_clock_time_needs_measured_step_costs(results_dir, tmp_path):
     _, _, notes, table, _, _ = ablations(directory, "heads")
     assert "not measured yet" in table and "--step-cost --out study`" in table
     assert str(tmp_path) not in table + notes  # a visitor never sees where the server keeps its files
+    # the command names a folder of the repository as it is there; the one outside it, by its name alone
+    assert _shown(REPO_ROOT / "checkpoints" / "ablations") == "checkpoints/ablations" and _shown(directory) == "study"
+    (directory / "heads.md").write_text(f"Measured in {tmp_path}/runs/heads.\n")  # a conclusion naming a folder
+    _, _, notes, _, _, _ = ablations(directory, "heads")
+    assert str(tmp_path) not in notes and "runs/heads" not in notes
     # equal costs (a measured file's shape; measuring is tested in test_wallclock.py): both arms at their end
     step_cost_path(directory, "heads").write_text(json.dumps(
         {"arms": {"1": {"seconds_per_step": 0.5}, "2": {"seconds_per_step": 0.5}}, "device": "cpu", "threads": 1}))

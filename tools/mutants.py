@@ -99,6 +99,17 @@ MUTANTS = [
            ("tests/test_distributed.py", "-k", "time_budget")),
     Mutant("a zip's '..' entries not checked", "demo/server/uploads.py", ' or ".." in parts or ', " or ",
            ("tests/test_demo_models.py", "-k", "hostile")),
+    Mutant("an upload checked without limits", "demo/server/upload_child.py",
+           '    _limit_self(request["memory_bytes"], request["cpu_seconds"])', "    pass",
+           ("tests/test_demo_models.py", "-k", "child")),
+    Mutant("Stop waits in the queue", "demo/tabs/train.py", 'api_name="train_stop", queue=False)',
+           'api_name="train_stop")', ("tests/test_demo_train.py", "-k", "crowd")),
+    Mutant("the Ablations tab's command names only the folder", "demo/tabs/ablations.py",
+           "        return str(directory.resolve().relative_to(REPO_ROOT))", "        return directory.name",
+           ("tests/test_demo_ablations.py", "-k", "equal_wall_clock")),
+    Mutant("the Ablations tab's table keeps server paths", "demo/tabs/ablations.py",
+           "without_paths(study_notes(source, results)), without_paths(table)",
+           "study_notes(source, results), table", ("tests/test_demo_ablations.py", "-k", "equal_wall_clock")),
 ]
 
 
