@@ -218,3 +218,20 @@ def test_each_size_one_past_its_maximum_is_refused_by_name(name):
     if name == "n_head":
         form["n_embd"] = LIMITS.max_n_head * 4
     assert getattr(build_config(LIMITS, **form).model, name) == form[name]  # the maximum itself is taken
+
+
+def test_a_stopping_run_is_ended_for_using_its_cpu_grace_not_for_being_starved_of_cpu():
+    """At the lowest priority on a busy machine a run saves slowly: it is terminated only after using its
+    grace in CPU time (or, where that cannot be read, in wall-clock time), or after the longest a run may take."""
+    import os
+
+    from demo.server.training_job import STOP_GRACE_CPU_S, STOP_GRACE_WALL_S, _cpu_seconds, stop_overdue
+
+    assert not stop_overdue(10.0 + 1, 10.0, wall_since_stop=5 * STOP_GRACE_CPU_S)  # starved, not stuck
+    assert stop_overdue(10.0 + STOP_GRACE_CPU_S + 1, 10.0, wall_since_stop=STOP_GRACE_CPU_S + 1)  # spinning
+    assert stop_overdue(None, None, wall_since_stop=STOP_GRACE_CPU_S + 1)
+    assert not stop_overdue(None, None, wall_since_stop=STOP_GRACE_CPU_S - 1)
+    assert stop_overdue(10.0, 10.0, wall_since_stop=STOP_GRACE_WALL_S + 1)
+    spent = _cpu_seconds(os.getpid())
+    sum(i * i for i in range(2_000_000))  # some CPU time of this process's own
+    assert spent is not None and _cpu_seconds(os.getpid()) > spent

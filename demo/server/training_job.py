@@ -22,7 +22,11 @@ from gptcore.config import RunConfig
 from gptcore.errors import GptcoreError
 
 STEP_REPORT_INTERVAL = 0.25  # seconds between averaged step reports from the child
-STOP_GRACE_S = 30.0  # after Stop, how long the child may take to save before it is terminated
+# after Stop, the child may use this much CPU time to finish its step and save before it is terminated; a
+# child at the lowest priority on a busy machine gets little CPU, and is slow rather than stuck, so the wall
+# clock alone would end a healthy run. Where a process's CPU time cannot be read, the wall clock it is.
+STOP_GRACE_CPU_S = 30.0
+STOP_GRACE_WALL_S = 600.0  # however little CPU it got: the longest a run may take
 
 
 class RunInProgressError(GptcoreError):
@@ -43,6 +47,25 @@ class TrainJobSpec:
     corpus_text: str | None = None
     corpus_label: str = "Tiny Shakespeare"
     label: str = ""
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """The CPU time a process has used so far (Linux's /proc), or None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def stop_overdue(cpu_now: float | None, cpu_at_stop: float | None, wall_since_stop: float) -> bool:
+    """Whether a child asked to stop has had its chance: STOP_GRACE_CPU_S of CPU time since, or (CPU time
+    unknown) that many seconds of wall clock, and in any case STOP_GRACE_WALL_S."""
+    if wall_since_stop > STOP_GRACE_WALL_S:
+        return True
+    if cpu_now is None or cpu_at_stop is None:
+        return wall_since_stop > STOP_GRACE_CPU_S
+    return cpu_now - cpu_at_stop > STOP_GRACE_CPU_S
 
 
 def _worker(spec: TrainJobSpec, events: "mp.Queue", stop: "mp.synchronize.Event") -> None:
@@ -147,6 +170,7 @@ class TrainingManager:
         self._process = None
         self._stop = None
         self._stop_requested_at: float | None = None
+        self._stop_cpu_at: float | None = None
         self._owner: str | None = None  # who started the run: only they may stop it (None: anyone)
 
     def status(self) -> RunStatus:
@@ -191,6 +215,7 @@ class TrainingManager:
                 self._stop.set()
                 if self._status.state != "stopping":
                     self._stop_requested_at = time.monotonic()
+                    self._stop_cpu_at = _cpu_seconds(self._process.pid) if self._process else None
                     self._update(state="stopping", message="stopping: saving the best weights so far…")
         return self.status()
 
@@ -228,8 +253,8 @@ class TrainingManager:
             if not process.is_alive():
                 break
             with self._lock:
-                asked = self._stop_requested_at
-            if asked is not None and time.monotonic() - asked > STOP_GRACE_S:
+                asked, cpu_then = self._stop_requested_at, self._stop_cpu_at
+            if asked is not None and stop_overdue(_cpu_seconds(process.pid), cpu_then, time.monotonic() - asked):
                 process.terminate()
         process.join(timeout=5)
         with self._lock:
