@@ -100,32 +100,27 @@ def outcome_of(error: BaseException) -> tuple[str, str]:
     return "refused", message
 
 
-def timed(crowd: Crowd, endpoint: str, call: Callable[[], object], until_answered: bool = False) -> object | None:
-    """Run one request, record its outcome and latency; returns its result (None when it did not succeed).
-    ``until_answered``: a request refused as busy is asked again a second later, as a person would."""
+def ask(client, crowd: Crowd, api: str, *args, label: str | None = None, until_answered: bool = False):
+    """One request to ``api``, bounded by the request timeout (a hang counts as a failure, not a wait), its
+    outcome and latency recorded under ``label`` (``api`` unless given); returns its result, or None when it
+    did not succeed. ``until_answered``: a request refused as busy is asked again a second later, as a
+    person would."""
     while True:
-        start = time.perf_counter()
+        start, job = time.perf_counter(), None
         try:
-            result = call()
+            job = client.submit(*args, api_name=api)
+            result = job.result(timeout=crowd.options.request_timeout)
         except Exception as e:  # every kind of failure is what this script counts
+            if isinstance(e, TimeoutError) and job is not None:
+                job.cancel()
             outcome, message = outcome_of(e)
-            crowd.add(Record(endpoint, outcome, time.perf_counter() - start, message=message[:200]))
+            crowd.add(Record(label or api, outcome, time.perf_counter() - start, message=message[:200]))
             if outcome == "busy" and until_answered:
                 time.sleep(1.0)
                 continue
             return None
-        crowd.add(Record(endpoint, "served", time.perf_counter() - start))
+        crowd.add(Record(label or api, "served", time.perf_counter() - start))
         return result
-
-
-def submit(client, crowd: Crowd, api_name: str, *args):
-    """``client.predict`` bounded by the request timeout (a hang counts as a failure, not a wait)."""
-    job = client.submit(*args, api_name=api_name)
-    try:
-        return job.result(timeout=crowd.options.request_timeout)
-    except TimeoutError:
-        job.cancel()
-        raise
 
 
 def sample(client, crowd: Crowd) -> None:
@@ -159,39 +154,37 @@ def sample(client, crowd: Crowd) -> None:
 def inside(client, crowd: Crowd, turn: int) -> None:
     api = ("/predictions", "/logit_lens", "/attention")[turn % 3]
     args = (crowd.options.checkpoint, TEXT) + ((1, 1) if api == "/attention" else ())
-    timed(crowd, api, lambda: submit(client, crowd, api, *args))
+    ask(client, crowd, api, *args)
 
 
 def ablations(client, crowd: Crowd, turn: int, studies: list[str]) -> None:
     study = studies[turn % len(studies)]
-    timed(crowd, "/ablations", lambda: submit(client, crowd, "/ablations", study))
+    ask(client, crowd, "/ablations", study)
 
 
 def upload(client, crowd: Crowd, turn: int, files: dict[str, Path], hostile: bool) -> None:
     from gradio_client import handle_file
 
     name = ("huge", "deep")[turn % 2] if hostile else "good"
-    endpoint = "/upload_model (hostile)" if hostile else "/upload_model"
-    timed(crowd, endpoint, lambda: submit(client, crowd, "/upload_model", [handle_file(str(files[name]))],
-                                          f"{name}-{turn}"))
+    ask(client, crowd, "/upload_model", [handle_file(str(files[name]))], f"{name}-{turn}",
+        label="/upload_model (hostile)" if hostile else "/upload_model")
 
 
 def train(client, crowd: Crowd, deadline: float) -> None:
     """Start the Train tab's run, watch it until it ends or the time is up, then stop it."""
     o = crowd.options
     seconds = max(5.0, min(o.train_seconds, deadline - time.monotonic()))
-    if timed(crowd, "/train_start", lambda: submit(client, crowd, "/train_start", "quick", 2, 4, 64, 64, 3e-3,
-                                                   "seconds", seconds, "Tiny Shakespeare", None)) is None:
+    if ask(client, crowd, "/train_start", "quick", 2, 4, 64, 64, 3e-3, "seconds", seconds, "Tiny Shakespeare",
+           None) is None:
         time.sleep(1.0)
         return
     while time.monotonic() < deadline:
-        status = timed(crowd, "/train_status", lambda: submit(client, crowd, "/train_status"))
+        status = ask(client, crowd, "/train_status")
         if status is not None and not status.get("active"):
             return
         time.sleep(1.0)
-    timed(crowd, "/train_stop", lambda: submit(client, crowd, "/train_stop"), until_answered=True)
-    while (status := timed(crowd, "/train_status", lambda: submit(client, crowd, "/train_status"),
-                           until_answered=True)) is not None and status.get("active"):
+    ask(client, crowd, "/train_stop", until_answered=True)
+    while (status := ask(client, crowd, "/train_status", until_answered=True)) is not None and status.get("active"):
         time.sleep(0.5)
 
 
@@ -350,8 +343,8 @@ def run_load(options: LoadOptions) -> dict:
         if watch:
             watch.done.set()
             watch.join()
-        still_serving = alive() and timed(crowd, "/generate (after)", lambda: submit(
-            _client(url), crowd, "/generate", options.checkpoint, "ROMEO:", 0.0, 0, 1.0, 20, 1, "replace")) is not None
+        still_serving = alive() and ask(_client(url), crowd, "/generate", options.checkpoint, "ROMEO:", 0.0, 0, 1.0,
+                                         20, 1, "replace", label="/generate (after)") is not None
     return {"options": asdict(options), "roles": {r: roles.count(r) for r in sorted(set(roles))},
             "elapsed_s": elapsed, "server_alive": still_serving, "endpoints": summarize(crowd.records),
             "server_peak_rss_bytes": watch.server_peak if watch else None,

@@ -50,11 +50,11 @@ def wait_until_served(url: str, process: subprocess.Popen, timeout: float, poll_
                       log: Path | None = None) -> None:
     """Return once ``url`` answers HTTP 200; an error (with the app's log, if any) if the app exits first or
     has not answered within ``timeout`` seconds."""
+    said = lambda: f":\n{log.read_text()}" if log else ""  # noqa: E731 - read only when there is an error
     deadline = time.monotonic() + timeout
     while True:
-        said = f":\n{log.read_text()}" if log else ""
         if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with {process.returncode}{said}")
+            raise RuntimeError(f"app.py exited with {process.returncode}{said()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -62,7 +62,7 @@ def wait_until_served(url: str, process: subprocess.Popen, timeout: float, poll_
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"app.py did not serve {url} within {timeout} s{said}")
+            raise RuntimeError(f"app.py did not serve {url} within {timeout} s{said()}")
         time.sleep(poll_s)
 
 

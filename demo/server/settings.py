@@ -67,10 +67,10 @@ class Limits:
     queue_size: int = 50  # events waiting beyond this are told at once that the queue is full
     stream_interval_s: float = 0.05  # at most ~20 text updates per second
 
-
     def views_queue(self) -> dict:
         """The event arguments that put a view in the one queue all Attention and Inside views share."""
         return {"concurrency_limit": self.view_concurrency, "concurrency_id": "model-views"}
+
 
 @dataclass(frozen=True)
 class AppSettings:

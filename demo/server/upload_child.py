@@ -13,6 +13,7 @@ fresh interpreter it is).
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing
 import os
@@ -27,7 +28,9 @@ from .uploads import UploadError, add_model
 _OUT_OF_MEMORY = "out of memory"
 
 
+@functools.cache
 def _context() -> multiprocessing.context.BaseContext:
+    """The fork server's context (set up once), or spawn's where there is none."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
@@ -49,9 +52,9 @@ def add_model_in_child(files: list[str | os.PathLike], name: str | None, dest_ro
     verdict = _receive(receive, limits.upload_check_seconds)
     if verdict is None:
         child.kill()
-    child.join()
-    if verdict is None:
+        child.join()
         raise UploadError(f"checking the upload took longer than {limits.upload_check_seconds:g} s: refused")
+    child.join()
     return _folder_or_refusal(verdict, child.exitcode or 0, limits)
 
 
