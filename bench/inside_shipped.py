@@ -29,7 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from demo.views.head_roles import describe_heads  # noqa: E402
+from gptcore.head_roles import describe_heads  # noqa: E402
 from gptcore.checkpoint import load_checkpoint  # noqa: E402
 from gptcore.data import Corpus  # noqa: E402
 from gptcore.interpret import heads_off, logit_lens, surprise  # noqa: E402

@@ -10,7 +10,7 @@ import threading
 
 import gradio as gr
 
-from .tabs import ablations, attention, inside, models, sample, train
+from .tabs import ablations, attention, inside, models, replay, sample, train
 from .server.registry import ModelRegistry
 from .server.settings import DOWNLOADS, AppSettings
 from .server.training_job import TrainingManager
@@ -94,6 +94,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                 ins = inside.build_tab(registry, settings.limits)
             with gr.Tab("Train", id="train"):
                 t = train.build_tab(manager, settings)
+                rp = replay.build_section(registry, manager)
             with gr.Tab("Ablations", id="ablations"):
                 ab = ablations.build_tab(settings.ablations_dir)
             with gr.Tab("Models", id="models"):
@@ -110,6 +111,8 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                   api_visibility="private", show_progress="hidden")
         for fn, inputs, outputs in (a["selectors"], ins["load"], ab["load"]):  # each tab filled on opening
             demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+        demo.load(*rp["pick"], api_visibility="private", show_progress="hidden").then(
+            *rp["show"], api_visibility="private", show_progress="hidden")
     demo.queue(default_concurrency_limit=2, max_size=settings.limits.queue_size)
     if preload:
         warm_up(registry)

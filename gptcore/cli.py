@@ -55,6 +55,8 @@ def _add_train(sub) -> None:
     p.add_argument("--max-iters", type=int)
     p.add_argument("--time-budget", type=float, metavar="SECONDS")
     p.add_argument("--seed", type=int)
+    p.add_argument("--snapshots", type=int, metavar="N", help="record what the model does on a probe text every "
+                   "N steps, for the app's replay (snapshots.pt beside the checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint's saved state")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", help=f"where to train (the preset's device setting unless given): {DEVICE_HELP}")
@@ -159,7 +161,7 @@ def cmd_train(args) -> int:
 
     overrides = parse_assignments(args.set)
     for key, value in (("max_iters", args.max_iters), ("time_budget", args.time_budget), ("seed", args.seed),
-                       ("device", args.device)):
+                       ("device", args.device), ("snapshot_interval", args.snapshots)):
         if value is not None:
             overrides[key] = value
     config = get_preset(args.preset).with_overrides(overrides)

@@ -98,6 +98,7 @@ class TrainConfig:
     eval_windows: int | None = 200  # validation windows per periodic estimate; None = whole split
     sample_interval: int = 500  # emit a text sample every N steps (0 = never)
     sample_chars: int = 200
+    snapshot_interval: int = 0  # record the model on a probe text every N steps for replay (gptcore.snapshots; 0 = never)
     seed: int = 1337
     threads: int | None = None  # torch intra-op threads; None = leave torch's default
     save_dtype: str = "float32"  # dtype of stored weights; "float16" halves the file (Spaces cap files at 10 MB)
@@ -122,7 +123,8 @@ class TrainConfig:
         device_kind(self.device)
         for name in ("batch_size", "grad_accum", "max_iters", "bpe_vocab_size", "eval_interval", "sample_chars"):
             _count(name, getattr(self, name), low=0 if name == "sample_chars" else 1)
-        for name in ("eval_windows", "final_eval_tokens", "threads", "warmup_iters", "sample_interval"):
+        for name in ("eval_windows", "final_eval_tokens", "threads", "warmup_iters", "sample_interval",
+                     "snapshot_interval"):
             if getattr(self, name) is not None:
                 _count(name, getattr(self, name), low=-MAX_COUNT)  # their own lower bounds are checked below
         if self.time_budget is not None and self.time_budget <= 0:
@@ -138,7 +140,8 @@ class TrainConfig:
                               f"{self.final_eval_tokens}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1 (or None for torch's default), got {self.threads}")
-        for name in ("warmup_iters", "sample_interval", "sample_chars", "weight_decay", "grad_clip", "muon_lr"):
+        for name in ("warmup_iters", "sample_interval", "snapshot_interval", "sample_chars", "weight_decay",
+                     "grad_clip", "muon_lr"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.muon_lr <= 0 or not 0 <= self.warmdown_frac <= 1 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:

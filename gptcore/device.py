@@ -2,13 +2,14 @@
 
 One place decides these so that training, evaluation, sampling, the benchmark and the app agree.
 ``auto`` picks CUDA, then Apple's MPS, then the CPU. Autocast uses bfloat16 where the device supports
-it (CPU, CUDA from Ampere on, MPS on recent macOS) and otherwise runs in float32, rather than switching
+it natively (CPUs with AVX-512's or AMX's bfloat16, CUDA from Ampere on, MPS on recent macOS) and otherwise runs in float32, rather than switching
 to float16, which would need loss scaling to train safely.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import ContextManager
 
 import torch
@@ -60,9 +61,20 @@ def describe(device: torch.device) -> str:
     return device.type
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_computes_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic of its own (AVX-512's or AMX's, as oneDNN reports it).
+    Elsewhere (AVX2 machines, most laptops) torch emulates bfloat16, several times slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def bfloat16_supported(device: torch.device) -> bool:
+    """Whether computing in bfloat16 on ``device`` pays: natively supported, not emulated."""
     if device.type == "cpu":
-        return True
+        return cpu_computes_bfloat16()
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "mps":

@@ -13,6 +13,7 @@ import torch
 from gptcore.experiments.ablate import Arm, Study, run_study
 from gptcore.data import Corpus
 from gptcore.presets import get_preset
+from gptcore.snapshots import SNAPSHOTS_FILE
 from gptcore.training import Trainer
 from bench.served_app import free_port, launched_app  # noqa: F401 (imported by the tests from here)
 from tests.tiny_configs import tiny_model, tiny_train
@@ -42,13 +43,14 @@ def make_checkpoints(root: Path, corpus: Corpus) -> Path:
     """``root`` with a trained tiny GPT, the same on BPE tokens with rotary positions, a briefly trained bigram
     and a damaged copy of the GPT."""
     root.mkdir(parents=True, exist_ok=True)
-    Trainer(get_preset("tiny").with_overrides({"threads": 1}), corpus, root / "tiny", command="pytest").run()
+    Trainer(get_preset("tiny").with_overrides({"threads": 1, "snapshot_interval": 10}), corpus, root / "tiny",
+            command="pytest").run()
     bpe = get_preset("tiny").with_overrides(BPE_ROPE)
     text = corpus.tokenizer.decode(torch.cat([corpus.train, corpus.val]).tolist())
     Trainer(bpe, Corpus.from_text(text, recipe=bpe.train), root / "tiny-bpe-rope", command="pytest").run()
     Trainer(get_preset("bigram").with_overrides({"threads": 1, "max_iters": 20, "eval_interval": 10}), corpus,
             root / "bigram", command="pytest").run()
-    shutil.copytree(root / "tiny", root / "damaged")
+    shutil.copytree(root / "tiny", root / "damaged", ignore=shutil.ignore_patterns(SNAPSHOTS_FILE))
     weights = root / "damaged" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     return root

@@ -24,6 +24,7 @@ SHOTS = REPO / "artifacts" / "screenshots"
 # every wait is for a state on the page; this bound only turns a hang into a failure (a busy machine is slow)
 WAIT_MS = 300_000
 expect.set_options(timeout=WAIT_MS)  # the assertions that name no timeout of their own, too
+ITERATIONS_LABEL = "iterations"
 LAPTOP, PHONE = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
 
 
@@ -198,8 +199,30 @@ def _step(status) -> int:
     return int(re.search(r"step (\d+)", status.inner_text()).group(1))
 
 
+def test_train_tab_replays_a_runs_snapshots(page):
+    _open_tab(page, "Train")
+    label, roles = page.locator("#replay-step-label"), page.locator("#replay-roles")
+    expect(label).to_contain_text("Step 60 ", timeout=WAIT_MS)  # the tiny run's last snapshot
+    expect(page.locator("#replay-head canvas.gc-heat")).to_be_visible()
+    expect(roles).to_contain_text("L2 H2")
+    _shot(page, "train-replay-laptop")
+    page.locator("#replay-step input[type=range]").fill("0")  # back to the start of training
+    expect(label).to_contain_text("Step 0 ", timeout=WAIT_MS)
+    expect(roles).to_contain_text("spreads its attention evenly")
+    expect(page.locator("#replay-head")).to_contain_text("at step 0")
+    _choose(page, "head", "head 2")
+    expect(page.locator("#replay-head")).to_contain_text("Layer 1, head 2 at step 0")
+    expect(roles.locator("tr.gc-picked")).to_contain_text("L1 H2")
+    page.locator("#replay-text .gc-tok").nth(3).hover()  # each character says what the model expected
+    expect(page.locator("#replay-text .gc-tok").nth(3)).to_have_attribute("title", re.compile("the model expected"))
+    _shot(page, "train-replay-step0-laptop")
+
+
 def test_train_tab_starts_a_run_shows_the_chart_moving_and_stops(page):
     _open_tab(page, "Train")
+    # a step budget, not a time one: a starved run must not end before its first sample (it runs until Stop)
+    page.get_by_role("tabpanel").get_by_label(ITERATIONS_LABEL).check()
+    page.get_by_role("tabpanel").get_by_label("how many").fill("100000")
     page.locator("#train-start-btn").click()
     status = page.locator("#train-status")
     expect(status).to_contain_text("Running", timeout=WAIT_MS)
@@ -304,6 +327,9 @@ def test_every_tab_at_phone_width(browser, app_url):
             expect(page.locator("#inside-heads-summary")).to_contain_text("layer 2 head 1", timeout=WAIT_MS)
         if name == "Train":  # what a run shows comes before the form that starts it, not a screen below it
             assert page.locator("#train-chart").bounding_box()["y"] < page.locator("#train-start-btn").bounding_box()["y"]
+            expect(page.locator("#replay-head canvas.gc-heat")).to_be_visible(timeout=WAIT_MS)
+            page.locator("#replay-roles").scroll_into_view_if_needed()
+            _shot(page, "train-replay-phone")
         if name == "Ablations":
             expect(page.locator("#ablations-summary img")).to_be_visible(timeout=WAIT_MS)
             table = page.locator("#ablations-summary-table table").first

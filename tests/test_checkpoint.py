@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gptcore import checkpoint as ckpt
+from gptcore import snapshots
 from gptcore.config import RunConfig
 from gptcore.errors import CheckpointError
 from gptcore.models import GPT
@@ -148,7 +149,7 @@ def test_killed_save_leaves_a_readable_checkpoint(tmp_path):
     assert len(leftovers) <= 4  # a killed writer may leave its temp file, never a half-written target
 
 
-@pytest.mark.parametrize("name", ["shakespeare-char", "bigram"])
+@pytest.mark.parametrize("name", ["shakespeare-char", "bigram", "two-layer"])
 def test_shipped_checkpoints_load_fit_a_space_and_match_their_metrics(name, corpus):
     """The quoted loss is what the stored weights give, and no file needs Git LFS on a Space (10 MB)."""
     from pathlib import Path
@@ -162,6 +163,12 @@ def test_shipped_checkpoints_load_fit_a_space_and_match_their_metrics(name, corp
     ck = ckpt.load_checkpoint(directory)
     assert ck.metrics["val_loss"] == pytest.approx(split_loss(ck.model, corpus.val, ck.config.model.block_size),
                                                    abs=1e-4)
+    if snapshots.exists(directory):  # the replay of its training ends with these very weights
+        assert (directory / snapshots.SNAPSHOTS_FILE).stat().st_size < 10_000_000
+        last = snapshots.Snapshots.load(directory).taken[-1]
+        assert last.step == ck.metrics["best_step"]
+        maps = ck.model.eval().attention_maps(torch.tensor([snapshots.Snapshots.load(directory).probe_ids]))
+        torch.testing.assert_close(last.attention.float(), torch.stack([m[0] for m in maps]), atol=5e-3, rtol=0)
 
 
 def test_a_checkpoint_changes_as_a_whole_wherever_a_save_is_interrupted(tmp_path, monkeypatch):

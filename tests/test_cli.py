@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gptcore.cli import main
+from gptcore.snapshots import Snapshots
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,8 +28,10 @@ def in_process(capsys, *args) -> str:
 
 def test_train_eval_sample_end_to_end(tmp_path, capsys):
     out = tmp_path / "tiny"
-    trained = json.loads(run("train", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "3").stdout)
+    trained = json.loads(run("train", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "3",
+                             "--snapshots", "20").stdout)
     assert trained["steps"] == 60
+    assert Snapshots.load(out).steps == [0, 20, 40, 60]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["command"].startswith("python -m gptcore train --preset tiny")
     evaluated = json.loads(run("eval", "--checkpoint", str(out)).stdout)
@@ -48,8 +51,9 @@ def test_train_eval_sample_end_to_end(tmp_path, capsys):
     greedy = ["sample", "--checkpoint", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "80", "--temperature", "0"]
     assert in_process(capsys, *greedy) == in_process(capsys, *greedy, "--no-draft")
     resumed = json.loads(run("train", "--preset", "tiny", "--out", str(out), "--quiet", "--seed", "3",
-                             "--max-iters", "80", "--resume").stdout)
+                             "--max-iters", "80", "--resume", "--snapshots", "20").stdout)
     assert resumed["steps"] == 80
+    assert Snapshots.load(out).steps == [0, 20, 40, 60, 80]
     assert "tiny" in in_process(capsys, "presets")
 
 

@@ -13,7 +13,7 @@ import torch
 from demo.server import registry as registry_module
 from demo.tabs.attention import (ALL, AVERAGE, attention_view, attention_weights, compute_maps, head_choices,
                             layer_choices, select_head, show_attention)
-from demo.views.head_roles import head_role, target_shares
+from gptcore.head_roles import head_role, target_shares
 from demo.server.registry import ModelRegistry
 from demo.server.settings import Limits
 from demo.views.html import packed_weights

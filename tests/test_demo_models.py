@@ -100,7 +100,7 @@ class _RunsCode:
 
 
 def hostile_uploads(tmp_path: Path, root: Path) -> list[tuple[list[Path], str]]:
-    good = {p.name: p.read_bytes() for p in (root / "tiny").iterdir() if p.name not in ("manifest.json", "train_state.pt")}
+    good = {p.name: p.read_bytes() for p in (root / "tiny").iterdir() if p.name not in ("manifest.json", "train_state.pt", "snapshots.pt")}
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("config.json", good["config.json"])
@@ -147,9 +147,9 @@ def test_hostile_uploads_are_refused_clearly_and_nothing_runs(registry, root, tm
 
 
 def test_a_zipped_run_folder_uploads_as_it_is(registry, root, tmp_path):
-    """A run folder zipped by hand also holds its manifest and training state: accepted, and left out."""
+    """A run folder zipped by hand also holds its manifest, training state and snapshots: accepted, and left out."""
     files = {f"tiny/{p.name}": p.read_bytes() for p in (root / "tiny").iterdir() if p.is_file()}
-    assert "tiny/train_state.pt" in files and "tiny/manifest.json" in files
+    assert {"tiny/train_state.pt", "tiny/manifest.json", "tiny/snapshots.pt"} <= set(files)
     view = registry.for_session("s")
     assert "uploaded/tiny" in upload_model(view, LIMITS, [str(_zip(tmp_path / "run.zip", files))], "")
     assert sorted(p.name for p in (view.uploads_dir / "tiny").iterdir()) == [

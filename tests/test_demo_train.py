@@ -11,6 +11,7 @@ from demo.server.registry import ModelRegistry
 from demo.server.settings import AppSettings, Limits
 from demo.tabs.train import (ITERATIONS, QUICK, SECONDS, SHAKESPEARE, UPLOAD, app_presets, build_config, curve_frame,
                         read_upload, start_run, status_markdown)
+from demo.tabs.replay import LIVE, replay_sources, show
 from demo.server.training_job import NotYourRunError, RunInProgressError, TrainingManager, TrainJobSpec
 from gptcore.checkpoint import load_checkpoint
 from gptcore.errors import ConfigError, GptcoreError
@@ -118,6 +119,10 @@ def test_a_run_starts_reports_refuses_a_second_start_and_stops_keeping_the_best(
     assert running.state == "running" and running.tokens_per_sec > 0 and running.eta > 0
     frame = curve_frame(running)
     assert set(frame["curve"]) == {"train", "validation"} and frame["loss"].notna().all()
+    # its snapshots replay while it trains (taken at step 0 and before the evaluation at step 50)
+    registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir)
+    assert LIVE in replay_sources(registry, manager)
+    assert "**Step 50**" in show(registry, manager, LIVE, 1, 1, 1)[0]
     # another visitor watches, is told when the trainer is free, and cannot stop it
     with pytest.raises(RunInProgressError, match="started by another visitor .*free again in about \\d+:\\d\\d"):
         start_run(manager, settings, **QUICK_FORM, stop_mode=SECONDS, stop_value=60, corpus=SHAKESPEARE,
@@ -137,8 +142,8 @@ def test_a_run_starts_reports_refuses_a_second_start_and_stops_keeping_the_best(
     assert "trained/" in done.message and "Stopped" in status_markdown(done)
     ck = load_checkpoint(done.out_dir)
     assert ck.metrics["status"] == "stopped" and ck.config.train.threads == 1
-    registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir)
     assert registry.names() == [f"trained/{ck.path.name}"]  # a finished run appears in the pickers
+    assert list(replay_sources(registry, manager)) == [f"trained/{ck.path.name}"]  # and in the replay's
 
 
 def test_a_run_on_an_upload_that_fails_in_the_worker_is_reported(settings, manager):

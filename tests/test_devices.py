@@ -41,9 +41,10 @@ def test_an_absent_or_unknown_device_is_a_clear_error(monkeypatch):
 
 def test_autocast_dtype_falls_back_to_float32_where_bfloat16_is_missing(monkeypatch):
     cpu = torch.device("cpu")
-    assert dev.compute_dtype(cpu, "bfloat16") == torch.bfloat16
     assert dev.compute_dtype(cpu, "float32") == torch.float32
-    monkeypatch.setattr(dev, "bfloat16_supported", lambda device: False)
+    monkeypatch.setattr(dev, "cpu_computes_bfloat16", lambda: True)
+    assert dev.compute_dtype(cpu, "bfloat16") == torch.bfloat16
+    monkeypatch.setattr(dev, "cpu_computes_bfloat16", lambda: False)  # an AVX2 laptop: emulated, so not used
     assert dev.compute_dtype(cpu, "bfloat16") == torch.float32
 
 

@@ -122,13 +122,14 @@ def test_muon_learns_and_leaves_embeddings_to_adamw(tmp_path, corpus):
     assert b.val_loss < 3.0 and b.val_loss < a.val_loss + 0.05
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("shape", [(3, 48, 16), (2, 16, 48), (32, 32)])
-def test_orthogonalize_sets_singular_values_near_one(shape):
+def test_orthogonalize_sets_singular_values_near_one(shape, dtype):
     from gptcore.training.muon import orthogonalize
 
     g = torch.randn(shape) * torch.logspace(-1.5, 0, shape[-1])  # condition number ~100
-    s = torch.linalg.svdvals(orthogonalize(g).float())
-    assert orthogonalize(g).shape == g.shape
+    s = torch.linalg.svdvals(orthogonalize(g, dtype=dtype).float())
+    assert orthogonalize(g, dtype=dtype).shape == g.shape
     assert s.min() > 0.5 and s.max() < 1.3
     assert torch.linalg.svdvals(g).max() / torch.linalg.svdvals(g).min() > 10
 
@@ -172,3 +173,17 @@ def test_typed_overrides_refuse_values_of_the_wrong_type(key, value):
         get_preset("seed").with_overrides({key: value})
     with pytest.raises(ConfigError, match="unknown preset"):
         get_preset("huge")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_muon_orthogonalises_in_bfloat16_only_where_the_device_computes_it(monkeypatch, native):
+    from gptcore.training import muon
+
+    used = []
+    real = muon.orthogonalize
+    monkeypatch.setattr(muon, "bfloat16_supported", lambda device: native)
+    monkeypatch.setattr(muon, "orthogonalize", lambda m, steps, dtype: used.append(dtype) or real(m, steps, dtype))
+    w = torch.nn.Parameter(torch.randn(8, 4))
+    w.grad = torch.randn(8, 4)
+    muon.Muon([w]).step()
+    assert used == [torch.bfloat16 if native else torch.float32]

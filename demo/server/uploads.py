@@ -22,9 +22,10 @@ from gptcore.errors import CheckpointError, GptcoreError
 from gptcore.memory import human_bytes
 
 # the files of a checkpoint directory (gptcore.checkpoint's names); a zipped run folder also holds the
-# manifest and the training state, which are accepted and left out (the model loads without them)
+# manifest, the training state and maybe its snapshots, which are accepted and left out (the model loads
+# without them, and an upload's replay is not offered)
 CHECKPOINT_FILES = {"model.safetensors", "model.pt", "config.json", "tokenizer.json", "metrics.json", "draft.pt"}
-LEFT_OUT = {"manifest.json", "train_state.pt"}
+LEFT_OUT = {"manifest.json", "train_state.pt", "snapshots.pt"}
 MAX_UNPACKED_BYTES = 200_000_000
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 

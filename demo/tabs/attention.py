@@ -18,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     from gptcore.checkpoint import Checkpoint
 
-from ..views.head_roles import describe_heads
+from gptcore.head_roles import describe_heads
 from ..views.plots import heatmap_grid_figure
 from ..views.html import CSS, interactive_script, attention_html
 from ..views.explain import how_to_read

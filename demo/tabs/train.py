@@ -31,6 +31,7 @@ SECONDS, ITERATIONS = "seconds", "iterations"
 QUICK = "quick"
 # what every in-app run changes, whatever the preset: frequent cheap evaluations and samples, one thread
 APP_OVERRIDES = {"eval_interval": 50, "eval_windows": 20, "sample_interval": 150, "sample_chars": 200, "threads": 1}
+SNAPSHOTS = {"snapshot_interval": 50}  # and, for a model with attention, snapshots for the replay
 # the default run: small enough that one core brings the training loss under 2.5 in well under 30 s
 QUICK_OVERRIDES = {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64, "batch_size": 32, "lr": 3e-3,
                    "warmup_iters": 20, "dtype": "bfloat16", "dropout": 0.0}
@@ -40,9 +41,11 @@ CURVE_COLUMNS = ["step", "loss", "curve"]
 def app_presets() -> dict[str, tuple[str, RunConfig]]:
     """The app's quick default, then gptcore's presets, each with the in-app overrides applied."""
     presets = {QUICK: ("a 2-layer, width-64 model that starts writing words within a minute on one core",
-                       get_preset("tiny").with_overrides({**QUICK_OVERRIDES, **APP_OVERRIDES}))}
+                       get_preset("tiny").with_overrides({**QUICK_OVERRIDES, **APP_OVERRIDES, **SNAPSHOTS}))}
     for name, (note, _) in PRESETS.items():
-        presets[name] = (note, get_preset(name).with_overrides(APP_OVERRIDES))
+        preset = get_preset(name)
+        presets[name] = (note, preset.with_overrides({**APP_OVERRIDES,
+                                                      **(SNAPSHOTS if preset.model.arch == "gpt" else {})}))
     return presets
 
 

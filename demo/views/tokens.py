@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-
-def visible_piece(piece: str) -> str:
-    """A token's text with printable stand-ins for whitespace and control characters, for chart axes and labels."""
-    return "".join({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "\\r"}.get(c, c if c.isprintable() else repr(c)[1:-1])
-                   for c in piece)
+from gptcore.tokenizers.base import visible_piece  # noqa: F401 - the views' one way to show a token
 
 
 def token_unit(ck) -> str:

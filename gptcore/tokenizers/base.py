@@ -18,6 +18,12 @@ from ..storage import atomic_write_text
 UNKNOWN_POLICIES = ("strict", "replace", "drop")
 
 
+def visible_piece(piece: str) -> str:
+    """A token's text with printable stand-ins for whitespace and control characters, for chart axes and labels."""
+    return "".join({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "\\r"}.get(c, c if c.isprintable() else repr(c)[1:-1])
+                   for c in piece)
+
+
 class Tokenizer(ABC):
     type_name: str = ""  # the "type" field of the saved JSON
 

@@ -25,6 +25,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import checkpoint as ckpt
+from .. import snapshots
 from ..config import RunConfig
 from ..data import BatchSampler, Corpus
 from ..shards import ShardSet
@@ -119,6 +120,9 @@ class Trainer:
                                f"block_size ({block}); use a longer text or a smaller block_size")
         if len(self.corpus.val) < 2:
             raise too_short_to_measure(len(self.corpus.val))
+        if self.config.train.snapshot_interval and self.config.model.arch != "gpt":
+            raise GptcoreError(f"snapshots record attention, and a {self.config.model.arch} model has none; "
+                               "set snapshot_interval to 0")
         check_output_dir(self.out_dir)
         check_fits(self.config, self.device)
 
@@ -273,6 +277,7 @@ class _Run:
         self.recent_losses: list[float] = []
         self.speed = _Speed()
         self.pending: tuple | None = None  # (step, loss tensor, lr, tokens, seconds) not yet reported
+        self.snapshots = self._snapshots() if tc.snapshot_interval and g.is_main else None
 
     def _build(self) -> None:
         """The model (wrapped for several processes, compiled if asked), its optimizer, the batch stream, the
@@ -295,6 +300,23 @@ class _Run:
         if tc.eval_windows is not None:
             self.eval_starts = sample_windows(len(t.corpus.val), mc.block_size, tc.eval_windows, tc.seed)
         self.draft = t._fit_draft() if g.is_main else None
+
+    def _snapshots(self) -> snapshots.Snapshots:
+        """The run's snapshots: those of the run being resumed, up to its saved step, else new ones; the
+        one due at the current step taken at once (step 0 of a new run)."""
+        t = self.trainer
+        if t.resume and snapshots.exists(t.out_dir):
+            kept = snapshots.Snapshots.load(t.out_dir)
+            kept.drop_after(self.st.step)
+        else:
+            kept = snapshots.begin(self.model, t.corpus.tokenizer, t.corpus.val, self.tc.snapshot_interval)
+        if kept.take(self.model, self.st.step) or not t.resume:
+            kept.save(t.out_dir)
+        return kept
+
+    def take_snapshot(self) -> None:
+        if self.snapshots is not None and self.snapshots.take(self.model, self.st.step):
+            self.snapshots.save(self.trainer.out_dir)
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -362,6 +384,7 @@ class _Run:
         st.step += 1
         st.tokens_seen += tokens
         self.pending = (st.step, loss, lr, tokens, time.perf_counter() - t0)
+        self.take_snapshot()
         at_eval = st.step % tc.eval_interval == 0 or st.step == tc.max_iters
         at_sample = bool(tc.sample_interval) and st.step % tc.sample_interval == 0
         if at_eval or at_sample:

@@ -2,7 +2,8 @@
 
 Why: an AdamW step on a weight matrix is dominated by a few directions; replacing the momentum matrix
 by its nearest semi-orthogonal matrix (all singular values set to ~1) makes every direction move, which
-learns more per token. The orthogonalisation is a quintic Newton-Schulz iteration run in bfloat16, a
+learns more per token. The orthogonalisation is a quintic Newton-Schulz iteration run in bfloat16 (float32 where
+that would be emulated), a
 handful of small matrix products per weight. Embeddings, the output head, biases and norm gains stay on
 AdamW (see ``gptcore.training.optimizers.make_optimizer``).
 """
@@ -11,15 +12,18 @@ from __future__ import annotations
 
 import torch
 
+from ..device import bfloat16_supported
+
 # coefficients of the quintic x -> a x + b x^3 + c x^5, chosen to push singular values towards 1 fast
 _NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
 
-def orthogonalize(matrices: torch.Tensor, steps: int = 5) -> torch.Tensor:
+def orthogonalize(matrices: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """Approximately U V^T for each matrix = U S V^T in a (..., rows, cols) stack (singular values land
-    roughly in [0.7, 1.2]). Stacking same-shaped matrices turns many tiny products into a few batched ones."""
+    roughly in [0.7, 1.2]). Stacking same-shaped matrices turns many tiny products into a few batched ones.
+    ``dtype``: what the iteration runs in (float32 where the device would only emulate bfloat16)."""
     a, b, c = _NS_COEFFS
-    x = matrices.to(torch.bfloat16)
+    x = matrices.to(dtype)
     wide = x.size(-2) <= x.size(-1)
     if not wide:
         x = x.mT
@@ -61,7 +65,8 @@ class Muon(torch.optim.Optimizer):
                     bufs.append(self.state[p]["momentum_buffer"])
                 torch._foreach_lerp_(bufs, list(grads.unbind(0)), 1 - beta)
                 nesterov = grads.lerp_(torch.stack(bufs), beta)
-                updates = orthogonalize(nesterov, group["ns_steps"])
+                dtype = torch.bfloat16 if bfloat16_supported(nesterov.device) else torch.float32
+                updates = orthogonalize(nesterov, group["ns_steps"], dtype)
                 # a tall matrix's orthogonal update has smaller entries; restore their size
                 scale = max(1.0, rows / cols) ** 0.5
                 if group["weight_decay"]:

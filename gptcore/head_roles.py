@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .tokens import visible_piece
+from .tokenizers.base import visible_piece
 
 PUNCTUATION = set(".,;:!?")
 MIN_SHARE = 0.3  # below this, no single target explains the head
