@@ -10,7 +10,7 @@ import threading
 
 import gradio as gr
 
-from .tabs import ablations, attention, inside, models, replay, sample, train
+from .tabs import ablations, attention, compare, inside, models, replay, sample, train
 from .server.registry import ModelRegistry
 from .server.settings import DOWNLOADS, AppSettings
 from .server.training_job import TrainingManager
@@ -91,7 +91,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
             with gr.Tab("Attention", id="attention") as attention_tab:
                 a = attention.build_tab(registry, settings.limits)
             with gr.Tab("Inside", id="inside") as inside_tab:
-                ins = inside.build_tab(registry, settings.limits)
+                ins = inside.build_tab(registry, settings.limits, more_views=[compare.build_view])
             with gr.Tab("Train", id="train"):
                 t = train.build_tab(manager, settings)
                 rp = replay.build_section(registry, manager)

@@ -1,5 +1,6 @@
 """Looking inside a trained GPT: the prediction at every position, how surprised the model is by each
-token, what each layer would predict (the logit lens), and the model with some heads switched off.
+token, what each layer would predict (the logit lens), the model with some heads switched off, each head's
+role, and two models compared token by token.
 
 Everything runs the model's own forward pass (``GPT.forward``), so what is shown is what the model does;
 nothing here trains or changes weights. Results are on the CPU, as float32.
@@ -13,6 +14,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from .head_roles import HeadRole, describe_heads
 from .models import GPT
 from .models.attention import rope_frequencies
 
@@ -138,3 +140,22 @@ def rope_wavelengths(model: GPT) -> torch.Tensor | None:
     if cfg.pos_emb != "rope":
         return None
     return 2 * torch.pi / rope_frequencies(cfg.n_embd // cfg.n_head, cfg.rope_base)
+
+
+@torch.no_grad()
+def compare_surprise(first: GPT, second: GPT, ids: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """((T - 1,), (T - 1,)) each token's loss under each of two models that read the same tokens, in nats:
+    where the second is better (lower) or worse, token by token. The text must fit both contexts."""
+    if first.config.vocab_size != second.config.vocab_size:
+        raise ValueError(f"the two models have different vocabularies ({first.config.vocab_size} and "
+                         f"{second.config.vocab_size} tokens): compare models that share a tokenizer")
+    return surprise(first, ids), surprise(second, ids)
+
+
+@torch.no_grad()
+def head_roles(model: GPT, ids: list[int] | torch.Tensor, pieces: list[str]) -> list[list[HeadRole]]:
+    """Each head's role ([layer][head], :mod:`gptcore.head_roles`) on a text of tokens ``ids`` whose text
+    pieces are ``pieces``."""
+    model.eval()
+    maps = model.attention_maps(_ids(model, ids))
+    return describe_heads([m[0].float().cpu().numpy() for m in maps], pieces)

@@ -40,11 +40,14 @@ def view_data(view_html: str, key: str):
 
 
 def make_checkpoints(root: Path, corpus: Corpus) -> Path:
-    """``root`` with a trained tiny GPT, the same on BPE tokens with rotary positions, a briefly trained bigram
-    and a damaged copy of the GPT."""
+    """``root`` with a trained tiny GPT (with snapshots), the same trained briefly, the same on BPE tokens with
+    rotary positions, a briefly trained bigram and a damaged copy of the GPT."""
     root.mkdir(parents=True, exist_ok=True)
     Trainer(get_preset("tiny").with_overrides({"threads": 1, "snapshot_interval": 10}), corpus, root / "tiny",
             command="pytest").run()
+    # the same model trained for ten steps only: a weaker one that reads text alike, to compare with
+    Trainer(get_preset("tiny").with_overrides({"threads": 1, "max_iters": 10, "eval_interval": 10}), corpus,
+            root / "brief", command="pytest").run()
     bpe = get_preset("tiny").with_overrides(BPE_ROPE)
     text = corpus.tokenizer.decode(torch.cat([corpus.train, corpus.val]).tolist())
     Trainer(bpe, Corpus.from_text(text, recipe=bpe.train), root / "tiny-bpe-rope", command="pytest").run()

@@ -199,6 +199,20 @@ def _step(status) -> int:
     return int(re.search(r"step (\d+)", status.inner_text()).group(1))
 
 
+def test_inside_tab_compares_two_models(page):
+    _open_tab(page, "Inside")
+    _choose(page, "checkpoint", "tiny")
+    page.get_by_role("tab", name="Compare two models").click()
+    _choose(page, "compare with", "brief")  # runs the comparison
+    expect(page.locator("#compare-summary")).to_contain_text("brief predicts", timeout=WAIT_MS)
+    expect(page.locator("#compare-change .gc-tok").first).to_be_visible()
+    expect(page.locator("#compare-roles")).to_contain_text("L2 H2")
+    expect(page.locator("#compare-lens table")).to_have_count(2)
+    _shot(page, "inside-compare-laptop")
+    _choose(page, "compare with", "tiny-bpe-rope")  # another tokenizer: said in the view, in a sentence
+    expect(page.locator("#compare-summary")).to_contain_text("read text differently", timeout=WAIT_MS)
+
+
 def test_train_tab_replays_a_runs_snapshots(page):
     _open_tab(page, "Train")
     label, roles = page.locator("#replay-step-label"), page.locator("#replay-roles")
@@ -317,8 +331,11 @@ def test_every_tab_at_phone_width(browser, app_url):
             _run_and_tap(page, "#inside-btn", "#inside-predictions-view", 2, ".gc-dist", "(character 3)")
             for view, ready_view in [("Logit lens", "#inside-lens-view table"),
                                      ("Embeddings", "#inside-embeddings-map img"),
+                                     ("Compare two models", "#compare-change .gc-tok >> nth=0"),
                                      ("Switch heads off", "#inside-each-head")]:
                 page.get_by_role("tab", name=view).click()  # every view's tab is visible on a phone
+                if view.startswith("Compare"):
+                    _choose(page, "compare with", "brief")
                 expect(page.locator(ready_view)).to_be_visible(timeout=WAIT_MS)
                 width = page.evaluate("document.documentElement.scrollWidth")
                 assert width <= PHONE["width"] + 1, f"Inside, {view}, scrolls sideways on a phone ({width}px)"

@@ -221,7 +221,7 @@ def test_registry_lists_checkpoints_and_knows_the_file_names(registry):
     assert (registry_module.CONFIG, registry_module.WEIGHTS, registry_module.LEGACY_WEIGHTS, registry_module.METRICS,
             registry_module.MANIFEST) == (checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.LEGACY_WEIGHTS,
                                           checkpoint.METRICS, checkpoint.MANIFEST)
-    assert registry.names() == ["tiny", "bigram", "damaged", "tiny-bpe-rope"]  # the default first
+    assert registry.names() == ["tiny", "bigram", "brief", "damaged", "tiny-bpe-rope"]  # the default first
     assert "bigram" not in registry.names(attention_only=True)
     assert registry.get("tiny") is registry.get("tiny")  # cached
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import gradio as gr
 
@@ -300,7 +300,9 @@ def heads_for(registry: ModelRegistry, checkpoint: str, quiet: bool = False):
 
 # ---- the tab --------------------------------------------------------------------------------------------
 
-def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
+def build_tab(registry: ModelRegistry, limits: Limits, more_views: Sequence[Callable] = ()) -> dict:
+    """The tab; each of ``more_views`` is called as ``view(registry, limits, checkpoint, text, button)`` among
+    the tab's views, to add one of its own that runs on the same model, text and button."""
     default = registry.default(attention_only=True)
     how_to_read("inside")
     with gr.Row(equal_height=False):
@@ -336,6 +338,8 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
                     ranking = gr.Dataframe(headers=EACH_HEAD_COLUMNS, datatype=["str", "number", "number"],
                                            interactive=False, elem_id="inside-each-head",
                                            label="one head off at a time: the loss on this text (nats)")
+        for view in more_views:
+            view(registry, limits, checkpoint, text, go)
 
     session = dict(gpu_seconds=20)
     _pred = per_session(predictions_view, registry, limits, **session)

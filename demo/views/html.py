@@ -177,15 +177,19 @@ def logit_lens_html(pieces: Sequence[str], lens: np.ndarray, decode, stage_names
     return f'<div class="gc-view gc-lens"><table>{"".join(body)}</table></div>'
 
 
-def loss_change_html(pieces: Sequence[str], base: np.ndarray, off: np.ndarray, unit: str) -> str:
-    """The text coloured by how much each token's loss changes with heads switched off: red where the model
-    got worse at predicting it, blue where it got better."""
+def loss_change_html(pieces: Sequence[str], base: np.ndarray, off: np.ndarray, unit: str,
+                     legend: str | None = None) -> str:
+    """The text coloured by how much each token's loss changes from ``base`` to ``off`` (heads switched off,
+    or another model): red where it got worse at predicting it, blue where it got better. ``legend`` says
+    what the change is (default: heads switched off)."""
     styles, titles = [""], [f"the first {unit}: not predicted"]
     for b, o in zip(base, off):
         delta = float(o - b)
         colour = "220, 38, 38" if delta > 0 else "37, 99, 235"
         styles.append(f"background: rgba({colour}, {min(1.0, abs(delta) / 2.0):.3f})")
         titles.append(f"loss {b:.2f} → {o:.2f} nats ({delta:+.2f})")
-    return (f'<div class="gc-view gc-off"><p class="gc-legend">Red: the model predicts this {unit} worse '
-            f'with the heads off; blue: better; white: unchanged (full colour at ±2 nats). Hover or tap a token for numbers.</p>'
+    legend = legend or (f"Red: the model predicts this {unit} worse with the heads off; blue: better; white: "
+                        "unchanged")
+    return (f'<div class="gc-view gc-off"><p class="gc-legend">{html.escape(legend)} (full colour at ±2 nats). '
+            f'Hover or tap a token for numbers.</p>'
             f'{token_strip(pieces, styles, titles)}</div>')
