@@ -10,7 +10,8 @@ Not a test: it reports.
    characters, temperature 0.8) from the shipped checkpoint, timed from the request to the last update;
    once on an idle server and once while the Train tab's default run is training.
 3. views: seconds each view of the Attention and Inside tabs takes to answer for a full context (the
-   model's block_size in tokens), including its HTML or the PNG encoding of its figures; in-process, median.
+   model's block_size in tokens), including its HTML or the PNG encoding of its figures, the comparison with
+   the shipped two-layer model, and one step of that model's replay; in-process, median.
 4. training: the Train tab's default run started through the API; seconds from Start until the reported
    train loss (mean of the recent steps) is under 2.5, then Stop.
 """
@@ -145,12 +146,16 @@ def measure_training(repeats: int) -> list[dict]:
         _stop(process)
 
 
+COMPARED = "two-layer"  # the shipped model trained with snapshots: compared with, and replayed
+
+
 def measure_views(checkpoint: str, repeats: int) -> dict[str, list[float]]:
     """Seconds each view of the Attention and Inside tabs takes to answer for a full context, including
     the HTML it sends or the PNG encoding of its figures; in-process, model loaded, median of ``repeats``."""
     from gradio.processing_utils import encode_plot_to_base64
 
-    from demo.tabs import inside
+    from demo.server.training_job import TrainingManager
+    from demo.tabs import compare, inside, replay
     from demo.tabs.attention import show_attention
     from demo.server.registry import ModelRegistry
     from demo.server.settings import AppSettings
@@ -177,6 +182,10 @@ def measure_views(checkpoint: str, repeats: int) -> dict[str, list[float]]:
         "embeddings (two pictures)": lambda: png(*inside.embeddings_view(registry, checkpoint)[:2]),
         "heads off (two heads)": lambda: inside.heads_off_view(registry, limits, checkpoint, text, heads),
         "one head off at a time (every head)": lambda: inside.each_head(registry, limits, checkpoint, text),
+        f"compare with {COMPARED} (both models, every view)": lambda: compare.compare_view(
+            registry, limits, checkpoint, COMPARED, text),
+        f"replay of {COMPARED}'s training, one snapshot": lambda: replay.show(
+            registry, TrainingManager(), COMPARED, 1, 1, 1),
     }
     out: dict = {}
     for name, view in views.items():

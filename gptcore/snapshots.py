@@ -148,10 +148,11 @@ def text_windows(val: torch.Tensor | ShardSet, tokenizer: Tokenizer, length: int
     """``n`` windows of ``length`` tokens spread evenly over the validation split's first WINDOWS_SPAN tokens;
     the first (the probe) starts at the beginning of its first full line, if one starts early enough."""
     head = val.head(WINDOWS_SPAN) if isinstance(val, ShardSet) else val[:WINDOWS_SPAN]
-    ids = [int(i) for i in head]
+    ids = torch.as_tensor(head).tolist()
     if len(ids) < length:
         return [ids]
-    first = next((i + 1 for i, t in enumerate(ids[:PROBE_SEARCH]) if "\n" in tokenizer.piece(t)), 0)
+    newlines = {t for t in set(ids[:PROBE_SEARCH]) if "\n" in tokenizer.piece(t)}
+    first = next((i + 1 for i, t in enumerate(ids[:PROBE_SEARCH]) if t in newlines), 0)
     if first + length > len(ids):
         first = 0
     starts = [first] + [int(s) for s in torch.linspace(first + length, len(ids) - length, n - 1).tolist()

@@ -137,3 +137,14 @@ def test_a_model_without_attention_cannot_record_snapshots(small_corpus, tmp_pat
     config = RunConfig(tiny_model(arch="bigram"), tiny_train(snapshot_interval=5)).with_overrides({})
     with pytest.raises(GptcoreError, match="snapshot_interval"):
         Trainer(config, small_corpus, tmp_path)
+
+
+def test_recording_snapshots_leaves_the_training_unchanged(small_corpus, tmp_path):
+    """A snapshot runs the model with dropout off and draws no random numbers: the run trains as without."""
+    config = dict(max_iters=10, eval_interval=10)
+    with_them = Trainer(_config(**config).with_overrides({"dropout": 0.1}), small_corpus, tmp_path / "a").run()
+    without = Trainer(_config(**config).with_overrides({"dropout": 0.1, "snapshot_interval": 0}), small_corpus,
+                      tmp_path / "b").run()
+    assert snapshots.exists(tmp_path / "a") and not snapshots.exists(tmp_path / "b")
+    a, b = load_checkpoint(tmp_path / "a").model.state_dict(), load_checkpoint(tmp_path / "b").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a) and with_them.val_loss == without.val_loss
