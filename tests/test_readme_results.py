@@ -97,3 +97,17 @@ def test_the_crowd_figures_in_readme_and_the_app_doc_are_bench_load_json():
     assert line in (ROOT / "docs" / "app.md").read_text()
     overload = headline(json.loads((ROOT / "bench" / "load-overload.json").read_text()))
     assert overload in (ROOT / "docs" / "app.md").read_text()
+
+
+def test_the_replay_findings_in_the_docs_are_read_off_the_shipped_snapshots():
+    """docs/snapshots.md's table of when each head took on its job is what bench/replay_findings.py prints
+    from the committed checkpoints/two-layer/snapshots.pt."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("replay_findings", ROOT / "bench" / "replay_findings.py")
+    findings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(findings)
+    snaps = findings.Snapshots.load(ROOT / "checkpoints" / "two-layer")
+    table = findings.markdown(findings.findings(snaps), len(snaps.windows)).splitlines()
+    doc = (ROOT / "docs" / "snapshots.md").read_text(encoding="utf-8").splitlines()
+    assert [line for line in table if line not in doc] == []
