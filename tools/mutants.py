@@ -110,6 +110,24 @@ MUTANTS = [
     Mutant("the Ablations tab's table keeps server paths", "demo/tabs/ablations.py",
            "without_paths(study_notes(source, results)), without_paths(table)",
            "study_notes(source, results), table", ("tests/test_demo_ablations.py", "-k", "equal_wall_clock")),
+    # snapshots, the replay and the comparison
+    Mutant("a resumed run keeps snapshots ahead of its state", "gptcore/snapshots.py",
+           "        self.taken = [s for s in self.taken if s.step <= step]", "        pass",
+           ("tests/test_snapshots.py", "-k", "resumed")),
+    Mutant("snapshots thinned without doubling the interval", "gptcore/snapshots.py",
+           "            self.interval *= 2\n", "", ("tests/test_snapshots.py", "-k", "full")),
+    Mutant("a snapshot taken with dropout on", "gptcore/snapshots.py", "    model.eval()\n    try:",
+           "    try:", ("tests/test_snapshots.py", "-k", "checkpoint_saved")),
+    Mutant("no snapshot at step 0", LOOP, "        kept.take(self.model, self.st.step)\n", "",
+           ("tests/test_snapshots.py", "-k", "every_n_steps")),
+    Mutant("Muon in bfloat16 where it is emulated", "gptcore/training/muon.py",
+           "torch.bfloat16 if bfloat16_supported(nesterov.device) else torch.float32", "torch.bfloat16",
+           ("tests/test_train.py", "-k", "orthogonalises")),
+    Mutant("the replay takes any name as a run", "demo/tabs/replay.py", "    if run not in sources:",
+           "    if run not in sources and not Path(run).is_dir():", ("tests/test_demo_replay.py", "-k", "bad")),
+    Mutant("models on different tokenizers compared", "demo/tabs/compare.py",
+           "    if a.tokenizer.to_dict() != b.tokenizer.to_dict():", "    if False:",
+           ("tests/test_demo_compare.py", "-k", "refused")),
 ]
 
 

@@ -305,13 +305,13 @@ class _Run:
         """The run's snapshots: those of the run being resumed, up to its saved step, else new ones; the
         one due at the current step taken at once (step 0 of a new run)."""
         t = self.trainer
-        if t.resume and snapshots.exists(t.out_dir):
+        if t.resume and t.state_path.exists() and snapshots.exists(t.out_dir):
             kept = snapshots.Snapshots.load(t.out_dir)
             kept.drop_after(self.st.step)
         else:
             kept = snapshots.begin(self.model, t.corpus.tokenizer, t.corpus.val, self.tc.snapshot_interval)
-        if kept.take(self.model, self.st.step) or not t.resume:
-            kept.save(t.out_dir)
+        kept.take(self.model, self.st.step)
+        kept.save(t.out_dir)
         return kept
 
     def take_snapshot(self) -> None:
