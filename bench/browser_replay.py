@@ -13,7 +13,6 @@ Needs Debian's chromium and Playwright; not a test.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -21,8 +20,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from app_speed import REPO, _free_port, _launch, _stop, _summary, _wait_served
-from browser_views import CHROMIUM, LAPTOP, TEXT, _timed
+from app_speed import REPO, _summary
+from browser_views import TEXT, _timed, browser_parser, served_page
 
 sys.path.insert(0, str(REPO))
 
@@ -77,38 +76,11 @@ def measure_compare(page, repeats: int, shot) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--shots", type=Path, default=None, help="save a screenshot of each view here")
-    parser.add_argument("--out", default=str(REPO / "bench" / "browser_replay.json"))
-    args = parser.parse_args(argv)
-    if not Path(CHROMIUM).exists():
-        parser.error(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
-
-    port = _free_port()
-    process = _launch(port)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait_served(url, process)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport=LAPTOP)
-            page.goto(url)
-            expect(page.get_by_role("tabpanel")).to_contain_text("parameters", timeout=60_000)
-
-            def shot(name: str) -> None:
-                if args.shots:
-                    args.shots.mkdir(parents=True, exist_ok=True)
-                    page.wait_for_timeout(600)  # let Gradio's fade-in finish
-                    page.screenshot(path=str(args.shots / f"{name}.png"), full_page=True)
-
-            times = {"replay: move the step slider until that snapshot is drawn": measure_replay(page, args.repeats, shot),
-                     "compare: choose the second model until the comparison is drawn":
-                         measure_compare(page, args.repeats, shot)}
-            browser.close()
-    finally:
-        _stop(process)
+    args = browser_parser(__doc__.splitlines()[0], "browser_replay.json").parse_args(argv)
+    with served_page(args.shots) as (page, shot):
+        times = {"replay: move the step slider until that snapshot is drawn": measure_replay(page, args.repeats, shot),
+                 "compare: choose the second model until the comparison is drawn":
+                     measure_compare(page, args.repeats, shot)}
     targets = {"replay": "<= 0.3", "compare": "<= 1"}
     for name, values in times.items():
         print(f"{name}: median {statistics.median(values):.3f} s", flush=True)
