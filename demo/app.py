@@ -94,7 +94,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                 ins = inside.build_tab(registry, settings.limits, more_views=[compare.build_view])
             with gr.Tab("Train", id="train"):
                 t = train.build_tab(manager, settings)
-                rp = replay.build_section(registry, manager)
+                rp = replay.build_section(registry, manager, t["timer"])
             with gr.Tab("Ablations", id="ablations"):
                 ab = ablations.build_tab(settings.ablations_dir)
             with gr.Tab("Models", id="models"):

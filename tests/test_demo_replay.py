@@ -12,7 +12,7 @@ import pytest
 
 from demo.server.registry import ModelRegistry
 from demo.server.training_job import TrainingManager
-from demo.tabs.replay import LIVE, NO_RUNS, pick_run, replay_api, replay_sources, show
+from demo.tabs.replay import LIVE, NO_RUNS, follow_live, pick_run, replay_api, replay_sources, show
 from gptcore.snapshots import Snapshots
 from demo_support import view_data
 from test_demo_attention import unpacked_weights
@@ -56,6 +56,11 @@ def test_picking_a_run_puts_the_slider_on_its_last_snapshot(registry, snaps):
     assert slider["maximum"] == slider["value"] == len(snaps.taken) - 1
     n_layer, n_head = snaps.taken[0].attention.shape[:2]
     assert len(layers["choices"]) == n_layer and len(heads["choices"]) == n_head
+
+
+def test_only_the_run_in_progress_is_followed(registry):
+    assert follow_live(registry, TrainingManager(), "tiny", 0, 3) == (gr.skip(), 3)
+    assert follow_live(registry, TrainingManager(), LIVE, 0, 3) == (gr.skip(), 3)  # no run: nothing to follow
 
 
 def test_without_a_run_the_replay_says_how_to_get_one(registry):

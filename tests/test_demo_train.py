@@ -11,7 +11,7 @@ from demo.server.registry import ModelRegistry
 from demo.server.settings import AppSettings, Limits
 from demo.tabs.train import (ITERATIONS, QUICK, SECONDS, SHAKESPEARE, UPLOAD, app_presets, build_config, curve_frame,
                         read_upload, start_run, status_markdown)
-from demo.tabs.replay import LIVE, replay_sources, show
+from demo.tabs.replay import LIVE, follow_live, replay_sources, show
 from demo.server.training_job import NotYourRunError, RunInProgressError, TrainingManager, TrainJobSpec
 from gptcore.checkpoint import load_checkpoint
 from gptcore.errors import ConfigError, GptcoreError
@@ -123,6 +123,10 @@ def test_a_run_starts_reports_refuses_a_second_start_and_stops_keeping_the_best(
     registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir)
     assert LIVE in replay_sources(registry, manager)
     assert "**Step 50**" in show(registry, manager, LIVE, 1, 1, 1)[0]
+    grown, known = follow_live(registry, manager, LIVE, 0, 1)  # the slider follows the run's new snapshots,
+    assert known >= 2 and grown["maximum"] == grown["value"] == known - 1  # to the newest if it was on the last
+    kept, _ = follow_live(registry, manager, LIVE, 0, 10**6)  # and stays where it was if it was not
+    assert kept["value"] == 0 and kept["maximum"] >= 1
     # another visitor watches, is told when the trainer is free, and cannot stop it
     with pytest.raises(RunInProgressError, match="started by another visitor .*free again in about \\d+:\\d\\d"):
         start_run(manager, settings, **QUICK_FORM, stop_mode=SECONDS, stop_value=60, corpus=SHAKESPEARE,

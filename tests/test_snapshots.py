@@ -63,7 +63,9 @@ def test_the_probe_is_validation_text_from_a_line_start(small_corpus):
 
 
 def test_a_snapshot_holds_the_attention_of_the_checkpoint_saved_at_its_step(small_corpus, tmp_path):
-    _train(small_corpus, tmp_path, max_iters=10, eval_interval=5)
+    """With dropout in training, so that a snapshot taken with it on would differ from the model's own."""
+    trainer = Trainer(_config(max_iters=10, eval_interval=5).with_overrides({"dropout": 0.2}), small_corpus, tmp_path)
+    trainer.run()
     ck = load_checkpoint(tmp_path)
     best = ck.metrics["best_step"]
     kept = snapshots.Snapshots.load(tmp_path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from gptcore.errors import GptcoreError
 from gptcore.snapshots import SNAPSHOTS_FILE, Snapshots
 
 from ..server.inputs import checked_number, user_errors
@@ -88,6 +89,22 @@ def pick_run(registry: ModelRegistry, manager: TrainingManager, run: str):
                 gr.update(choices=[(f"head {k + 1}", k + 1) for k in range(n_head)], value=1))
 
 
+def follow_live(registry: ModelRegistry, manager: TrainingManager, run: str | None, index, known: int):
+    """On the Train tab's timer: while the run in progress is shown, the slider grows with its snapshots (and
+    stays on the newest if it was on the last one). (slider update or skip, the number of snapshots known)."""
+    if run != LIVE:
+        return gr.skip(), known
+    try:
+        snaps, _ = _opened(registry, manager, run)
+    except (GptcoreError, ValueError):  # the run ended (it is listed by its own name now) or has none yet
+        return gr.skip(), known
+    n = len(snaps.taken)
+    if n == known:
+        return gr.skip(), known
+    on_last = not isinstance(index, (int, float)) or index >= known - 1
+    return gr.update(maximum=max(n - 1, 1), value=n - 1 if on_last else index, interactive=n > 1), n
+
+
 def replay_api(registry: ModelRegistry, manager: TrainingManager, run: str, step: int, layer: int = 1,
                head: int = 1) -> dict:
     """A run's snapshot at training step ``step`` (the last taken at or before it): the probe text, the
@@ -101,8 +118,8 @@ def replay_api(registry: ModelRegistry, manager: TrainingManager, run: str, step
         return {"run": run, **replay_numbers(snaps, snaps.taken.index(shot), lay, hd, _decode(snaps))}
 
 
-def build_section(registry: ModelRegistry, manager: TrainingManager) -> dict:
-    """The replay under the Train tab's live view."""
+def build_section(registry: ModelRegistry, manager: TrainingManager, timer: gr.Timer) -> dict:
+    """The replay under the Train tab's live view; ``timer`` is the tab's, which keeps a live run's slider current."""
     sources = list(replay_sources(registry, manager))
     gr.Markdown("### Replay: how the heads formed\nEvery few steps a run records what its model does on a probe "
                 "text from the validation split. Slide through the steps: at first every head spreads its "
@@ -134,6 +151,8 @@ def build_section(registry: ModelRegistry, manager: TrainingManager) -> dict:
         return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
 
     quick = dict(api_visibility="private", show_progress="hidden", queue=False)
+    known = gr.State(0)
+    timer.tick(lambda r, i, k: follow_live(registry, manager, r, i, k), [run, step, known], [step, known], **quick)
     run.focus(_runs, run, run, **quick)
     run.input(_pick, run, [step, layer, head], **quick).then(_show, [run, step, layer, head], outputs, **quick)
     for control in (step, layer, head):
