@@ -16,11 +16,14 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
 
-from app_speed import REPO, _free_port, _launch, _stop, _summary, _wait_served
+from app_speed import REPO, _env, _summary
+
+from bench.served_app import free_port, launched_app  # noqa: E402 (app_speed puts the repository on the path)
 
 CHROMIUM = "/usr/bin/chromium"
 LAPTOP = {"width": 1366, "height": 900}
@@ -39,27 +42,21 @@ def served_page(shots: Path | None) -> Iterator[tuple]:
 
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    port = _free_port()
-    process = _launch(port)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait_served(url, process)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport=LAPTOP)
-            page.goto(url)
-            expect(page.get_by_role("tabpanel")).to_contain_text("parameters", timeout=60_000)
+    with tempfile.TemporaryDirectory() as logs, launched_app(_env(free_port()), Path(logs) / "app.log") as url, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport=LAPTOP)
+        page.goto(url)
+        expect(page.get_by_role("tabpanel")).to_contain_text("parameters", timeout=60_000)
 
-            def shot(name: str) -> None:
-                if shots:
-                    shots.mkdir(parents=True, exist_ok=True)
-                    page.wait_for_timeout(600)  # let Gradio's fade-in finish
-                    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+        def shot(name: str) -> None:
+            if shots:
+                shots.mkdir(parents=True, exist_ok=True)
+                page.wait_for_timeout(600)  # let Gradio's fade-in finish
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
-            yield page, shot
-            browser.close()
-    finally:
-        _stop(process)
+        yield page, shot
+        browser.close()
 
 
 def browser_parser(description: str, out: str) -> argparse.ArgumentParser:
