@@ -354,6 +354,8 @@ def test_every_tab_at_phone_width(browser, app_url):
         if name == "Train":  # what a run shows comes before the form that starts it, not a screen below it
             assert page.locator("#train-chart").bounding_box()["y"] < page.locator("#train-start-btn").bounding_box()["y"]
             expect(page.locator("#replay-head canvas.gc-heat")).to_be_visible(timeout=WAIT_MS)
+            page.locator("#replay-step input[type=range]").fill("1")  # the slider works on a phone too
+            expect(page.locator("#replay-step-label")).to_contain_text("Step 10 ", timeout=WAIT_MS)
             page.locator("#replay-roles").scroll_into_view_if_needed()
             _shot(page, "train-replay-phone")
         if name == "Ablations":
