@@ -98,7 +98,8 @@ class TrainConfig:
     eval_windows: int | None = 200  # validation windows per periodic estimate; None = whole split
     sample_interval: int = 500  # emit a text sample every N steps (0 = never)
     sample_chars: int = 200
-    snapshot_interval: int = 0  # record the model on a probe text every N steps for replay (gptcore.snapshots; 0 = never)
+    # record what the model does on a probe text every N steps, for the replay (gptcore.snapshots; 0 = never)
+    snapshot_interval: int = 0
     seed: int = 1337
     threads: int | None = None  # torch intra-op threads; None = leave torch's default
     save_dtype: str = "float32"  # dtype of stored weights; "float16" halves the file (Spaces cap files at 10 MB)

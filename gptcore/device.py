@@ -1,9 +1,9 @@
 """Where tensors live: choosing a device, autocast on it, and moving batches there.
 
 One place decides these so that training, evaluation, sampling, the benchmark and the app agree.
-``auto`` picks CUDA, then Apple's MPS, then the CPU. Autocast uses bfloat16 where the device supports
-it natively (CPUs with AVX-512's or AMX's bfloat16, CUDA from Ampere on, MPS on recent macOS) and otherwise runs in float32, rather than switching
-to float16, which would need loss scaling to train safely.
+``auto`` picks CUDA, then Apple's MPS, then the CPU. Autocast uses bfloat16 where the device supports it
+natively (CPUs with AVX-512's or AMX's bfloat16, CUDA from Ampere on, MPS on recent macOS) and otherwise runs
+in float32, rather than switching to float16, which would need loss scaling to train safely.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ MAX_KEPT = 128
 MIN_KEPT = 8
 WINDOWS = 8
 WINDOWS_SPAN = 200_000  # tokens of the validation split the windows are spread over
+TENSORS = ("attention", "surprise", "predicted", "confidence", "agreement")  # stored stacked, one row a snapshot
 
 
 @dataclass
@@ -136,8 +137,6 @@ class Snapshots:
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{path} is not a gptcore snapshots file ({e})") from None
 
-
-TENSORS = ("attention", "surprise", "predicted", "confidence", "agreement")
 
 
 def exists(directory: str | os.PathLike) -> bool:

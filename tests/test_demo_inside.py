@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from demo.tabs.inside import (each_head, embeddings_api, embeddings_view, head_options, heads_off_api, heads_off_view,
-                         logit_lens_api, logit_lens_view, parse_heads, predictions_api, predictions_view, stage_names)
+                         logit_lens_api, logit_lens_view, parse_heads, predictions_api, predictions_view)
+from demo.views.html import stage_names
 from demo.views.plots import MAX_MAP_LABELS, _spread_labels
 from demo.server.registry import ModelRegistry
 from demo.server.settings import Limits

@@ -22,7 +22,7 @@ from ..server.inputs import checked_text, user_errors, without_paths
 from ..server.registry import ModelRegistry
 from ..server.sessions import per_session
 from ..server.settings import Limits
-from ..views.html import CSS, logit_lens_html, loss_change_html
+from ..views.html import CSS, logit_lens_html, loss_change_html, stage_names
 from ..views.model_input import ModelInput, model_input
 from ..views.tokens import token_unit
 
@@ -38,7 +38,9 @@ ROLES_CSS = """
 
 def _tokenizer_words(ck: "Checkpoint") -> str:
     t = ck.tokenizer
-    return f"{t.vocab_size:,} characters" if t.type_name == "char" else f"a {t.vocab_size:,}-token {t.type_name} vocabulary"
+    if t.type_name == "char":
+        return f"{t.vocab_size:,} characters"
+    return f"a {t.vocab_size:,}-token {t.type_name} vocabulary"
 
 
 def compared_inputs(registry: ModelRegistry, limits: Limits, first: str, second: str, text: str | None
@@ -89,11 +91,6 @@ def roles_table(first: str, second: str, roles: tuple[list, list]) -> str:
     return f'<div class="gc-compare-roles"><table>{"".join(rows)}</table></div>'
 
 
-def _stages(ck: "Checkpoint") -> list[str]:
-    n = ck.config.model.n_layer
-    return ["embeddings"] + [f"after layer {i + 1}" for i in range(n - 1)] + [f"after layer {n}: the prediction"]
-
-
 def compare_view(registry: ModelRegistry, limits: Limits, first: str, second: str | None, text: str | None):
     """(summary, the text coloured by the second model's change in loss, both logit lenses, both models' roles).
 
@@ -110,7 +107,7 @@ def compare_view(registry: ModelRegistry, limits: Limits, first: str, second: st
         legend = f"Red: {second} predicts this {unit} worse than {first}; blue: better; white: alike"
         change = loss_change_html(given.pieces, *got["surprise"], unit, legend=legend)
         lens = "".join(f"<p><b>{html.escape(name)}</b></p>"
-                       + logit_lens_html(given.pieces, table, ck.tokenizer.piece, _stages(ck))
+                       + logit_lens_html(given.pieces, table, ck.tokenizer.piece, stage_names(ck.config.model.n_layer))
                        for name, ck, table in ((first, a, got["lens"][0]), (second, b, got["lens"][1])))
         notes = "\n\n".join([summary(first, second, got["surprise"], unit), *given.notices])
         return notes, change, lens, roles_table(first, second, got["roles"])

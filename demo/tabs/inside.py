@@ -22,7 +22,8 @@ from ..server.settings import Limits
 from ..server.inputs import checked_text, user_errors
 from ..server.sessions import per_session
 from ..views.tokens import token_unit, visible_piece
-from ..views.html import CSS, interactive_script, logit_lens_html, loss_change_html, predictions_html
+from ..views.html import (CSS, interactive_script, logit_lens_html, loss_change_html, predictions_html,
+                          stage_names)
 
 if TYPE_CHECKING:
     from gptcore.checkpoint import Checkpoint
@@ -64,12 +65,6 @@ def _prepared(registry: ModelRegistry, limits: Limits, checkpoint: str, text: st
 
 def _notes(given: ModelInput) -> str:
     return "\n\n".join(given.notices)
-
-
-def stage_names(n_layer: int) -> list[str]:
-    """The logit lens's rows: the residual stream after the embeddings, then after each layer."""
-    return ["embeddings"] + [f"after layer {i + 1}" for i in range(n_layer - 1)] + [
-        f"after layer {n_layer}: the model's prediction"]
 
 
 def _top(probs, decode, k: int = TOP) -> list[list]:

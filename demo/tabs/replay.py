@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from gptcore.errors import GptcoreError
+from gptcore.head_roles import unit_name
 from gptcore.snapshots import SNAPSHOTS_FILE, Snapshots
 
 from ..server.inputs import checked_number, user_errors
@@ -46,8 +47,7 @@ def _opened(registry: ModelRegistry, manager: TrainingManager, run: str) -> tupl
     snaps = load_snapshots(sources[run])
     if not snaps.taken:
         raise ValueError(f"{run} has no snapshots yet")
-    unit = "character" if all(len(p) == 1 for p in snaps.pieces) else "token"
-    return snaps, unit
+    return snaps, unit_name(snaps.pieces)
 
 
 def _chosen(snaps: Snapshots, index, layer, head) -> tuple[int, int, int]:

@@ -151,6 +151,12 @@ def predictions_html(pieces: Sequence[str], probs: np.ndarray, surprise: np.ndar
             '<div class="gc-dist" aria-live="polite"></div></div>')
 
 
+def stage_names(n_layer: int) -> list[str]:
+    """The logit lens's rows: the residual stream after the embeddings, then after each layer."""
+    return ["embeddings"] + [f"after layer {i + 1}" for i in range(n_layer - 1)] + [
+        f"after layer {n_layer}: the model's prediction"]
+
+
 def logit_lens_html(pieces: Sequence[str], lens: np.ndarray, decode, stage_names: Sequence[str]) -> str:
     """A table: one row per stage (embeddings, each layer), one column per position; each cell is the
     token that stage would predict next, shaded by its probability, its top 3 in the tooltip. Underlined:
