@@ -130,6 +130,8 @@ def _add_ablate(sub) -> None:
                    "verdict is unsettled (Welch's p between 0.01 and 0.2), up to this many")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--keep-models", action="store_true", help="keep each arm's first-seed model (float16) in "
+                   "<out>/models/, training that seed again where the results hold it without its weights")
     p.add_argument("--step-cost", action="store_true", help="instead of training: measure each arm's seconds per "
                    "step on this machine (at --threads) into <out>/<study>.step_cost.json, for the equal-time view")
     p.add_argument("--summary", action="store_true", help="instead of training: print the Markdown table and "
@@ -325,7 +327,8 @@ def _ablate_options(args):
     from .experiments.ablate import AblateOptions
 
     return AblateOptions(study=args.study, seeds=args.seeds, out=args.out, data=args.data, max_iters=args.max_iters,
-                         threads=args.threads, max_seeds=args.max_seeds, quiet=args.quiet, device=args.device)
+                         threads=args.threads, max_seeds=args.max_seeds, quiet=args.quiet, device=args.device,
+                         keep_models=args.keep_models)
 
 
 def cmd_bench(args) -> int:

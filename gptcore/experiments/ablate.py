@@ -37,6 +37,7 @@ from ..evaluate import unigram_loss
 from ..presets import WRITEUP_MODEL
 from ..storage import check_output_dir, write_json
 from ..training import TrainEvent
+from .arm_models import has_model, keep_model, model_dir, too_big_to_keep
 from .run_record import DIVERGE_NATS, SPIKE_NATS, train_run
 from .sharing import claim_run, locked_elsewhere, results_dir_lock
 from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
@@ -229,6 +230,8 @@ class StudyReport:
     trained: int = 0
     kept: int = 0
     reused: int = 0
+    models_kept: int = 0  # first seeds whose weights were kept (--keep-models)
+    models_trained: int = 0  # of them, runs trained again only to keep their weights
 
 
 def _run_key(config: RunConfig) -> str:
@@ -332,15 +335,17 @@ def build_results(study: Study, budget: dict, base_model: ModelConfig, runs: dic
 
 def run_study(study: Study, corpus: Corpus, out_dir: str | Path = DEFAULT_OUT, seeds: int = 3,
               budget: TrainConfig | None = None, command: str = "", quiet: bool = False,
-              reuse: bool = True, arm_seeds: dict[str, int] | None = None) -> StudyReport:
+              reuse: bool = True, arm_seeds: dict[str, int] | None = None, keep_models: bool = False) -> StudyReport:
     """Run every (arm, seed) of ``study`` not already in ``<out_dir>/<study>.json``; rewrite it after each run.
 
     Seeds go in the outer loop, so an interrupted study has every arm at the same number of seeds.
-    ``arm_seeds`` asks some arms for more seeds than ``seeds`` (see :func:`unclear_arms`).
+    ``arm_seeds`` asks some arms for more seeds than ``seeds`` (see :func:`unclear_arms`). ``keep_models``
+    keeps the weights of every arm's first seed (:mod:`.arm_models`), training that seed again where the
+    study recorded it without keeping them.
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-    run = _StudyRun(study, corpus, Path(out_dir), budget or default_budget(), command, reuse)
+    run = _StudyRun(study, corpus, Path(out_dir), budget or default_budget(), command, reuse, keep_models)
     todo = run.plan(seeds, arm_seeds or {})
     if not quiet:
         print(run.estimate(todo), flush=True)
@@ -353,9 +358,10 @@ class _StudyRun:
     again before every run and merged under a lock at every write."""
 
     def __init__(self, study: Study, corpus: Corpus, out_dir: Path, budget: TrainConfig, command: str,
-                 reuse: bool):
+                 reuse: bool, keep_models: bool = False):
         self.study, self.corpus, self.out_dir, self.budget = study, corpus, out_dir, budget
-        self.command, self.reuse = command, reuse
+        self.command, self.reuse, self.keep_models = command, reuse, keep_models
+        self.models_todo: list[tuple[Arm, RunConfig]] = []  # first seeds whose weights are still to keep
         self.path = out_dir / f"{study.name}.json"
         self.vocab = corpus.tokenizer.vocab_size
         self.base_model = dataclasses.replace(study.base_model, vocab_size=self.vocab)
@@ -401,6 +407,20 @@ class _StudyRun:
                     self.report.kept += 1
                 else:
                     todo.append((arm, arm_config(self.study, arm, self.budget, BASE_SEED + i, self.vocab)))
+        if self.keep_models:
+            self.models_todo = self._models_to_keep()
+        return todo
+
+    def _models_to_keep(self) -> list[tuple[Arm, RunConfig]]:
+        """The arms whose first seed's weights are not kept yet; an arm too big to keep is named and left."""
+        todo = []
+        for arm in self.study.arms:
+            config = arm_config(self.study, arm, self.budget, BASE_SEED, self.vocab)
+            reason = too_big_to_keep(config)
+            if reason is not None:
+                print(f"{self.study.name}: the {arm.label} arm's model is not kept: {reason}", flush=True)
+            elif not has_model(model_dir(self.out_dir, _run_key(config))):
+                todo.append((arm, config))
         return todo
 
     def estimate(self, todo: list[tuple[Arm, RunConfig]]) -> str:
@@ -411,8 +431,12 @@ class _StudyRun:
             measured.get(arm.name) for arm, _ in to_train] if measured else None)
         basis = (f"from the seconds per step measured at {self.budget.threads} thread(s)" if measured else
                  f"at {BASE_TOKENS_PER_SEC:,.0f} tokens/s for the base model")
+        models = [c for arm, c in self.models_todo if (arm, c) not in to_train]
+        seconds += estimate_seconds(models, len(self.corpus.val), step_seconds=[
+            measured.get(arm.name) for arm, c in self.models_todo if c in models] if measured else None)
+        keeping = f", {len(models)} trained again to keep their weights" if models else ""
         return (f"{self.study.name}: {len(todo) + self.report.kept} runs ({self.report.kept} already done, "
-                f"{len(todo) - len(to_train)} reusable from other studies, {len(to_train)} to train; "
+                f"{len(todo) - len(to_train)} reusable from other studies, {len(to_train)} to train{keeping}; "
                 f"estimated {seconds / 60:.1f} min {basis})")
 
     def execute(self, todo: list[tuple[Arm, RunConfig]], quiet: bool) -> StudyReport:
@@ -429,14 +453,17 @@ class _StudyRun:
                 bar.set_postfix_str(f"{arm.name} seed {config.train.seed}")
                 if self._obtain(arm, config, bar, queue):
                     bar.update(1)
+            for arm, config in self.models_todo:
+                bar.set_postfix_str(f"{arm.name} seed {config.train.seed}, to keep its weights")
+                self._keep_model(arm, config)
         finally:
             bar.close()
             try:
                 (self.out_dir / WORK_DIR).rmdir()  # only when no run is left in progress
             except OSError:
                 pass
-        if not self.report.results:
-            self.report.results = self._save()
+        if not self.report.results:  # no run recorded by this call: the file stays as it is
+            self.report.results = load_results(self.path) if self.path.exists() else self._save()
         return self.report
 
     def _obtain(self, arm: Arm, config: RunConfig, bar, queue: deque) -> bool:
@@ -469,11 +496,31 @@ class _StudyRun:
             claim_run(work_dir)
             run = train_run(config, self.corpus, self.command, on_eval, work_dir)
             self.report.trained += 1
+            if any(c == config for _, c in self.models_todo):
+                self._store_model(work_dir, config, run["val_loss"])
         self.runs[arm.name].append(run)
         self.report.results = self._save()
         if work_dir is not None:
             shutil.rmtree(work_dir, ignore_errors=True)  # recorded: its checkpoint is no longer needed
         return True
+
+    def _keep_model(self, arm: Arm, config: RunConfig) -> None:
+        """Train the arm's first seed again, when no process has kept its weights meanwhile, and keep them;
+        the study's record of the run stays as it is."""
+        key = _run_key(config)
+        if has_model(model_dir(self.out_dir, key)):
+            return
+        work_dir = self.out_dir / WORK_DIR / f"{arm.name}-seed{config.train.seed}-{key}-model"
+        claim_run(work_dir)
+        recorded = self._recorded().get((arm.name, config.train.seed)) or {}
+        train_run(config, self.corpus, self.command, None, work_dir)
+        self._store_model(work_dir, config, recorded.get("val_loss"))
+        self.report.models_trained += 1
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+    def _store_model(self, work_dir: Path, config: RunConfig, recorded_val_loss: float | None) -> None:
+        keep_model(work_dir, model_dir(self.out_dir, _run_key(config)), self.corpus, recorded_val_loss, self.command)
+        self.report.models_kept += 1
 
     def _save(self) -> dict:
         with results_dir_lock(self.out_dir):  # read, merge and write as one step against the other process
@@ -515,6 +562,7 @@ class AblateOptions:
     max_seeds: int | None = None
     quiet: bool = False
     device: str = "auto"
+    keep_models: bool = False
 
     def check_counts(self) -> None:
         """--seeds, --max-seeds and --threads as counts, refused before any work (step costs included)."""
@@ -532,6 +580,8 @@ class AblateOptions:
             parts.append(f"--max-iters {self.max_iters}")
         if self.max_seeds:
             parts.append(f"--max-seeds {self.max_seeds}")
+        if self.keep_models:
+            parts.append("--keep-models")
         return " ".join(parts)
 
 
@@ -548,7 +598,8 @@ def run_ablations(options: AblateOptions) -> int:
     seeds, max_seeds = options.seeds, options.max_seeds or options.seeds
     for study in studies:
         run = functools.partial(run_study, study, corpus, options.out, seeds=seeds, budget=budget,
-                                command=options.command(study.name), quiet=options.quiet)
+                                command=options.command(study.name), quiet=options.quiet,
+                                keep_models=options.keep_models)
         report = run()
         arm_seeds: dict[str, int] = {}
         while unclear := {a for a in unclear_arms(report.results) if arm_seeds.get(a, seeds) < max_seeds}:
@@ -557,5 +608,7 @@ def run_ablations(options: AblateOptions) -> int:
             report = run(arm_seeds=arm_seeds)
         if not options.quiet:
             print(summarize(report.results))
-        print(f"{report.path}: {report.trained} trained, {report.kept} kept, {report.reused} reused", flush=True)
+        models = f", {report.models_kept} models kept" if options.keep_models else ""
+        print(f"{report.path}: {report.trained} trained, {report.kept} kept, {report.reused} reused{models}",
+              flush=True)
     return 0

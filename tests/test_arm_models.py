@@ -1,0 +1,101 @@
+"""Keeping one seed's model per ablation arm: where it goes, what it holds, and that nothing is trained twice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from gptcore.checkpoint import load_checkpoint, weights_file
+from gptcore.evaluate import split_loss
+from gptcore.experiments import arm_models
+from gptcore.experiments.ablate import BASE_SEED, Arm, Study, _run_key, arm_config, load_results, run_study
+from tests.test_ablate import TINY, TINY_MODEL, tiny_budget
+
+
+def _model_dirs(out):
+    return sorted(p.name for p in (out / arm_models.MODELS_DIR).iterdir())
+
+
+def _first_seed_key(study, arm, corpus):
+    return _run_key(arm_config(study, arm, tiny_budget(), BASE_SEED, corpus.tokenizer.vocab_size))
+
+
+@pytest.fixture(scope="module")
+def recorded_then_kept(tmp_path_factory, corpus):
+    """A study recorded without its models, then asked for them."""
+    out = tmp_path_factory.mktemp("ablations")
+    run_study(TINY, corpus, out, seeds=2, budget=tiny_budget(), command="pytest", quiet=True)
+    before = (out / "tiny-heads.json").read_bytes()
+    report = run_study(TINY, corpus, out, seeds=1, budget=tiny_budget(), command="pytest --keep-models",
+                       quiet=True, keep_models=True)
+    return out, before, report
+
+
+def test_a_recorded_study_trains_its_first_seeds_again_to_keep_them(recorded_then_kept, corpus):
+    out, before, report = recorded_then_kept
+    assert (report.trained, report.models_trained, report.models_kept) == (0, 2, 2)
+    assert (out / "tiny-heads.json").read_bytes() == before  # the record of the runs is left as it was
+    assert _model_dirs(out) == sorted(_first_seed_key(TINY, arm, corpus) for arm in TINY.arms)
+    assert not (out / ".work").exists()
+    results = load_results(out / "tiny-heads.json")
+    for arm in results["arms"]:
+        recorded = next(r for r in arm["runs"] if r["seed"] == BASE_SEED)
+        directory = arm_models.model_dir(out, _first_seed_key(TINY, next(a for a in TINY.arms
+                                                                           if a.name == arm["name"]), corpus))
+        kept = load_checkpoint(directory)
+        assert kept.config.model.n_head == arm["value"] and kept.config.train.seed == BASE_SEED
+        # trained again on the same machine: the same run, to the last bit
+        assert kept.metrics["recorded_val_loss"] == recorded["val_loss"] == kept.metrics["trained_val_loss"]
+        # the loss said for the model is that of the stored float16 weights
+        assert kept.metrics["val_loss"] == split_loss(kept.model, corpus.val, kept.config.model.block_size)
+        assert kept.metrics["val_loss"] == pytest.approx(recorded["val_loss"], abs=2e-3)
+        assert kept.metrics["seed"] == BASE_SEED and kept.metrics["kept_by"] == "pytest --keep-models"
+        with safe_open(str(weights_file(directory)), "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+
+
+def test_kept_models_are_not_trained_again(recorded_then_kept, corpus):
+    out, _, _ = recorded_then_kept
+    again = run_study(TINY, corpus, out, seeds=2, budget=tiny_budget(), command="pytest", quiet=True,
+                      keep_models=True)
+    assert (again.trained, again.models_trained, again.models_kept) == (0, 0, 0)
+    twin = Study("tiny-twin", "the two-head arm in another study", "", (TINY.arms[0],), base_model=TINY_MODEL)
+    shared = run_study(twin, corpus, out, seeds=1, budget=tiny_budget(), quiet=True, keep_models=True)
+    assert (shared.trained, shared.reused, shared.models_trained) == (0, 1, 0)  # one model for both studies
+
+
+def test_a_study_trained_with_keep_models_keeps_the_first_seed_as_it_trains(tmp_path, corpus):
+    report = run_study(TINY, corpus, tmp_path, seeds=2, budget=tiny_budget(), command="pytest", quiet=True,
+                       keep_models=True)
+    assert (report.trained, report.models_trained, report.models_kept) == (4, 0, 2)
+    results = load_results(tmp_path / "tiny-heads.json")
+    for arm, study_arm in zip(results["arms"], TINY.arms):
+        kept = load_checkpoint(arm_models.model_dir(tmp_path, _first_seed_key(TINY, study_arm, corpus)))
+        assert kept.metrics["trained_val_loss"] == arm["runs"][0]["val_loss"] == kept.metrics["recorded_val_loss"]
+
+
+def test_an_arm_too_big_to_keep_is_named_and_left(tmp_path, corpus, monkeypatch, capsys):
+    big = Arm("wide", "wide model", 64, {"n_embd": 64})
+    study = Study("tiny-width", "width", "", (TINY.arms[0], big), base_model=TINY_MODEL)
+    small = arm_models.kept_bytes(arm_config(study, TINY.arms[0], tiny_budget(), BASE_SEED, 65))
+    monkeypatch.setattr(arm_models, "MAX_FILE_BYTES", small + 1)
+    report = run_study(study, corpus, tmp_path, seeds=1, budget=tiny_budget(), command="pytest",
+                       keep_models=True)
+    assert report.models_kept == 1 and len(_model_dirs(tmp_path)) == 1
+    out = capsys.readouterr().out
+    assert "tiny-width: the wide model arm's model is not kept: its weights would be" in out
+    assert f"over the {(small + 1) / 1e6:.0f} MB a file may have" in out
+
+
+def test_kept_weights_stay_under_the_file_limit():
+    from gptcore.experiments.ablate import STUDIES, default_budget
+    from gptcore.storage import safetensors_bytes
+    from gptcore.models import build_model
+
+    study = STUDIES["depth"]
+    config = arm_config(study, study.arms[2], default_budget(2000), BASE_SEED, 65)  # 6 layers: the largest kept
+    assert arm_models.too_big_to_keep(config) is None
+    size = len(safetensors_bytes(build_model(config.model).state_dict(), torch.float16))
+    assert size < arm_models.MAX_FILE_BYTES
+    assert arm_models.too_big_to_keep(arm_config(study, study.arms[3], default_budget(2000), BASE_SEED, 65))
