@@ -443,13 +443,14 @@ def test_a_run_another_study_is_training_waits_for_it_instead_of_training_twice(
     import subprocess
     import sys
 
-    from gptcore.experiments.ablate import WORK_DIR, _config_key
+    from gptcore.experiments.ablate import WORK_DIR
+    from gptcore.experiments.run_identity import run_key
     from gptcore.experiments.sharing import LOCK_FILE
 
     budget = tiny_budget(6)
     other = Study("tiny-twin", "the same two-head arm in another study", "", (TINY_ARMS[0],), base_model=TINY_MODEL)
     shared = arm_config(TINY, TINY_ARMS[0], budget, BASE_SEED, corpus.tokenizer.vocab_size)
-    key = ablate.hashlib.sha256(_config_key(shared.to_dict()).encode()).hexdigest()[:16]
+    key = run_key(shared)
 
     def lock(directory, pid):
         busy = directory / WORK_DIR / f"two-seed{BASE_SEED}-{key}"  # same arm name: the lock tells them apart

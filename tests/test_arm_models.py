@@ -9,16 +9,12 @@ from safetensors import safe_open
 from gptcore.checkpoint import load_checkpoint, weights_file
 from gptcore.evaluate import split_loss
 from gptcore.experiments import arm_models
-from gptcore.experiments.ablate import BASE_SEED, Arm, Study, _run_key, arm_config, load_results, run_study
+from gptcore.experiments.ablate import BASE_SEED, Arm, Study, arm_config, load_results, run_study
 from tests.test_ablate import TINY, TINY_MODEL, tiny_budget
 
 
 def _model_dirs(out):
     return sorted(p.name for p in (out / arm_models.MODELS_DIR).iterdir())
-
-
-def _first_seed_key(study, arm, corpus):
-    return _run_key(arm_config(study, arm, tiny_budget(), BASE_SEED, corpus.tokenizer.vocab_size))
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +32,17 @@ def test_a_recorded_study_trains_its_first_seeds_again_to_keep_them(recorded_the
     out, before, report = recorded_then_kept
     assert (report.trained, report.models_trained, report.models_kept) == (0, 2, 2)
     assert (out / "tiny-heads.json").read_bytes() == before  # the record of the runs is left as it was
-    assert _model_dirs(out) == sorted(_first_seed_key(TINY, arm, corpus) for arm in TINY.arms)
+    assert _model_dirs(out) == ["tiny-heads-one", "tiny-heads-two"]
     assert not (out / ".work").exists()
     results = load_results(out / "tiny-heads.json")
-    for arm in results["arms"]:
+    listed = arm_models.arm_models(out, results, BASE_SEED)
+    assert [(m.arm, m.label, m.seed) for m in listed] == [("two", "2 heads", BASE_SEED), ("one", "1 head", BASE_SEED)]
+    for arm, model in zip(results["arms"], listed):
         recorded = next(r for r in arm["runs"] if r["seed"] == BASE_SEED)
-        directory = arm_models.model_dir(out, _first_seed_key(TINY, next(a for a in TINY.arms
-                                                                           if a.name == arm["name"]), corpus))
+        directory = out / "models" / f"tiny-heads-{arm['name']}"
+        assert model.path == directory and model.missing == ""
         kept = load_checkpoint(directory)
+        assert (model.val_loss, model.recorded_val_loss) == (kept.metrics["val_loss"], recorded["val_loss"])
         assert kept.config.model.n_head == arm["value"] and kept.config.train.seed == BASE_SEED
         # trained again on the same machine: the same run, to the last bit
         assert kept.metrics["recorded_val_loss"] == recorded["val_loss"] == kept.metrics["trained_val_loss"]
@@ -63,6 +62,8 @@ def test_kept_models_are_not_trained_again(recorded_then_kept, corpus):
     twin = Study("tiny-twin", "the two-head arm in another study", "", (TINY.arms[0],), base_model=TINY_MODEL)
     shared = run_study(twin, corpus, out, seeds=1, budget=tiny_budget(), quiet=True, keep_models=True)
     assert (shared.trained, shared.reused, shared.models_trained) == (0, 1, 0)  # one model for both studies
+    assert _model_dirs(out) == ["tiny-heads-one", "tiny-heads-two"]
+    assert arm_models.arm_models(out, shared.results, BASE_SEED)[0].path == out / "models" / "tiny-heads-two"
 
 
 def test_a_study_trained_with_keep_models_keeps_the_first_seed_as_it_trains(tmp_path, corpus):
@@ -70,8 +71,8 @@ def test_a_study_trained_with_keep_models_keeps_the_first_seed_as_it_trains(tmp_
                        keep_models=True)
     assert (report.trained, report.models_trained, report.models_kept) == (4, 0, 2)
     results = load_results(tmp_path / "tiny-heads.json")
-    for arm, study_arm in zip(results["arms"], TINY.arms):
-        kept = load_checkpoint(arm_models.model_dir(tmp_path, _first_seed_key(TINY, study_arm, corpus)))
+    for arm in results["arms"]:
+        kept = load_checkpoint(arm_models.model_dir(tmp_path, "tiny-heads", arm["name"]))
         assert kept.metrics["trained_val_loss"] == arm["runs"][0]["val_loss"] == kept.metrics["recorded_val_loss"]
 
 
@@ -82,9 +83,14 @@ def test_an_arm_too_big_to_keep_is_named_and_left(tmp_path, corpus, monkeypatch,
     monkeypatch.setattr(arm_models, "MAX_FILE_BYTES", small + 1)
     report = run_study(study, corpus, tmp_path, seeds=1, budget=tiny_budget(), command="pytest",
                        keep_models=True)
-    assert report.models_kept == 1 and len(_model_dirs(tmp_path)) == 1
+    assert report.models_kept == 1 and _model_dirs(tmp_path) == ["tiny-width-two"]
     out = capsys.readouterr().out
     assert "tiny-width: the wide model arm's model is not kept: its weights would be" in out
+    listed = arm_models.arm_models(tmp_path, report.results, BASE_SEED)
+    assert listed[0].path is not None and listed[1].path is None
+    assert listed[1].missing.startswith("not kept: its weights would be")
+    assert arm_models.arm_models(tmp_path, report.results, BASE_SEED + 1)[0].missing == (
+        "its first seed has not been trained yet")
     assert f"over the {(small + 1) / 1e6:.0f} MB a file may have" in out
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import math
 import shutil
 import time
@@ -37,7 +35,8 @@ from ..evaluate import unigram_loss
 from ..presets import WRITEUP_MODEL
 from ..storage import check_output_dir, write_json
 from ..training import TrainEvent
-from .arm_models import has_model, keep_model, model_dir, too_big_to_keep
+from .arm_models import find_model, keep_model, model_dir, too_big_to_keep
+from .run_identity import config_key as _config_key, normalized as _normalized, run_key as _run_key
 from .run_record import DIVERGE_NATS, SPIKE_NATS, train_run
 from .sharing import claim_run, locked_elsewhere, results_dir_lock
 from .ablation_results import (NOISE_RULE, SCHEMA_VERSION, Comparison, arm_stats, compare_arms,  # noqa: F401 (re-exported)
@@ -234,28 +233,6 @@ class StudyReport:
     models_trained: int = 0  # of them, runs trained again only to keep their weights
 
 
-def _run_key(config: RunConfig) -> str:
-    """The short name of a run's exact config, the suffix of its work directory (shared by studies)."""
-    return hashlib.sha256(_config_key(config.to_dict()).encode()).hexdigest()[:16]
-
-
-def _config_key(config: dict) -> str:
-    return json.dumps(_normalized(config), sort_keys=True)
-
-
-def _normalized(config: dict) -> dict | None:
-    """A recorded run config with the settings added since it was written at their defaults, so that
-    older results still match the runs they describe; None if it is not a run config."""
-    try:
-        out = RunConfig.from_dict(config).to_dict()
-    except (ConfigError, TypeError, ValueError):
-        return None
-    out["train"]["device"] = "auto"  # where a run ran, and on how many threads, does not change what it is
-    out["train"]["threads"] = None
-    out["model"]["attention"] = "auto"  # nor which kernel computed the attention: each computes the same function
-    return out
-
-
 def _existing_runs(path: Path, budget: dict) -> dict[tuple[str, int], dict]:
     """Runs already in ``path``, by (arm, seed); the file must have been made with the same budget."""
     if not path.exists():
@@ -419,7 +396,7 @@ class _StudyRun:
             reason = too_big_to_keep(config)
             if reason is not None:
                 print(f"{self.study.name}: the {arm.label} arm's model is not kept: {reason}", flush=True)
-            elif not has_model(model_dir(self.out_dir, _run_key(config))):
+            elif find_model(self.out_dir, config) is None:
                 todo.append((arm, config))
         return todo
 
@@ -497,7 +474,7 @@ class _StudyRun:
             run = train_run(config, self.corpus, self.command, on_eval, work_dir)
             self.report.trained += 1
             if any(c == config for _, c in self.models_todo):
-                self._store_model(work_dir, config, run["val_loss"])
+                self._store_model(work_dir, arm, config, run["val_loss"])
         self.runs[arm.name].append(run)
         self.report.results = self._save()
         if work_dir is not None:
@@ -507,19 +484,20 @@ class _StudyRun:
     def _keep_model(self, arm: Arm, config: RunConfig) -> None:
         """Train the arm's first seed again, when no process has kept its weights meanwhile, and keep them;
         the study's record of the run stays as it is."""
-        key = _run_key(config)
-        if has_model(model_dir(self.out_dir, key)):
+        if find_model(self.out_dir, config) is not None:
             return
+        key = _run_key(config)
         work_dir = self.out_dir / WORK_DIR / f"{arm.name}-seed{config.train.seed}-{key}-model"
         claim_run(work_dir)
         recorded = self._recorded().get((arm.name, config.train.seed)) or {}
         train_run(config, self.corpus, self.command, None, work_dir)
-        self._store_model(work_dir, config, recorded.get("val_loss"))
+        self._store_model(work_dir, arm, config, recorded.get("val_loss"))
         self.report.models_trained += 1
         shutil.rmtree(work_dir, ignore_errors=True)
 
-    def _store_model(self, work_dir: Path, config: RunConfig, recorded_val_loss: float | None) -> None:
-        keep_model(work_dir, model_dir(self.out_dir, _run_key(config)), self.corpus, recorded_val_loss, self.command)
+    def _store_model(self, work_dir: Path, arm: Arm, config: RunConfig, recorded_val_loss: float | None) -> None:
+        keep_model(work_dir, model_dir(self.out_dir, self.study.name, arm.name), self.corpus, recorded_val_loss,
+                   self.command)
         self.report.models_kept += 1
 
     def _save(self) -> dict:

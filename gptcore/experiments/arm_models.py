@@ -1,26 +1,30 @@
 """The weights of one seed per ablation arm, kept beside a study's results so that they can be opened.
 
-A study records each run's losses and deletes its checkpoint. With ``ablate --keep-models`` the first seed of
-every arm keeps its best checkpoint (the one whose whole-split loss the study records) in
-``<out>/models/<run key>/``, weights stored in float16 so that every file stays under the 10 MB a Hugging Face
-Space takes without Git LFS. The key is the run's exact config, so the base model that several studies share is
-kept once. The kept model's metrics.json holds its own whole-split loss (of the float16 weights) beside the
-loss the study recorded for that run. The n-gram draft is left out: it depends on the corpus only, and
-sampling without it gives the same text distribution.
+A study records each run's losses and deletes its checkpoint. With ``ablate --keep-models`` the first seed of every
+arm keeps its best checkpoint (the one whose whole-split loss the study records) in
+``<out>/models/<study>-<arm>/``, weights stored in float16 so that every file stays under the 10 MB a Hugging Face
+Space takes without Git LFS. A model is found by its run's exact config (:mod:`.run_identity`), so the base model
+that several studies share is kept once, under the name of the study that kept it first. The kept model's
+metrics.json holds its own whole-split loss (of the float16 weights) beside the loss the study recorded for that
+run. The n-gram draft is left out: it depends on the corpus only, and sampling without it gives the same text
+distribution.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import METRICS, WEIGHTS, load_checkpoint, save_checkpoint
+from ..bounded import read_json_file
+from ..checkpoint import CONFIG, METRICS, WEIGHTS, load_checkpoint, save_checkpoint
 from ..config import RunConfig
 from ..data import Corpus
-from ..errors import CheckpointError
+from ..errors import CheckpointError, GptcoreError
 from ..evaluate import split_loss
 from ..memory import parameter_count
 from ..storage import resolve_files
+from .run_identity import config_key
 
 MODELS_DIR = "models"
 MAX_FILE_BYTES = 10_000_000  # a Space takes files up to 10 MB without Git LFS
@@ -28,18 +32,35 @@ KEPT_DTYPE = "float16"
 FLOAT16_BYTES = 2
 
 
-def model_dir(out_dir: str | Path, key: str) -> Path:
-    """Where the kept model of the run with key ``key`` (``ablate._run_key``) lives."""
-    return Path(out_dir) / MODELS_DIR / key
+def model_dir(out_dir: str | Path, study: str, arm: str) -> Path:
+    """Where the model kept for ``study``'s ``arm`` is written."""
+    return Path(out_dir) / MODELS_DIR / f"{study}-{arm}"
 
 
 def has_model(directory: Path) -> bool:
     """Whether ``directory`` holds a complete kept model (its checkpoint's manifest names weights and metrics)."""
     try:
         files = resolve_files(directory)
-    except CheckpointError:
+    except (CheckpointError, OSError):
         return False
     return WEIGHTS in files and METRICS in files
+
+
+def find_model(out_dir: str | Path, config: RunConfig | dict) -> Path | None:
+    """The kept model in ``out_dir`` of the run with this config (whichever study kept it), or None."""
+    wanted = config_key(config.to_dict() if isinstance(config, RunConfig) else config)
+    try:
+        candidates = sorted(p for p in (Path(out_dir) / MODELS_DIR).iterdir() if p.is_dir())
+    except OSError:
+        return None
+    for directory in candidates:
+        try:
+            found = config_key(read_json_file(directory / CONFIG))
+        except GptcoreError:
+            continue
+        if found == wanted and has_model(directory):
+            return directory
+    return None
 
 
 def kept_bytes(config: RunConfig) -> int:
@@ -78,3 +99,53 @@ def keep_model(work_dir: Path, destination: Path, corpus: Corpus, recorded_val_l
     })
     save_checkpoint(destination, checkpoint.model, config, checkpoint.tokenizer, metrics)
     return metrics
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """One arm of a study and the model kept for it: ``path`` None says why not in ``missing``."""
+
+    arm: str
+    label: str
+    seed: int
+    path: Path | None
+    val_loss: float | None = None  # whole-split loss of the kept (float16) weights
+    recorded_val_loss: float | None = None  # the study's record of the same run
+    missing: str = ""
+
+
+def arm_models(results_dir: str | Path, results: dict, seed: int) -> list[ArmModel]:
+    """For every arm of a study's validated ``results`` (read from ``results_dir``): the model kept for its run
+    of ``seed``, with its losses, or why there is none."""
+    out = []
+    for arm in results["arms"]:
+        run = next((r for r in arm["runs"] if r.get("seed") == seed and "config" in r), None)
+        path = None if run is None else find_model(results_dir, run["config"])
+        if path is None:
+            out.append(ArmModel(arm["name"], arm["label"], seed, None, missing=_why_missing(results, run)))
+            continue
+        try:
+            metrics = read_json_file(path / METRICS)
+        except GptcoreError:
+            metrics = {}
+        out.append(ArmModel(arm["name"], arm["label"], seed, path, _number(metrics.get("val_loss")),
+                            _number(run.get("val_loss"))))
+    return out
+
+
+def _why_missing(results: dict, run: dict | None) -> str:
+    if run is None:
+        return "its first seed has not been trained yet"
+    try:
+        reason = too_big_to_keep(RunConfig.from_dict(run["config"]))
+    except (GptcoreError, TypeError, ValueError):
+        return "its recorded config is not readable"
+    if reason is not None:
+        return f"not kept: {reason}"
+    steps = results.get("budget", {}).get("max_iters")
+    return (f"not kept; `python -m gptcore ablate --study {results.get('study')} --max-iters {steps} "
+            f"--seeds 1 --keep-models --out <this results folder>` keeps it")
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
