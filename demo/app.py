@@ -10,8 +10,9 @@ import threading
 
 import gradio as gr
 
-from .tabs import ablations, attention, compare, inside, models, replay, sample, train
+from .tabs import ablations, arm_models, attention, compare, inside, models, replay, sample, train
 from .server.registry import ModelRegistry
+from .server.results_folders import sources
 from .server.settings import DOWNLOADS, AppSettings
 from .server.training_job import TrainingManager
 from .server.sessions import per_session
@@ -80,7 +81,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
     """
     settings = settings or AppSettings()
     registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir, settings.default_checkpoint,
-                             settings.torch_threads, settings.device)
+                             settings.torch_threads, settings.device, results_dirs=sources(settings.ablations_dir))
     manager = TrainingManager()
     with gr.Blocks(title="gptcore", analytics_enabled=False) as demo:  # no calls home: works offline
         gr.Markdown(INTRO)
@@ -101,6 +102,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                 mo = models.build_tab(registry, settings.limits)
         _keep_pickers_current(registry, demo, [s["checkpoint"], a["checkpoint"], ins["checkpoint"],
                                                mo["checkpoint"]], t["timer"], mo["uploaded"])
+        arm_models.connect(ab["models"], registry, tabs, ins["checkpoint"], ins["views"], ins["added"][0]["second"])
         _show_on_first_open(attention_tab, "attention-btn")
         _show_on_first_open(inside_tab, "inside-btn")
         # a message belongs to the tab it came from: it does not follow the visitor to another one
@@ -109,7 +111,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                   show_progress="hidden")
         demo.load(per_session(sample.checkpoint_info, registry), s["checkpoint"], s["info"],
                   api_visibility="private", show_progress="hidden")
-        for fn, inputs, outputs in (a["selectors"], ins["load"], ab["load"]):  # each tab filled on opening
+        for fn, inputs, outputs in (a["selectors"], ins["load"], ab["load"], ab["load_models"]):  # filled on opening
             demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         demo.load(*rp["pick"], api_visibility="private", show_progress="hidden").then(
             *rp["show"], api_visibility="private", show_progress="hidden")

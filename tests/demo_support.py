@@ -60,9 +60,10 @@ def make_checkpoints(root: Path, corpus: Corpus) -> Path:
 
 
 def make_ablations(directory: Path, corpus: Corpus) -> Path:
-    """A real results file (``heads.json``) from gptcore's runner: two arms, two seeds, six steps each."""
+    """A real results file (``heads.json``) from gptcore's runner: two arms, two seeds, six steps each, the first
+    seed of each arm with its model kept (``models/heads-1``, ``models/heads-2``)."""
     budget = tiny_train(max_iters=6, warmup_iters=1, eval_interval=3, eval_windows=4).validate()
-    run_study(TINY_STUDY, corpus, directory, seeds=2, budget=budget, command="pytest", quiet=True)
+    run_study(TINY_STUDY, corpus, directory, seeds=2, budget=budget, command="pytest", quiet=True, keep_models=True)
     return directory
 
 

@@ -273,6 +273,28 @@ def test_ablations_tab_shows_the_study(page):
     # the overview of every claim folds open above the study (this results folder has none written yet)
     page.get_by_text("What the studies found, claim by claim").click()
     expect(page.locator("#ablations-claims")).to_contain_text("No claim-by-claim summary", timeout=WAIT_MS)
+    _opens_the_arms_in_inside(page, "laptop")
+
+
+def _opens_the_arms_in_inside(page: Page, width: str) -> None:
+    """From the Ablations tab, one arm's model opened alone, then the two arms compared, in the Inside tab."""
+    _open_tab(page, "Ablations")
+    expect(page.locator("#ablations-models")).to_contain_text("ablations/heads-2", timeout=WAIT_MS)
+    page.locator("#ablations-models").scroll_into_view_if_needed()
+    _shot(page, f"ablations-models-{width}")
+    page.locator("#ablations-open-btn").click()
+    expect(page.get_by_role("tab", name="Inside", selected=True)).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_role("tabpanel").get_by_label("checkpoint", exact=True).first).to_have_value(
+        "ablations/heads-1", timeout=WAIT_MS)
+    expect(page.locator("#inside-predictions-view .gc-tok").first).to_be_visible(timeout=WAIT_MS)
+    _open_tab(page, "Ablations")
+    page.locator("#ablations-compare-btn").click()
+    expect(page.get_by_role("tab", name="Compare two models", selected=True)).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#compare-summary")).to_contain_text("ablations/heads-2 predicts", timeout=WAIT_MS)
+    expect(page.locator("#compare-roles")).to_contain_text("L2 H2")
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= page.viewport_size["width"] + 1, f"the comparison of two arms scrolls sideways ({scroll}px)"
+    _shot(page, f"ablations-compare-{width}")
 
 
 def test_models_tab_downloads_a_model_and_uploads_it_for_sampling_and_attention(page, tmp_path):
@@ -366,6 +388,7 @@ def test_every_tab_at_phone_width(browser, app_url):
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"] + 1, f"{name} tab scrolls sideways on a phone ({width}px)"
         _shot(page, f"{name.lower()}-phone")
+    _opens_the_arms_in_inside(page, "phone")
     context.close()
 
 

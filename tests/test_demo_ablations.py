@@ -167,3 +167,64 @@ def test_a_study_picked_while_another_is_drawn_is_shown_after_it(tmp_path):
         build_tab(tmp_path)
     (show,) = [fn for fn in page.fns.values() if fn.api_name == "ablations"]
     assert show.trigger_mode == "always_last"
+
+
+# ---- the arms' kept models, opened from the tab ---------------------------------------------------------------
+
+def test_the_arms_models_are_listed_with_their_seed_and_whole_split_loss(results_dir):
+    from demo.tabs.arm_models import arm_choices, arm_models_api
+    from gptcore.experiments.ablation_results import load_results
+
+    recorded = {arm["name"]: arm["runs"][0] for arm in load_results(results_dir / "heads.json")["arms"]}
+    notes, first, second = arm_choices(results_dir, "heads")
+    # the extremes picked, so that one press compares the smallest arm with the largest
+    assert first["choices"] == [("1 head (seed 1337)", "ablations/heads-1"), ("2 heads (seed 1337)", "ablations/heads-2")]
+    assert (first["value"], second["value"]) == ("ablations/heads-1", "ablations/heads-2")
+    api = arm_models_api(results_dir, "heads")
+    assert api["study"] == "heads" and api["steps"] == 6
+    for arm in api["arms"]:
+        assert arm["model"] == f"ablations/heads-{arm['arm']}" and arm["seed"] == 1337 and arm["missing"] is None
+        assert arm["recorded_val_loss"] == recorded[arm["arm"]]["val_loss"] == recorded[arm["arm"]]["val_loss"]
+        assert arm["val_loss"] == pytest.approx(arm["recorded_val_loss"], abs=2e-3)  # float16 weights
+        assert f"| {arm['label']} | `{arm['model']}` | 1337 | {arm['val_loss']:.4f} ({arm['recorded_val_loss']:.4f}) |" \
+            in notes
+    assert "whole validation split" in notes and "6 steps" in notes
+
+
+def test_a_study_without_kept_models_says_how_to_keep_them(results_dir, tmp_path):
+    from demo.tabs.arm_models import arm_choices
+
+    shutil.copytree(results_dir, tmp_path / "ablations", ignore=shutil.ignore_patterns("models"))
+    notes, first, second = arm_choices(tmp_path / "ablations", "heads")
+    assert first["choices"] == [] and first["value"] is None and second["value"] is None
+    assert notes.count("not kept; `python -m gptcore ablate --study heads --max-iters 6 --seeds 1 --keep-models") == 2
+    assert str(tmp_path) not in notes
+
+
+def test_opening_an_arm_moves_to_the_inside_tab_with_its_model(results_dir, demo_checkpoints, tmp_path):
+    from demo.server.registry import ModelRegistry
+    from demo.server.results_folders import sources
+    from demo.tabs.arm_models import open_one, open_two
+
+    registry = ModelRegistry(demo_checkpoints, tmp_path / "runs", "tiny", results_dirs=sources(results_dir))
+    assert {"ablations/heads-1", "ablations/heads-2"} <= set(registry.names(attention_only=True))
+    assert registry.get("ablations/heads-2").config.model.n_head == 2
+    tabs, picker, views = open_one(registry, "ablations/heads-1")
+    assert (tabs.selected, picker["value"], views.selected) == ("inside", "ablations/heads-1", "inside-predictions")
+    tabs, first, second, views = open_two(registry, "ablations/heads-1", "ablations/heads-2")
+    assert (first["value"], second["value"], views.selected) == ("ablations/heads-1", "ablations/heads-2",
+                                                                "inside-compare")
+    with pytest.raises(gr.Error) as refused:
+        open_one(registry, None)
+    assert refused.value.message == "pick the arm first: this study has no kept model to open"
+    with pytest.raises(gr.Error, match="unknown checkpoint '../heads-1'"):
+        open_two(registry, "ablations/heads-1", "../heads-1")
+
+
+def test_an_unknown_study_is_refused_in_a_sentence(results_dir):
+    from demo.tabs.arm_models import arm_choices, arm_models_api
+
+    for call in (arm_choices, arm_models_api):
+        with pytest.raises(gr.Error) as refused:
+            call(results_dir, "../heads")
+        assert refused.value.message == "no results for study '../heads'; available: heads"

@@ -1,4 +1,5 @@
-"""The checkpoints the app can use: shipped ones, those trained in the app, and those a session uploaded.
+"""The checkpoints the app can use: shipped ones, the ablation arms' kept models, those trained in the app, and
+those a session uploaded.
 
 Directories are rescanned on every call (a listdir is cheap) so a run that finishes in the Train tab, or a
 shipped checkpoint that a background run rewrites, shows up without a restart. Loaded models are cached by
@@ -15,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from gptcore.bounded import read_json_file
 from gptcore.errors import CheckpointError, GptcoreError
@@ -29,6 +30,7 @@ CONFIG, WEIGHTS, LEGACY_WEIGHTS, METRICS, MANIFEST = (
     "config.json", "model.safetensors", "model.pt", "metrics.json", "manifest.json")
 
 TRAINED_PREFIX, UPLOADED_PREFIX = "trained/", "uploaded/"
+ARM_MODELS = "models"  # gptcore.experiments.arm_models.MODELS_DIR: in a results folder, one model per arm
 _SKIP_DIRS = {"ablations", "uploads", "downloads"}
 MAX_LOADED = 8  # models kept in memory; uploads from many sessions must not fill the server's RAM
 
@@ -66,8 +68,10 @@ def _finished(path: Path) -> bool:
 
 class ModelRegistry:
     def __init__(self, checkpoints_dir: Path, runs_dir: Path, default: str = "shakespeare-char",
-                 torch_threads: int | None = 1, device: str = "auto"):
+                 torch_threads: int | None = 1, device: str = "auto", results_dirs: Sequence[Path] = ()):
+        """``results_dirs``: ablation results folders whose kept arm models (``<folder>/models/*``) are listed."""
         self.checkpoints_dir, self.runs_dir, self.default_name = Path(checkpoints_dir), Path(runs_dir), default
+        self.results_dirs = [Path(d) for d in results_dirs]
         self.torch_threads = torch_threads
         self.device_setting = device
         self._device = None
@@ -84,14 +88,16 @@ class ModelRegistry:
         return view
 
     def entries(self) -> list[Entry]:
-        """Shipped checkpoints (the default first), then app-trained ones, newest first, then this session's
-        uploads."""
+        """Shipped checkpoints (the default first), the ablation arms' models, then app-trained ones, newest
+        first, then this session's uploads."""
         shipped = sorted((p for p in _children(self.checkpoints_dir) if _looks_like_checkpoint(p)),
                          key=lambda p: (p.name != self.default_name, p.name))
+        arms = [p for d in self.results_dirs for p in sorted(_children(d / ARM_MODELS)) if _looks_like_checkpoint(p)]
         trained = sorted((p for p in _children(self.runs_dir) if _looks_like_checkpoint(p) and _finished(p)),
                          key=lambda p: p.name, reverse=True)
         uploaded = sorted(p for p in _children(self.uploads_dir) if _looks_like_checkpoint(p)) if self.uploads_dir else []
-        return ([Entry(p.name, p, False) for p in shipped] + [Entry(TRAINED_PREFIX + p.name, p, True) for p in trained]
+        return ([Entry(p.name, p, False) for p in shipped] + [Entry(arm_model_name(p), p, False) for p in arms]
+                + [Entry(TRAINED_PREFIX + p.name, p, True) for p in trained]
                 + [Entry(UPLOADED_PREFIX + p.name, p, False) for p in uploaded])
 
     def names(self, attention_only: bool = False) -> list[str]:
@@ -156,6 +162,11 @@ class ModelRegistry:
 
             torch.set_num_threads(self.torch_threads)
         self._configured = True
+
+
+def arm_model_name(path: Path) -> str:
+    """The name a kept arm model is listed under: ``<results folder>/<study>-<arm>``."""
+    return f"{path.parent.parent.name}/{path.name}"
 
 
 def uploads_dir(runs_dir: Path, session: str) -> Path:

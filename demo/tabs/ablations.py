@@ -12,9 +12,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from . import arm_models
 from ..views.explain import how_to_read
 from ..views.plots import ablation_summary_figure, loss_curves_figure
 from ..server.inputs import user_errors, without_paths
+from ..server.results_folders import list_studies, locate, sources
 from ..server.settings import REPO_ROOT
 
 
@@ -24,43 +26,7 @@ def _reader():
 
     return load_results, summarize
 
-PREFERRED_ORDER = ["heads", "depth", "baseline", "residual", "norm", "posemb"]
 RUN_COLUMNS = ["arm", "seed", "final val loss", "params", "tokens seen", "wall time (s)", "diverged", "ran on"]
-
-
-def sources(directory: Path) -> list[Path]:
-    """Where results are read: ``directory`` and its siblings named ``<its name>-<something>`` (such as
-    ``ablations-2000``, the same studies at another budget), the siblings first, the longest budget first."""
-    directory = Path(directory)
-
-    def budget(path: Path):  # ablations-2000 before ablations-600: the longest budget first
-        suffix = path.name[len(directory.name) + 1:]
-        return (0, -int(suffix), "") if suffix.isdigit() else (1, 0, suffix)
-    try:
-        siblings = sorted((p for p in directory.parent.glob(f"{directory.name}-*") if p.is_dir()), key=budget)
-    except OSError:
-        siblings = []
-    return [*siblings, directory]
-
-
-def _studies_in(directory: Path) -> list[str]:
-    try:
-        # <study>.json; not <study>.step_cost.json and the like (study names have no dots)
-        names = [p.stem for p in Path(directory).glob("*.json") if p.is_file() and "." not in p.stem]
-    except OSError:
-        return []
-    rank = {n: i for i, n in enumerate(PREFERRED_ORDER)}
-    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
-
-
-def list_studies(directory: Path) -> list[str]:
-    """Study names with a results file, the original write-up's two tables (heads, depth) first. Studies of a sibling
-    directory (another budget) come first, as ``<sibling>/<study>``; those of ``directory`` are bare names."""
-    out = []
-    for source in sources(directory):
-        prefix = "" if source == Path(directory) else f"{source.name}/"
-        out += [prefix + name for name in _studies_in(source)]
-    return out
 
 
 def study_choices(directory: Path) -> list[tuple[str, str]]:
@@ -70,19 +36,13 @@ def study_choices(directory: Path) -> list[tuple[str, str]]:
 
     choices = []
     for value in list_studies(directory):
-        source, name = _locate(directory, value)
+        source, name = locate(directory, value)
         try:
             steps = read_json_file(source / f"{name}.json")["budget"]["max_iters"]
             choices.append((f"{name}, {steps:,} steps a run", value))
         except (GptcoreError, KeyError, TypeError, ValueError):
             choices.append((value, value))
     return choices
-
-
-def _locate(directory: Path, study: str) -> tuple[Path, str]:
-    """(directory, study name) of a picker value: ``heads`` or ``ablations-2000/heads``."""
-    source, _, name = study.rpartition("/")
-    return (Path(directory).parent / source if source else Path(directory)), name
 
 
 def missing_message() -> str:
@@ -187,7 +147,7 @@ def ablations(directory: Path, study: str | None):
             raise ValueError(f"no results for study {study!r:.80}; available: {', '.join(studies)}")
         load_results, summarize = _reader()
         from gptcore.experiments.wallclock import equal_time_markdown
-        source, name = _locate(directory, study)
+        source, name = locate(directory, study)
         results = load_results(source / f"{name}.json")
         summary, curves, runs = study_figures(results)
         intro = (f"**{results['study']}** — {results['description']}. The original write-up claimed: "
@@ -225,6 +185,8 @@ def build_tab(directory: Path) -> dict:
     runs_table = gr.Dataframe(pd.DataFrame(columns=RUN_COLUMNS), label="every run", interactive=False,
                               elem_id="ablations-runs")
     outputs = [intro, summary_plot, notes, summary_table, curves_plot, runs_table]
+    models = arm_models.build_section(directory)
+    arms_out = [models["notes"], models["first"], models["second"]]
 
     _show = functools.partial(ablations, directory)
 
@@ -237,5 +199,14 @@ def build_tab(directory: Path) -> dict:
     # the study picked last is the one shown: a pick made while another is being drawn runs after it, never
     # dropped (Gradio's default for .input drops it, leaving the picker and the page on different studies)
     study.input(_show, study, outputs, api_name="ablations", concurrency_limit=2, trigger_mode="always_last")
-    reload.click(_reload, study, [study, claims, *outputs], api_visibility="private", concurrency_limit=2)
-    return {"load": (_reload, study, [study, claims, *outputs])}
+    study.input(models["show"], study, arms_out, api_visibility="private", concurrency_limit=2,
+                trigger_mode="always_last")
+    reload.click(_reload, study, [study, claims, *outputs], api_visibility="private", concurrency_limit=2).then(
+        models["show"], study, arms_out, api_visibility="private", concurrency_limit=2)
+    def ablation_models(study: str) -> dict:
+        """Each arm of ``study`` with its kept model's name, seed and whole-split loss, or why it has none."""
+        return arm_models.arm_models_api(directory, study)
+
+    gr.api(ablation_models, api_name="ablation_models", concurrency_limit=2)
+    return {"load": (_reload, study, [study, claims, *outputs]), "load_models": (models["show"], study, arms_out),
+            "models": models}

@@ -308,7 +308,7 @@ def build_tab(registry: ModelRegistry, limits: Limits, more_views: Sequence[Call
                           info="longer than the context window? it is cropped, with a notice")
     go = gr.Button("Look inside", variant="primary", elem_id="inside-btn")
     notes = gr.Markdown(elem_id="inside-notes")
-    with gr.Tabs(overflow_behavior="wrap"):  # on a phone every view stays visible
+    with gr.Tabs(overflow_behavior="wrap") as view_tabs:  # on a phone every view stays visible
         with gr.Tab("Predictions", id="inside-predictions"):
             how_to_read("predictions")
             pred = gr.HTML("", elem_id="inside-predictions-view", js_on_load=interactive_script(), css_template=CSS)
@@ -333,8 +333,7 @@ def build_tab(registry: ModelRegistry, limits: Limits, more_views: Sequence[Call
                     ranking = gr.Dataframe(headers=EACH_HEAD_COLUMNS, datatype=["str", "number", "number"],
                                            interactive=False, elem_id="inside-each-head",
                                            label="one head off at a time: the loss on this text (nats)")
-        for view in more_views:
-            view(registry, limits, checkpoint, text, go)
+        added = [view(registry, limits, checkpoint, text, go) for view in more_views]
 
     session = dict(gpu_seconds=20)
     _pred = per_session(predictions_view, registry, limits, **session)
@@ -356,4 +355,5 @@ def build_tab(registry: ModelRegistry, limits: Limits, more_views: Sequence[Call
     for fn, name in ((predictions_api, "predictions"), (logit_lens_api, "logit_lens"), (heads_off_api, "heads_off")):
         gr.api(per_session(fn, registry, limits, **session), api_name=name, **views)  # the numbers of each view
     gr.api(per_session(embeddings_api, registry, **session), api_name="embeddings", **views)
-    return {"checkpoint": checkpoint, "load": (per_session(heads_for, registry, quiet=True), checkpoint, heads)}
+    return {"checkpoint": checkpoint, "load": (per_session(heads_for, registry, quiet=True), checkpoint, heads),
+            "views": view_tabs, "added": added}
