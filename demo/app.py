@@ -98,11 +98,12 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                 rp = replay.build_section(registry, manager, t["timer"])
             with gr.Tab("Ablations", id="ablations"):
                 ab = ablations.build_tab(settings.ablations_dir)
+                am = arm_models.build_section(settings.ablations_dir, ab["study"], ab["reloaded"])
             with gr.Tab("Models", id="models"):
                 mo = models.build_tab(registry, settings.limits)
         _keep_pickers_current(registry, demo, [s["checkpoint"], a["checkpoint"], ins["checkpoint"],
                                                mo["checkpoint"]], t["timer"], mo["uploaded"])
-        arm_models.connect(ab["models"], registry, tabs, ins["checkpoint"], ins["views"], ins["added"][0]["second"])
+        arm_models.connect(am, registry, tabs, ins["checkpoint"], ins["views"], ins["added"][0]["second"])
         _show_on_first_open(attention_tab, "attention-btn")
         _show_on_first_open(inside_tab, "inside-btn")
         # a message belongs to the tab it came from: it does not follow the visitor to another one
@@ -111,7 +112,7 @@ def build_app(settings: AppSettings | None = None, preload: bool = True) -> gr.B
                   show_progress="hidden")
         demo.load(per_session(sample.checkpoint_info, registry), s["checkpoint"], s["info"],
                   api_visibility="private", show_progress="hidden")
-        for fn, inputs, outputs in (a["selectors"], ins["load"], ab["load"], ab["load_models"]):  # filled on opening
+        for fn, inputs, outputs in (a["selectors"], ins["load"], ab["load"], am["load"]):  # filled on opening
             demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         demo.load(*rp["pick"], api_visibility="private", show_progress="hidden").then(
             *rp["show"], api_visibility="private", show_progress="hidden")

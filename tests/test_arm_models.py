@@ -48,6 +48,7 @@ def test_a_recorded_study_trains_its_first_seeds_again_to_keep_them(recorded_the
         assert kept.metrics["recorded_val_loss"] == recorded["val_loss"] == kept.metrics["trained_val_loss"]
         # the loss said for the model is that of the stored float16 weights
         assert kept.metrics["val_loss"] == split_loss(kept.model, corpus.val, kept.config.model.block_size)
+        assert kept.metrics["val_nats_per_char"] == pytest.approx(kept.metrics["val_loss"], rel=1e-12)
         assert kept.metrics["val_loss"] == pytest.approx(recorded["val_loss"], abs=2e-3)
         assert kept.metrics["seed"] == BASE_SEED and kept.metrics["kept_by"] == "pytest --keep-models"
         with safe_open(str(weights_file(directory)), "pt") as f:

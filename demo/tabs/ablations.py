@@ -12,7 +12,6 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from . import arm_models
 from ..views.explain import how_to_read
 from ..views.plots import ablation_summary_figure, loss_curves_figure
 from ..server.inputs import user_errors, without_paths
@@ -185,8 +184,6 @@ def build_tab(directory: Path) -> dict:
     runs_table = gr.Dataframe(pd.DataFrame(columns=RUN_COLUMNS), label="every run", interactive=False,
                               elem_id="ablations-runs")
     outputs = [intro, summary_plot, notes, summary_table, curves_plot, runs_table]
-    models = arm_models.build_section(directory)
-    arms_out = [models["notes"], models["first"], models["second"]]
 
     _show = functools.partial(ablations, directory)
 
@@ -199,14 +196,5 @@ def build_tab(directory: Path) -> dict:
     # the study picked last is the one shown: a pick made while another is being drawn runs after it, never
     # dropped (Gradio's default for .input drops it, leaving the picker and the page on different studies)
     study.input(_show, study, outputs, api_name="ablations", concurrency_limit=2, trigger_mode="always_last")
-    study.input(models["show"], study, arms_out, api_visibility="private", concurrency_limit=2,
-                trigger_mode="always_last")
-    reload.click(_reload, study, [study, claims, *outputs], api_visibility="private", concurrency_limit=2).then(
-        models["show"], study, arms_out, api_visibility="private", concurrency_limit=2)
-    def ablation_models(study: str) -> dict:
-        """Each arm of ``study`` with its kept model's name, seed and whole-split loss, or why it has none."""
-        return arm_models.arm_models_api(directory, study)
-
-    gr.api(ablation_models, api_name="ablation_models", concurrency_limit=2)
-    return {"load": (_reload, study, [study, claims, *outputs]), "load_models": (models["show"], study, arms_out),
-            "models": models}
+    reloaded = reload.click(_reload, study, [study, claims, *outputs], api_visibility="private", concurrency_limit=2)
+    return {"load": (_reload, study, [study, claims, *outputs]), "study": study, "reloaded": reloaded}

@@ -109,18 +109,29 @@ def open_two(registry: ModelRegistry, name: str | None, other: str | None):
                 gr.Tabs(selected="inside-compare"))
 
 
-def build_section(directory: Path) -> dict:
-    """The pickers and buttons, under the study's charts; :func:`connect` wires them to the Inside tab."""
+def build_section(directory: Path, study: gr.Dropdown, reloaded) -> dict:
+    """The pickers and buttons, under the Ablations tab's charts, following its ``study`` picker (and its
+    reload, the event ``reloaded``); :func:`connect` wires them to the Inside tab."""
     notes = gr.Markdown(elem_id="ablations-models")
     with gr.Row(equal_height=False):
         first = gr.Dropdown([], label="arm", elem_id="ablations-arm", min_width=200)
         second = gr.Dropdown([], label="compare with", elem_id="ablations-arm-other", min_width=200)
     with gr.Row():
-        open_one = gr.Button("Open in Inside", elem_id="ablations-open-btn", min_width=160)
-        open_two = gr.Button("Compare the two in Inside", variant="primary", elem_id="ablations-compare-btn",
-                             min_width=160)
-    return {"notes": notes, "first": first, "second": second, "open": open_one, "compare": open_two,
-            "show": functools.partial(arm_choices, directory)}
+        open_one_btn = gr.Button("Open in Inside", elem_id="ablations-open-btn", min_width=160)
+        open_two_btn = gr.Button("Compare the two in Inside", variant="primary", elem_id="ablations-compare-btn",
+                                 min_width=160)
+    show = functools.partial(arm_choices, directory)
+    outputs = [notes, first, second]
+    study.input(show, study, outputs, api_visibility="private", concurrency_limit=2, trigger_mode="always_last")
+    reloaded.then(show, study, outputs, api_visibility="private", concurrency_limit=2)
+
+    def ablation_models(study: str) -> dict:
+        """Each arm of ``study`` with its kept model's name, seed and whole-split loss, or why it has none."""
+        return arm_models_api(directory, study)
+
+    gr.api(ablation_models, api_name="ablation_models", concurrency_limit=2)
+    return {"first": first, "second": second, "open": open_one_btn, "compare": open_two_btn,
+            "load": (show, study, outputs)}
 
 
 def connect(section: dict, registry: ModelRegistry, tabs: gr.Tabs, checkpoint: gr.Dropdown, views: gr.Tabs,

@@ -21,7 +21,7 @@ from ..checkpoint import CONFIG, METRICS, WEIGHTS, load_checkpoint, save_checkpo
 from ..config import RunConfig
 from ..data import Corpus
 from ..errors import CheckpointError, GptcoreError
-from ..evaluate import split_loss
+from ..evaluate import nats_per_char, split_loss
 from ..memory import parameter_count
 from ..storage import resolve_files
 from .run_identity import config_key
@@ -88,8 +88,10 @@ def keep_model(work_dir: Path, destination: Path, corpus: Corpus, recorded_val_l
     save_checkpoint(destination, checkpoint.model, config, checkpoint.tokenizer, {})
     stored = load_checkpoint(destination)
     metrics = {key: value for key, value in checkpoint.metrics.items() if key not in ("command", "corpus")}
+    loss = split_loss(stored.model, corpus.val, config.model.block_size)
     metrics.update({
-        "val_loss": split_loss(stored.model, corpus.val, config.model.block_size),
+        "val_loss": loss,
+        "val_nats_per_char": nats_per_char(loss, corpus.val, checkpoint.tokenizer),
         "val_loss_definition": "mean cross-entropy over the whole validation split of these (float16) weights, "
                                "non-overlapping windows of block_size, float32",
         "trained_val_loss": checkpoint.metrics.get("val_loss"),
