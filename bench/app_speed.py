@@ -11,7 +11,8 @@ Not a test: it reports.
    once on an idle server and once while the Train tab's default run is training.
 3. views: seconds each view of the Attention and Inside tabs takes to answer for a full context (the
    model's block_size in tokens), including its HTML or the PNG encoding of its figures, the comparison with
-   the shipped two-layer model, and one step of that model's replay; in-process, median.
+   the shipped two-layer model, one step of that model's replay and of the checkpoint's own, the listing of
+   the heads study's arms' models, and the comparison of its 1-head and 8-head arms; in-process, median.
 4. training: the Train tab's default run started through the API; seconds from Start until the reported
    train loss (mean of the recent steps) is under 2.5, then Stop.
 """
@@ -146,7 +147,8 @@ def measure_training(repeats: int) -> list[dict]:
         _stop(process)
 
 
-COMPARED = "two-layer"  # the shipped model trained with snapshots: compared with, and replayed
+COMPARED = "two-layer"  # the shipped small model trained with snapshots: compared with, and replayed
+STUDY, ARMS = "ablations-2000/heads", ("ablations-2000/heads-1", "ablations-2000/heads-8")  # the arms compared
 
 
 def measure_views(checkpoint: str, repeats: int) -> dict[str, list[float]]:
@@ -155,13 +157,15 @@ def measure_views(checkpoint: str, repeats: int) -> dict[str, list[float]]:
     from gradio.processing_utils import encode_plot_to_base64
 
     from demo.server.training_job import TrainingManager
-    from demo.tabs import compare, inside, replay
+    from demo.tabs import arm_models, compare, inside, replay
     from demo.tabs.attention import show_attention
     from demo.server.registry import ModelRegistry
+    from demo.server.results_folders import sources
     from demo.server.settings import AppSettings
 
     settings = AppSettings()
-    registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir, torch_threads=settings.torch_threads)
+    registry = ModelRegistry(settings.checkpoints_dir, settings.runs_dir, torch_threads=settings.torch_threads,
+                             results_dirs=sources(settings.ablations_dir))
     ck = registry.get(checkpoint)  # load once, as the running app would have
     block, limits = ck.config.model.block_size, settings.limits
     text = (ATTENTION_TEXT * (block // len(ATTENTION_TEXT) + 1))[:block]  # a full context
@@ -186,6 +190,11 @@ def measure_views(checkpoint: str, repeats: int) -> dict[str, list[float]]:
             registry, limits, checkpoint, COMPARED, text),
         f"replay of {COMPARED}'s training, one snapshot": lambda: replay.show(
             registry, TrainingManager(), COMPARED, 1, 1, 1),
+        f"replay of {checkpoint}'s training, one snapshot": lambda: replay.show(
+            registry, TrainingManager(), checkpoint, 1, 1, 1),
+        f"the arms' models of {STUDY}": lambda: arm_models.arm_choices(settings.ablations_dir, STUDY),
+        f"compare two arms, {ARMS[0]} with {ARMS[1]} (every view)": lambda: compare.compare_view(
+            registry, limits, ARMS[0], ARMS[1], text[:registry.get(ARMS[0]).config.model.block_size]),
     }
     out: dict = {}
     for name, view in views.items():

@@ -5,6 +5,7 @@ import sys
 import time
 
 import pytest
+from pathlib import Path
 import torch
 
 from gptcore import checkpoint as ckpt
@@ -169,6 +170,28 @@ def test_shipped_checkpoints_load_fit_a_space_and_match_their_metrics(name, corp
         assert last.step == ck.metrics["best_step"]
         maps = ck.model.eval().attention_maps(torch.tensor([snapshots.Snapshots.load(directory).probe_ids]))
         torch.testing.assert_close(last.attention.float(), torch.stack([m[0] for m in maps]), atol=5e-3, rtol=0)
+
+
+KEPT_ARMS = Path(__file__).resolve().parent.parent / "checkpoints" / "ablations-2000"
+
+
+def test_the_shipped_arms_models_are_those_the_study_recorded(corpus):
+    """Every arm model shipped beside the 2,000-step studies fits a Space, gives the loss its metrics say (of
+    its float16 weights), and is the study's own run of that seed: trained again, it ends at the recorded loss."""
+    from gptcore.evaluate import split_loss
+    from gptcore.experiments.ablate import BASE_SEED
+    from gptcore.experiments.ablation_results import load_results
+    from gptcore.experiments.arm_models import arm_models
+
+    heads = arm_models(KEPT_ARMS, load_results(KEPT_ARMS / "heads.json"), BASE_SEED)
+    assert [m.path.name for m in heads if m.path] == ["heads-1", "heads-2", "heads-4", "heads-8"]
+    for model in heads:
+        assert all(f.stat().st_size < 10_000_000 for f in ckpt.checkpoint_files(model.path))
+        ck = ckpt.load_checkpoint(model.path)
+        assert ck.metrics["val_loss"] == pytest.approx(split_loss(ck.model, corpus.val, ck.config.model.block_size),
+                                                       abs=1e-6)
+        assert ck.metrics["trained_val_loss"] == pytest.approx(model.recorded_val_loss, abs=1e-9)
+        assert ck.metrics["val_loss"] == pytest.approx(model.recorded_val_loss, abs=1e-3)  # float16 rounding
 
 
 def test_a_checkpoint_changes_as_a_whole_wherever_a_save_is_interrupted(tmp_path, monkeypatch):
