@@ -55,11 +55,12 @@ def test_a_recorded_study_trains_its_first_seeds_again_to_keep_them(recorded_the
             assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
 
 
-def test_kept_models_are_not_trained_again(recorded_then_kept, corpus):
+def test_kept_models_are_not_trained_again(recorded_then_kept, corpus, capsys):
     out, _, _ = recorded_then_kept
-    again = run_study(TINY, corpus, out, seeds=2, budget=tiny_budget(), command="pytest", quiet=True,
-                      keep_models=True)
+    again = run_study(TINY, corpus, out, seeds=2, budget=tiny_budget(), command="pytest", keep_models=True)
     assert (again.trained, again.models_trained, again.models_kept) == (0, 0, 0)
+    estimate = capsys.readouterr().out.splitlines()[0]
+    assert estimate.startswith("tiny-heads: 4 runs (4 already done, 0 reusable from other studies, 0 to train; ")
     twin = Study("tiny-twin", "the two-head arm in another study", "", (TINY.arms[0],), base_model=TINY_MODEL)
     shared = run_study(twin, corpus, out, seeds=1, budget=tiny_budget(), quiet=True, keep_models=True)
     assert (shared.trained, shared.reused, shared.models_trained) == (0, 1, 0)  # one model for both studies

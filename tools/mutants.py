@@ -128,6 +128,20 @@ MUTANTS = [
     Mutant("models on different tokenizers compared", "demo/tabs/compare.py",
            "    if a.tokenizer.to_dict() != b.tokenizer.to_dict():", "    if False:",
            ("tests/test_demo_compare.py", "-k", "refused")),
+    # the ablation arms' kept models
+    Mutant("kept weights stored in float32", "gptcore/experiments/arm_models.py",
+           'KEPT_DTYPE = "float16"', 'KEPT_DTYPE = "float32"', ("tests/test_arm_models.py", "-k", "recorded_study")),
+    Mutant("a kept model trained again", "gptcore/experiments/ablate.py",
+           "            elif find_model(self.out_dir, config) is None:", "            else:",
+           ("tests/test_arm_models.py", "-k", "not_trained_again")),
+    Mutant("the results rewritten when only models were kept", "gptcore/experiments/ablate.py",
+           "load_results(self.path) if self.path.exists() else self._save()", "self._save()",
+           ("tests/test_arm_models.py", "-k", "recorded_study")),
+    Mutant("the stored dtype makes a kept model another run", "gptcore/experiments/run_identity.py",
+           '    out["train"]["save_dtype"] = "float32"', "", ("tests/test_arm_models.py", "-k", "not_trained_again")),
+    Mutant("the arm to compare with opened unchecked", "demo/tabs/arm_models.py",
+           '_checked(registry, other, "arm to compare with")', "other",
+           ("tests/test_demo_ablations.py", "-k", "opening_an_arm")),
 ]
 
 
