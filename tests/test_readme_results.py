@@ -111,3 +111,33 @@ def test_the_replay_findings_in_the_docs_are_read_off_the_shipped_snapshots():
     table = findings.markdown(findings.findings(snaps), len(snaps.windows)).splitlines()
     doc = (ROOT / "docs" / "snapshots.md").read_text(encoding="utf-8").splitlines()
     assert [line for line in table if line not in doc] == []
+
+
+def test_what_the_extra_heads_do_is_read_off_the_committed_measurements():
+    """docs/ablations.md's 1-head-against-8 table and numbers are bench/compare_arms_heads.json's and
+    bench/inside_arm_heads-{1,8}.json's (made from the shipped arm models)."""
+    import json
+
+    doc = ABLATIONS_DOC.read_text(encoding="utf-8")
+    flat = " ".join(doc.split())
+    compared = json.loads((ROOT / "bench" / "compare_arms_heads.json").read_text())
+    assert (compared["first"], compared["second"]) == ("heads-8", "heads-1")
+    for kind, row in compared["by_kind"].items():
+        gap = row["mean_loss_second"] - row["mean_loss_first"]
+        assert (f"| {kind} | {row['count']:,} | {row['mean_loss_first']:.4f} | {row['mean_loss_second']:.4f} | "
+                f"{gap:.4f} |") in doc
+    whole = compared["mean_loss_second"] - compared["mean_loss_first"]
+    assert (f"| all | {compared['predicted_tokens']:,} | {compared['mean_loss_first']:.4f} | "
+            f"{compared['mean_loss_second']:.4f} | {whole:.4f} |") in doc
+    assert f"predict {whole:.3f} nats a character better" in flat
+    assert f"One head still predicts {100 * compared['share_second_better']:.1f}% of the characters" in flat
+    one, eight = (json.loads((ROOT / "bench" / f"inside_arm_heads-{n}.json").read_text())["heads"] for n in (1, 8))
+    costliest = max(one, key=lambda h: h["loss_change_when_off"])
+    assert costliest["head"] == "L1 H1" and costliest["role"] == "attends to the previous character"
+    assert f"switching it off costs {costliest['loss_change_when_off']:.2f} nats a character" in flat
+    costliest = max(eight, key=lambda h: h["loss_change_when_off"])
+    assert costliest["head"] == "L3 H2" and costliest["role"] == "attends to the last newline"
+    assert f"the one that costs most when switched off, {costliest['loss_change_when_off']:.3f} nats" in flat
+    layer1 = [h["role"] for h in eight if h["head"].startswith("L1 ")]
+    assert (layer1.count("attends to the previous character"), layer1.count("attends to the character two back")) \
+        == (4, 3)
