@@ -129,12 +129,15 @@ def test_what_the_extra_heads_do_is_read_off_the_committed_measurements():
     whole = compared["mean_loss_second"] - compared["mean_loss_first"]
     assert (f"| all | {compared['predicted_tokens']:,} | {compared['mean_loss_first']:.4f} | "
             f"{compared['mean_loss_second']:.4f} | {whole:.4f} |") in doc
+    readme = " ".join(README.read_text(encoding="utf-8").split())
     assert f"predict {whole:.3f} nats a character better" in flat
+    assert f"heads predict {whole:.3f} nats a character better than one" in readme
     assert f"One head still predicts {100 * compared['share_second_better']:.1f}% of the characters" in flat
     one, eight = (json.loads((ROOT / "bench" / f"inside_arm_heads-{n}.json").read_text())["heads"] for n in (1, 8))
     costliest = max(one, key=lambda h: h["loss_change_when_off"])
     assert costliest["head"] == "L1 H1" and costliest["role"] == "attends to the previous character"
     assert f"switching it off costs {costliest['loss_change_when_off']:.2f} nats a character" in flat
+    assert f"switching it off costs {costliest['loss_change_when_off']:.2f} nats a character" in readme
     costliest = max(eight, key=lambda h: h["loss_change_when_off"])
     assert costliest["head"] == "L3 H2" and costliest["role"] == "attends to the last newline"
     assert f"the one that costs most when switched off, {costliest['loss_change_when_off']:.3f} nats" in flat
