@@ -85,7 +85,7 @@ def measure(page, repeats: int, shot) -> dict[str, list[float]]:
     view = page.locator("#attention-view")
     times = []
     for i in range(repeats):
-        title = "layer 1, head 1" if i % 2 else "layer 1, head 3"
+        title = "layer 1, head 3" if i % 2 else "layer 1, head 1"  # ends on head 1 (an odd count of repeats)
         def choose(name=title.split(", ")[1]):  # choosing redraws on its own, no button
             page.get_by_role("combobox", name="head", exact=True).click()
             page.get_by_role("option", name=name, exact=True).click()
