@@ -56,13 +56,16 @@ def _shot(page: Page, name: str) -> None:
 
 
 def _open_tab(page: Page, name: str) -> None:
-    page.get_by_role("tab", name=name).click()
+    page.get_by_role("tab", name=name, exact=True).click()  # "Models", not "Compare two models"
 
 
 def _choose(page: Page, label: str, option: str) -> None:
-    """Pick ``option`` in the visible tab's dropdown called ``label``."""
-    page.get_by_role("tabpanel").get_by_label(label, exact=True).click()
-    page.get_by_role("option", name=option, exact=True).click()
+    """Pick ``option`` in the visible tab's dropdown called ``label``: in that dropdown's own list, since
+    another picker's list may be on the page at the same moment (one redrawn with new choices)."""
+    box = page.get_by_role("tabpanel").get_by_label(label, exact=True)
+    box.click()
+    box.locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' block ')][1]").get_by_role(
+        "option", name=option, exact=True).click()
 
 
 def test_sample_tab_generates_text_and_charts_the_next_character(page):
