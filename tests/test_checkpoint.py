@@ -189,7 +189,9 @@ def test_the_shipped_arms_models_are_those_the_study_recorded(corpus):
     assert [m.path.name if m.path else m.missing for m in depth] == [
         "depth-2", "heads-4", "depth-6", "not kept: its weights would be 12.8 MB in float16, over the 10 MB a file "
         "may have"]  # the base model, kept once for the studies that share it
-    for model in heads + depth[:3]:
+    posemb = arm_models(KEPT_ARMS, load_results(KEPT_ARMS / "posemb.json"), BASE_SEED)
+    assert [m.path.name for m in posemb] == ["heads-4", "posemb-none", "posemb-rope"]
+    for model in heads + depth[:3] + posemb[1:]:
         assert all(f.stat().st_size < 10_000_000 for f in ckpt.checkpoint_files(model.path))
         ck = ckpt.load_checkpoint(model.path)
         assert ck.metrics["val_loss"] == pytest.approx(split_loss(ck.model, corpus.val, ck.config.model.block_size),
