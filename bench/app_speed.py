@@ -170,6 +170,7 @@ def measure_views(checkpoint: str, repeats: int) -> dict[str, list[float]]:
     block, limits = ck.config.model.block_size, settings.limits
     text = (ATTENTION_TEXT * (block // len(ATTENTION_TEXT) + 1))[:block]  # a full context
     heads = [inside.head_value(0, 0), inside.head_value(ck.config.model.n_layer - 1, 1)]
+    arm_text = text[:registry.get(ARMS[0]).config.model.block_size]  # the arms' full context, looked up untimed
 
     def png(*outputs):
         for out in outputs:
@@ -194,7 +195,7 @@ def measure_views(checkpoint: str, repeats: int) -> dict[str, list[float]]:
             registry, TrainingManager(), checkpoint, 1, 1, 1),
         f"the arms' models of {STUDY}": lambda: arm_models.arm_choices(settings.ablations_dir, STUDY),
         f"compare two arms, {ARMS[0]} with {ARMS[1]} (every view)": lambda: compare.compare_view(
-            registry, limits, ARMS[0], ARMS[1], text[:registry.get(ARMS[0]).config.model.block_size]),
+            registry, limits, ARMS[0], ARMS[1], arm_text),
     }
     out: dict = {}
     for name, view in views.items():

@@ -217,10 +217,12 @@ def test_selector_choices_match_the_model():
 
 def test_registry_lists_checkpoints_and_knows_the_file_names(registry):
     from gptcore import checkpoint
+    from gptcore.experiments.arm_models import MODELS_DIR
 
     assert (registry_module.CONFIG, registry_module.WEIGHTS, registry_module.LEGACY_WEIGHTS, registry_module.METRICS,
-            registry_module.MANIFEST) == (checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.LEGACY_WEIGHTS,
-                                          checkpoint.METRICS, checkpoint.MANIFEST)
+            registry_module.MANIFEST, registry_module.ARM_MODELS) == (
+        checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.LEGACY_WEIGHTS, checkpoint.METRICS, checkpoint.MANIFEST,
+        MODELS_DIR)
     assert registry.names() == ["tiny", "bigram", "brief", "damaged", "tiny-bpe-rope"]  # the default first
     assert "bigram" not in registry.names(attention_only=True)
     assert registry.get("tiny") is registry.get("tiny")  # cached

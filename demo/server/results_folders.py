@@ -45,6 +45,15 @@ def list_studies(directory: Path) -> list[str]:
     return out
 
 
+def checked_study(directory: Path, study: str | None) -> tuple[Path, str]:
+    """(directory, study name) of a picker value that names a study listed here; a ValueError naming the
+    choices otherwise (a visitor or API caller may send anything)."""
+    studies = list_studies(directory)
+    if study not in studies:
+        raise ValueError(f"no results for study {study!r:.80}; available: {', '.join(studies) or 'none'}")
+    return locate(directory, study)
+
+
 def locate(directory: Path, study: str) -> tuple[Path, str]:
     """(directory, study name) of a picker value: ``heads`` or ``ablations-2000/heads``."""
     source, _, name = study.rpartition("/")

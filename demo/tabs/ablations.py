@@ -15,7 +15,7 @@ import pandas as pd
 from ..views.explain import how_to_read
 from ..views.plots import ablation_summary_figure, loss_curves_figure
 from ..server.inputs import user_errors, without_paths
-from ..server.results_folders import list_studies, locate, sources
+from ..server.results_folders import checked_study, list_studies, locate, sources
 from ..server.settings import REPO_ROOT
 
 
@@ -141,12 +141,9 @@ def ablations(directory: Path, study: str | None):
         studies = list_studies(directory)
         if not studies:
             return missing_message(), None, "", "", None, pd.DataFrame(columns=RUN_COLUMNS)
-        study = study or studies[0]
-        if study not in studies:
-            raise ValueError(f"no results for study {study!r:.80}; available: {', '.join(studies)}")
+        source, name = checked_study(directory, study or studies[0])
         load_results, summarize = _reader()
         from gptcore.experiments.wallclock import equal_time_markdown
-        source, name = locate(directory, study)
         results = load_results(source / f"{name}.json")
         summary, curves, runs = study_figures(results)
         intro = (f"**{results['study']}** — {results['description']}. The original write-up claimed: "

@@ -14,7 +14,7 @@ import gradio as gr
 
 from ..server.inputs import user_errors, without_paths
 from ..server.registry import ModelRegistry, arm_model_name
-from ..server.results_folders import list_studies, locate
+from ..server.results_folders import checked_study
 
 # what the Inside tab does once its pickers hold the arms' models: press its button, and mark the tab as
 # opened so that its own first-open press does not run the views a second time
@@ -35,10 +35,7 @@ def study_arms(directory: Path, study: str | None) -> tuple[dict, list]:
     from gptcore.experiments.ablate import BASE_SEED, load_results
     from gptcore.experiments.arm_models import arm_models
 
-    studies = list_studies(directory)
-    if study not in studies:
-        raise ValueError(f"no results for study {study!r:.80}; available: {', '.join(studies) or 'none'}")
-    source, name = locate(directory, study)
+    source, name = checked_study(directory, study)
     results = load_results(source / f"{name}.json")
     return results, arm_models(source, results, BASE_SEED)
 

@@ -408,9 +408,9 @@ class _StudyRun:
             measured.get(arm.name) for arm, _ in to_train] if measured else None)
         basis = (f"from the seconds per step measured at {self.budget.threads} thread(s)" if measured else
                  f"at {BASE_TOKENS_PER_SEC:,.0f} tokens/s for the base model")
-        models = [c for arm, c in self.models_todo if (arm, c) not in to_train]
-        seconds += estimate_seconds(models, len(self.corpus.val), step_seconds=[
-            measured.get(arm.name) for arm, c in self.models_todo if c in models] if measured else None)
+        models = [(arm, c) for arm, c in self.models_todo if (arm, c) not in to_train]
+        seconds += estimate_seconds([c for _, c in models], len(self.corpus.val), step_seconds=[
+            measured.get(arm.name) for arm, _ in models] if measured else None)
         keeping = f", {len(models)} trained again to keep their weights" if models else ""
         return (f"{self.study.name}: {len(todo) + self.report.kept} runs ({self.report.kept} already done, "
                 f"{len(todo) - len(to_train)} reusable from other studies, {len(to_train)} to train{keeping}; "
