@@ -130,6 +130,7 @@ def test_attention_tab_hover_click_zoom_and_the_roles_table(page):
     _choose(page, "checkpoint", "tiny")
     page.locator("#attention-btn").click()
     view = page.locator("#attention-view")
+    expect(view).to_contain_text("tiny · layer 1, head 1")  # this press's view, not the one made as the tab opened
     tokens = view.locator(".gc-tok")
     expect(tokens.first).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#attention-roles")).to_contain_text(re.compile("attends|spreads|prefers"), timeout=WAIT_MS)
@@ -167,6 +168,7 @@ def test_inside_tab_predictions_lens_embeddings_and_heads_off(page):
     _choose(page, "checkpoint", "tiny")
     page.locator("#inside-btn").click()
     pred = page.locator("#inside-predictions-view")
+    expect(pred).to_contain_text("as red as tiny", timeout=WAIT_MS)  # this press's view
     expect(pred.locator(".gc-tok").first).to_be_visible(timeout=WAIT_MS)
     expect(pred.locator(".gc-dist")).to_contain_text("end of the text")  # the last position, at first
     pred.locator(".gc-tok").nth(3).click()
@@ -289,7 +291,7 @@ def _opens_the_arms_in_inside(page: Page, width: str) -> None:
     expect(page.get_by_role("tab", name="Inside", selected=True)).to_be_visible(timeout=WAIT_MS)
     expect(page.get_by_role("tabpanel").get_by_label("checkpoint", exact=True).first).to_have_value(
         "ablations/heads-1", timeout=WAIT_MS)
-    expect(page.locator("#inside-predictions-view .gc-tok").first).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#inside-predictions-view")).to_contain_text("as red as ablations/heads-1", timeout=WAIT_MS)
     _open_tab(page, "Ablations")
     page.locator("#ablations-compare-btn").click()
     expect(page.get_by_role("tab", name="Compare two models", selected=True)).to_be_visible(timeout=WAIT_MS)
@@ -324,26 +326,18 @@ def test_models_tab_downloads_a_model_and_uploads_it_for_sampling_and_attention(
     _open_tab(page, "Attention")
     _choose(page, "checkpoint", "uploaded/from-browser")
     page.locator("#attention-btn").click()
-    expect(page.locator("#attention-view .gc-tok").first).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#attention-view")).to_contain_text("uploaded/from-browser · layer 1", timeout=WAIT_MS)
     expect(page.locator("#attention-roles")).to_contain_text("what it mostly does", timeout=WAIT_MS)
 
 
-def _run_and_tap(page: Page, button: str, view: str, nth: int, answer: str, text: str) -> None:
-    """On the tiny model: press ``button``, tap the ``nth`` token of ``view`` and see ``text`` in its ``answer``."""
+def _run_and_tap(page: Page, button: str, view: str, named: str, nth: int, answer: str, text: str) -> None:
+    """On the tiny model: press ``button``, wait for ``view`` to be this press's (it says ``named``, not the
+    view drawn as the tab first opened), tap its ``nth`` token and see ``text`` in its ``answer``."""
     _choose(page, "checkpoint", "tiny")
     page.locator(button).click()
-    expect(page.locator(f"{view} .gc-tok").first).to_be_visible(timeout=WAIT_MS)
-    # the view on screen may still be the one drawn when the tab first opened, replaced (and its tap
-    # forgotten) when the answer to this click arrives: tap again until a tap is answered
-    deadline = time.monotonic() + WAIT_MS / 1000
-    while True:
-        page.locator(f"{view} .gc-tok").nth(nth).tap()
-        try:
-            expect(page.locator(f"{view} {answer}")).to_contain_text(text, timeout=10_000)
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
+    expect(page.locator(view)).to_contain_text(named, timeout=WAIT_MS)
+    page.locator(f"{view} .gc-tok").nth(nth).tap()
+    expect(page.locator(f"{view} {answer}")).to_contain_text(text, timeout=WAIT_MS)
 
 
 def test_every_tab_at_phone_width(browser, app_url):
@@ -360,9 +354,10 @@ def test_every_tab_at_phone_width(browser, app_url):
         tab.click()
         expect(page.locator(ready)).to_be_visible(timeout=WAIT_MS)
         if name == "Attention":
-            _run_and_tap(page, "#attention-btn", "#attention-view", 3, ".gc-info", "(4) looks at:")
+            _run_and_tap(page, "#attention-btn", "#attention-view", "tiny · layer", 3, ".gc-info", "(4) looks at:")
         if name == "Inside":
-            _run_and_tap(page, "#inside-btn", "#inside-predictions-view", 2, ".gc-dist", "(character 3)")
+            _run_and_tap(page, "#inside-btn", "#inside-predictions-view", "as red as tiny", 2, ".gc-dist",
+                         "(character 3)")
             for view, ready_view in [("Logit lens", "#inside-lens-view table"),
                                      ("Embeddings", "#inside-embeddings-map img"),
                                      ("Compare two models", "#compare-change .gc-tok >> nth=0"),

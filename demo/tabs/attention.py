@@ -142,9 +142,10 @@ def attention_view(registry: ModelRegistry, limits: Limits, checkpoint: str, tex
             return AttentionView(None, attention_figure(am, layer_index, head_index), roles, notes)
         if head_index == AVERAGE:  # an average of heads has no scores of its own
             weights, scores = am.maps[layer_index].mean(0), None
-            title = f"layer {layer_index + 1}, average of {m.n_head} heads"
+            title = f"{checkpoint} · layer {layer_index + 1}, average of {m.n_head} heads"
         else:
-            weights, title = am.maps[layer_index][head_index], f"layer {layer_index + 1}, head {head_index + 1}"
+            weights = am.maps[layer_index][head_index]
+            title = f"{checkpoint} · layer {layer_index + 1}, head {head_index + 1}"
             scores = head_scores(ck, am, layer_index, head_index)
         return AttentionView(attention_html(am.pieces, weights, title, token_unit(ck), scores), None, roles, notes)
 
@@ -236,9 +237,11 @@ def build_tab(registry: ModelRegistry, limits: Limits) -> dict:
     _attention = per_session(show_attention, registry, limits, gpu_seconds=20)  # keeps the parameter names for the API
     outputs = [view, plot, roles, notes]
     views = limits.views_queue()
-    go.click(_attention, [checkpoint, text, layer, head], outputs, api_visibility="private", **views)
-    text.submit(_attention, [checkpoint, text, layer, head], outputs, api_visibility="private",
-                **views)
+    # a press while the view is still being made (the first one, say, made as the tab opened) is kept for
+    # after it, never dropped
+    for trigger in (go.click, text.submit):
+        trigger(_attention, [checkpoint, text, layer, head], outputs, api_visibility="private",
+                trigger_mode="always_last", **views)
     # choosing another layer or head redraws at once (only when a person changes it, not on updates)
     gr.on([layer.input, head.input], _attention, [checkpoint, text, layer, head], outputs,
           api_visibility="private", **views, trigger_mode="always_last")

@@ -166,7 +166,8 @@ def build_view(registry: ModelRegistry, limits: Limits, checkpoint: gr.Dropdown,
         view = per_session(compare_view, registry, limits, gpu_seconds=20)
         outputs = [notes, change, lens, roles]
         for trigger in (go.click, text.submit, second.input):
-            trigger(view, [checkpoint, second, text], outputs, api_visibility="private", **limits.views_queue())
+            trigger(view, [checkpoint, second, text], outputs, api_visibility="private", trigger_mode="always_last",
+                    **limits.views_queue())
 
         def current(first: str | None, value: str | None, request: gr.Request = None):
             """The models listed now; the choice kept if it still fits the first model, else one that does."""

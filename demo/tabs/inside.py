@@ -86,7 +86,8 @@ def predictions_view(registry: ModelRegistry, limits: Limits, checkpoint: str, t
     with user_errors():
         ck, given = _prepared(registry, limits, checkpoint, text)
         probs, loss = _predictions(ck, given)
-        return (predictions_html(given.pieces, probs.numpy(), loss.numpy(), ck.tokenizer.piece, token_unit(ck)),
+        return (predictions_html(given.pieces, probs.numpy(), loss.numpy(), ck.tokenizer.piece, token_unit(ck),
+                                 checkpoint),
                 _notes(given))
 
 
@@ -342,14 +343,15 @@ def build_tab(registry: ModelRegistry, limits: Limits, more_views: Sequence[Call
     _off = per_session(heads_off_view, registry, limits, **session)
     _each = per_session(each_head, registry, limits, **session)
     views = limits.views_queue()
-    private = dict(api_visibility="private", **views)
+    # a press while the views are still being made (as the tab opened, say) is kept for after them, never dropped
+    private = dict(api_visibility="private", trigger_mode="always_last", **views)
     for trigger in (go.click, text.submit):
         trigger(_pred, [checkpoint, text], [pred, notes], **private)
         trigger(_lens, [checkpoint, text], [lens, notes], **private)
         trigger(_off, [checkpoint, text, heads], [off_summary, off_view], **private)
         trigger(_each, [checkpoint, text], ranking, **private)
     go.click(_emb, checkpoint, [emb_map, emb_pos, emb_note], **private)
-    heads.input(_off, [checkpoint, text, heads], [off_summary, off_view], trigger_mode="always_last", **private)
+    heads.input(_off, [checkpoint, text, heads], [off_summary, off_view], **private)
     checkpoint.change(per_session(heads_for, registry), checkpoint, heads, api_visibility="private",
                       show_progress="hidden")
     for fn, name in ((predictions_api, "predictions"), (logit_lens_api, "logit_lens"), (heads_off_api, "heads_off")):

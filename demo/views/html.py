@@ -129,11 +129,12 @@ def surprise_style(nats: float | None, scale: float = 5.0) -> str:
     return f"background: rgba(220, 38, 38, {min(1.0, max(0.0, nats / scale)):.3f})"
 
 
-def predictions_html(pieces: Sequence[str], probs: np.ndarray, surprise: np.ndarray, decode, unit: str) -> str:
+def predictions_html(pieces: Sequence[str], probs: np.ndarray, surprise: np.ndarray, decode, unit: str,
+                     model: str = "the model") -> str:
     """The text coloured by surprise; a click on a token shows the model's next-token distribution there.
 
     ``probs``: (T, vocab) next-token probabilities; ``surprise``: (T - 1,) loss of tokens 1 .. T-1;
-    ``decode``: token id -> its text piece."""
+    ``decode``: token id -> its text piece; ``model``: the model's name, said in the legend."""
     T = len(pieces)
     top = np.argsort(-probs, axis=-1)[:, :TOP_K]
     tops = [[[visible_piece(decode(int(t))), round(float(probs[i, t]), 5)] for t in top[i]] for i in range(T)]
@@ -144,7 +145,7 @@ def predictions_html(pieces: Sequence[str], probs: np.ndarray, surprise: np.ndar
     mean = f"{float(np.mean(surprise)):.3f}" if len(surprise) else "n/a"
     return (f'<div class="gc-view gc-pred" data-jtop="{_attr(tops)}" data-jnext="{_attr(nexts)}" '
             f'data-jlabels="{_attr([visible_piece(p) for p in pieces])}" data-unit="{unit}">'
-            f'<p class="gc-legend">Each {unit} is as red as the model was surprised by it (its loss, '
+            f'<p class="gc-legend">Each {unit} is as red as <b>{html.escape(model)}</b> was surprised by it (its loss, '
             f'−log p; white = expected, deep red = 5 nats or more). Mean over the text: <b>{mean} nats</b>. '
             f'Click a {unit} to see what the model expected after it.</p>'
             f'{token_strip(pieces, [surprise_style(s) for s in losses], titles)}'
