@@ -191,10 +191,13 @@ def test_the_shipped_arms_models_are_those_the_study_recorded(corpus):
         "may have"]  # the base model, kept once for the studies that share it
     posemb = arm_models(KEPT_ARMS, load_results(KEPT_ARMS / "posemb.json"), BASE_SEED)
     assert [m.path.name for m in posemb] == ["heads-4", "posemb-none", "posemb-rope"]
+    baseline = arm_models(KEPT_ARMS, load_results(KEPT_ARMS / "baseline.json"), BASE_SEED)
+    assert [(m.path.name, m.arch) for m in baseline] == [("heads-4", "gpt"), ("baseline-bigram", "bigram"),
+                                                         ("baseline-bigram-lr0.01", "bigram")]
     residual = arm_models(KEPT_ARMS.parent / "ablations-600", load_results(KEPT_ARMS.parent / "ablations-600" /
                                                                          "residual.json"), BASE_SEED)
     assert [m.path.name for m in residual] == ["residual-on", "residual-off"]
-    for model in heads + depth[:3] + posemb[1:] + residual:
+    for model in heads + depth[:3] + posemb[1:] + baseline[1:] + residual:
         assert all(f.stat().st_size < 10_000_000 for f in ckpt.checkpoint_files(model.path))
         ck = ckpt.load_checkpoint(model.path)
         assert ck.metrics["val_loss"] == pytest.approx(split_loss(ck.model, corpus.val, ck.config.model.block_size),

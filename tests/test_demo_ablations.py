@@ -216,9 +216,41 @@ def test_opening_an_arm_moves_to_the_inside_tab_with_its_model(results_dir, demo
                                                                 "inside-compare")
     with pytest.raises(gr.Error) as refused:
         open_one(registry, None)
-    assert refused.value.message == "pick the arm first: this study has no kept model to open"
+    assert refused.value.message == "pick the arm first: this study has no kept model with attention"
     with pytest.raises(gr.Error, match="unknown checkpoint '../heads-1'"):
         open_two(registry, "ablations/heads-1", "../heads-1")
+
+
+def test_an_arm_without_attention_is_offered_for_sampling_only(corpus, demo_checkpoints, tmp_path):
+    """A bigram has no attention: the Inside tab has nothing to show of it, so its model is named for the Sample
+    tab, left out of the arm pickers, and refused in a sentence if asked for."""
+    from demo.server.registry import ModelRegistry
+    from demo.server.results_folders import sources
+    from demo.tabs.arm_models import arm_choices, arm_models_api, open_one, open_two
+    from demo_support import tiny_model, tiny_train
+    from gptcore.experiments.ablate import Arm, Study, run_study
+
+    study = Study("baseline", "a GPT against a bigram", "attention helps",
+                  (Arm("gpt", "GPT", "gpt", {"arch": "gpt"}), Arm("bigram", "bigram", "bigram", {"arch": "bigram"})),
+                  base_model=tiny_model(), comparisons=(("gpt", "bigram"),))
+    budget = tiny_train(max_iters=6, warmup_iters=1, eval_interval=3, eval_windows=4).validate()
+    run_study(study, corpus, tmp_path / "ablations", seeds=1, budget=budget, command="pytest", quiet=True,
+              keep_models=True)
+    notes, first, second = arm_choices(tmp_path / "ablations", "baseline")
+    assert first["choices"] == [("GPT (seed 1337)", "ablations/baseline-gpt")]
+    assert second["choices"] == [] and second["value"] is None  # one model with attention: none to compare
+    assert "| bigram | `ablations/baseline-bigram` | 1337 |" in notes
+    assert "No attention to look inside in `ablations/baseline-bigram`: sample from it in the Sample tab" in notes
+    assert [a["arch"] for a in arm_models_api(tmp_path / "ablations", "baseline")["arms"]] == ["gpt", "bigram"]
+    registry = ModelRegistry(demo_checkpoints, tmp_path / "runs", "tiny", results_dirs=sources(tmp_path / "ablations"))
+    assert "ablations/baseline-bigram" in set(registry.names()) - set(registry.names(attention_only=True))
+    with pytest.raises(gr.Error) as refused:
+        open_one(registry, "ablations/baseline-bigram")
+    assert refused.value.message == ("ablations/baseline-bigram has no attention to look inside; sample from it in "
+                                     "the Sample tab")
+    with pytest.raises(gr.Error) as refused:
+        open_two(registry, "ablations/baseline-gpt", None)
+    assert refused.value.message == "pick the arm to compare with first: a comparison needs two kept models with attention"
 
 
 def test_an_unknown_study_is_refused_in_a_sentence(results_dir):

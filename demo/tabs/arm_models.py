@@ -56,21 +56,37 @@ def models_markdown(results: dict, arms: list) -> str:
             recorded = "" if arm.recorded_val_loss is None else f" ({arm.recorded_val_loss:.4f})"
             loss = "?" if arm.val_loss is None else f"{arm.val_loss:.4f}"
             rows.append(f"| {arm.label} | `{arm_model_name(arm.path)}` | {arm.seed} | {loss}{recorded} |")
-    return "\n".join(rows)
+    return "\n".join(rows + _sampled_only(arms))
+
+
+def _with_attention(arm) -> bool:
+    """Whether the Inside tab can open the arm's model: it has one, and it has attention (a bigram has none)."""
+    return arm.path is not None and arm.arch == "gpt"
+
+
+def _sampled_only(arms: list) -> list[str]:
+    """A line naming the kept models without attention, and where they can be used instead."""
+    names = [f"`{arm_model_name(arm.path)}`" for arm in arms if arm.path is not None and not _with_attention(arm)]
+    if not names:
+        return []
+    one = len(names) == 1
+    return ["", f"No attention to look inside in {', '.join(names)}: sample from {'it' if one else 'them'} in the "
+                f"Sample tab, which lists {'it under this name' if one else 'them under these names'}."]
 
 
 def arm_choices(directory: Path, study: str | None):
-    """(markdown, first arm picker, second arm picker): the study's arms that have a model, the first and the
-    last of them picked (1 head against 8 heads, 2 layers against 8), so that one press compares the extremes."""
+    """(markdown, first arm picker, second arm picker): the study's arms whose model the Inside tab can open, the
+    first and the last of them picked (1 head against 8 heads, 2 layers against 8), so that one press compares the
+    extremes; the second picker is empty where there is only one."""
     with user_errors():
         if not study:
             return "", gr.update(choices=[], value=None), gr.update(choices=[], value=None)
         results, arms = study_arms(directory, study)
-        choices = [(f"{arm.label} (seed {arm.seed})", arm_model_name(arm.path)) for arm in arms if arm.path]
-        first = choices[0][1] if choices else None
-        second = choices[-1][1] if choices else None
-        return (without_paths(models_markdown(results, arms)), gr.update(choices=choices, value=first),
-                gr.update(choices=choices, value=second))
+        choices = [(f"{arm.label} (seed {arm.seed})", arm_model_name(arm.path)) for arm in arms if _with_attention(arm)]
+        others = choices if len(choices) > 1 else []
+        return (without_paths(models_markdown(results, arms)),
+                gr.update(choices=choices, value=choices[0][1] if choices else None),
+                gr.update(choices=others, value=others[-1][1] if others else None))
 
 
 def arm_models_api(directory: Path, study: str) -> dict:
@@ -79,21 +95,28 @@ def arm_models_api(directory: Path, study: str) -> dict:
         results, arms = study_arms(directory, study)
         return {"study": results["study"], "steps": results["budget"]["max_iters"],
                 "arms": [{"arm": a.arm, "label": a.label, "seed": a.seed,
-                          "model": arm_model_name(a.path) if a.path else None, "val_loss": a.val_loss,
+                          "model": arm_model_name(a.path) if a.path else None, "arch": a.arch, "val_loss": a.val_loss,
                           "recorded_val_loss": a.recorded_val_loss, "missing": a.missing or None} for a in arms]}
 
 
-def _checked(registry: ModelRegistry, name: str | None, what: str) -> str:
+def _checked(registry: ModelRegistry, name: str | None, missing: str) -> str:
+    """``name``, a model the Inside tab can open; ValueError ``missing`` without one, or naming what is wrong."""
     if not name:
-        raise ValueError(f"pick the {what} first: this study has no kept model to open")
+        raise ValueError(missing)
     registry.entry(name)  # a name the pickers do not list is refused, in a sentence naming the choices
+    if name not in registry.names(attention_only=True):
+        raise ValueError(f"{name:.80} has no attention to look inside; sample from it in the Sample tab")
     return name
+
+
+NO_ARM = "pick the arm first: this study has no kept model with attention"
+NO_OTHER = "pick the arm to compare with first: a comparison needs two kept models with attention"
 
 
 def open_one(registry: ModelRegistry, name: str | None):
     """(the Inside tab selected, its model picker set to the arm's model, its first view selected)."""
     with user_errors():
-        return (gr.Tabs(selected="inside"), gr.update(value=_checked(registry, name, "arm")),
+        return (gr.Tabs(selected="inside"), gr.update(value=_checked(registry, name, NO_ARM)),
                 gr.Tabs(selected="inside-predictions"))
 
 
@@ -101,7 +124,7 @@ def open_two(registry: ModelRegistry, name: str | None, other: str | None):
     """(the Inside tab selected, its model picker on the first arm's model, its comparison picker on the
     second's, its comparison view selected)."""
     with user_errors():
-        first, second = _checked(registry, name, "arm"), _checked(registry, other, "arm to compare with")
+        first, second = _checked(registry, name, NO_ARM), _checked(registry, other, NO_OTHER)
         return (gr.Tabs(selected="inside"), gr.update(value=first), gr.update(value=second),
                 gr.Tabs(selected="inside-compare"))
 

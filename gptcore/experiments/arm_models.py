@@ -114,6 +114,7 @@ class ArmModel:
     val_loss: float | None = None  # whole-split loss of the kept (float16) weights
     recorded_val_loss: float | None = None  # the study's record of the same run
     missing: str = ""
+    arch: str = "gpt"  # the model's kind, as the run's config names it (a bigram has no attention to look at)
 
 
 def arm_models(results_dir: str | Path, results: dict, seed: int) -> list[ArmModel]:
@@ -122,17 +123,25 @@ def arm_models(results_dir: str | Path, results: dict, seed: int) -> list[ArmMod
     out = []
     for arm in results["arms"]:
         run = next((r for r in arm["runs"] if r.get("seed") == seed and "config" in r), None)
+        arch = _arch(run)
         path = None if run is None else find_model(results_dir, run["config"])
         if path is None:
-            out.append(ArmModel(arm["name"], arm["label"], seed, None, missing=_why_missing(results, run)))
+            out.append(ArmModel(arm["name"], arm["label"], seed, None, missing=_why_missing(results, run), arch=arch))
             continue
         try:
             metrics = read_json_file(path / METRICS)
         except GptcoreError:
             metrics = {}
         out.append(ArmModel(arm["name"], arm["label"], seed, path, _number(metrics.get("val_loss")),
-                            _number(run.get("val_loss"))))
+                            _number(run.get("val_loss")), arch=arch))
     return out
+
+
+def _arch(run: dict | None) -> str:
+    """The model kind a recorded run's config names ("gpt" where it names none)."""
+    config = run.get("config") if run else None
+    model = config.get("model") if isinstance(config, dict) else None
+    return str(model.get("arch", "gpt")) if isinstance(model, dict) else "gpt"
 
 
 def _why_missing(results: dict, run: dict | None) -> str:
