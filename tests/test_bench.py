@@ -82,7 +82,6 @@ def test_a_time_to_loss_goal_is_judged_by_the_worst_run_and_says_when_it_was_not
 
 def test_the_shipped_model_row_evaluates_a_bpe_checkpoint_in_its_own_tokens(tmp_path, corpus_text):
     from gptcore.data import Corpus
-    from gptcore.evaluate import split_loss
     from gptcore.experiments.bench import shipped_model
     from gptcore.presets import get_preset
     from gptcore.training import Trainer
