@@ -3,6 +3,8 @@
 Layout of a checkpoint directory:
   model.safetensors  the weights, with a sha256 of them in its metadata (checkpoints written before
                   safetensors have model.pt instead: torch's format, loaded with ``weights_only=True``)
+  model-2.safetensors, model-3.safetensors, ...  (only when a save bounds the size of a file, as for a
+                  Hugging Face Space's 10 MB) the rest of the weights, each file with its own sha256
   config.json     the run config (model and training)
   tokenizer.json  the tokenizer, with its "type"
   metrics.json    validation loss, parameter count, tokens seen, wall time, the command, the curve
@@ -35,13 +37,16 @@ from .inference.draft import NgramDraft
 from .memory import check_fits, parameter_count
 from .models import build_model
 from .storage import (MANIFEST, commit_files, json_bytes, load_tensors, read_json, resolve_files,  # noqa: F401
-                      safetensors_bytes, tensors_bytes)  # (MANIFEST: part of the layout)
+                      safetensors_parts, tensors_bytes)  # (MANIFEST: part of the layout)
 from .tokenizers import Tokenizer, load_tokenizer
 
 WEIGHTS, CONFIG, TOKENIZER, METRICS, DRAFT, TRAIN_STATE = (
     "model.safetensors", "config.json", "tokenizer.json", "metrics.json", "draft.pt", "train_state.pt",
 )
 LEGACY_WEIGHTS = "model.pt"  # the weights of checkpoints written before safetensors
+MAX_WEIGHT_PARTS = 16
+# the weights' further files, when a save bounds the size of each (model.safetensors holds the first share)
+WEIGHT_PARTS = tuple(f"model-{i}.safetensors" for i in range(2, MAX_WEIGHT_PARTS + 1))
 # what a checkpoint ships with; TRAIN_STATE only serves --resume and is git-ignored
 SHIPPED_FILES = (WEIGHTS, CONFIG, TOKENIZER, METRICS, DRAFT)
 
@@ -65,17 +70,26 @@ class Checkpoint:
 
 
 def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: RunConfig, tokenizer: Tokenizer,
-                    metrics: dict) -> None:
+                    metrics: dict, max_file_bytes: int | None = None) -> None:
     """Write (or overwrite) a checkpoint as one change.
 
-    Weights are stored in ``config.train.save_dtype`` and loaded back as float32.
+    Weights are stored in ``config.train.save_dtype`` and loaded back as float32; with ``max_file_bytes``, in
+    as many files as keep each under that size (:data:`WEIGHT_PARTS`).
     """
+    try:
+        parts = safetensors_parts(model.state_dict(), getattr(torch, config.train.save_dtype), max_file_bytes)
+    except ValueError as e:
+        raise CheckpointError(f"the weights cannot be saved in files under {max_file_bytes:,} bytes: {e}") from None
+    if len(parts) > 1 + len(WEIGHT_PARTS):
+        raise CheckpointError(f"the weights would take {len(parts)} files of under {max_file_bytes:,} bytes; "
+                              f"a checkpoint has at most {1 + len(WEIGHT_PARTS)}")
+    weights = dict(zip((WEIGHTS,) + WEIGHT_PARTS, parts))
     commit_files(directory, {
-        WEIGHTS: safetensors_bytes(model.state_dict(), getattr(torch, config.train.save_dtype)),
+        **weights,
         CONFIG: json_bytes(config.to_dict()),
         TOKENIZER: json_bytes(tokenizer.to_dict()),
         METRICS: json_bytes(metrics),
-    }, remove=(LEGACY_WEIGHTS,))  # an older checkpoint's weights in the same directory are superseded
+    }, remove=(LEGACY_WEIGHTS, *(n for n in WEIGHT_PARTS if n not in weights)))  # an older save's are superseded
 
 
 def save_metrics(directory: str | os.PathLike, metrics: dict) -> None:
@@ -100,10 +114,37 @@ def weights_file(directory: str | os.PathLike, files: dict[str, Path] | None = N
     return legacy if legacy.exists() and not (directory / WEIGHTS).exists() else directory / WEIGHTS
 
 
+def weights_files(directory: str | os.PathLike, files: dict[str, Path] | None = None) -> list[Path]:
+    """Every file of a checkpoint's weights: :func:`weights_file`, then the further parts of a save that bounded
+    its files' size (those its manifest names or, without a manifest, those in the directory)."""
+    directory = Path(directory)
+    files = resolve_files(directory) if files is None else files
+    first = weights_file(directory, files)
+    if first.name == LEGACY_WEIGHTS:
+        return [first]
+    if files:
+        return [first] + [files[n] for n in WEIGHT_PARTS if n in files]
+    return [first] + [directory / n for n in WEIGHT_PARTS if (directory / n).exists()]
+
+
 def checkpoint_files(directory: str | os.PathLike) -> list[Path]:
     """The files a checkpoint ships with (weights, config, tokenizer, metrics, draft), those that exist."""
     directory = Path(directory)
-    return [weights_file(directory)] + [directory / n for n in SHIPPED_FILES[1:] if (directory / n).exists()]
+    return weights_files(directory) + [directory / n for n in SHIPPED_FILES[1:] if (directory / n).exists()]
+
+
+def load_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """The tensors of every weights file, each file checked (checksum, finite numbers); a tensor stored twice is
+    a CheckpointError."""
+    tensors: dict[str, torch.Tensor] = {}
+    for path in paths:
+        part = load_tensors(path)
+        check_finite(part, path)
+        again = sorted(tensors.keys() & part.keys())
+        if again:
+            raise CheckpointError(f"{path} holds {again[0]} again: the weights files belong to different saves")
+        tensors.update(part)
+    return tensors
 
 
 def check_finite(tensors: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
@@ -143,16 +184,16 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         raise CheckpointError(
             f"tokenizer has {tokenizer.vocab_size} tokens but the model expects {config.model.vocab_size}"
         )
-    weights = weights_file(directory, files)
-    tensors = load_tensors(weights)
-    check_finite(tensors, weights)
-    check_tied(tensors, config, weights)
+    weights = weights_files(directory, files)
+    tensors = load_weights(weights)
+    check_tied(tensors, config, weights[0])
     stored = sum(t.numel() for name, t in tensors.items()
                  if not (config.model.tie_embeddings and name == "lm_head.weight"))
     needed = parameter_count(config.model)
     if stored != needed:  # checked before allocating a model the file cannot fill
-        raise CheckpointError(f"weights do not match the config in {directory}: {weights.name} holds "
-                              f"{stored:,} numbers, the config needs {needed:,}")
+        raise CheckpointError(f"weights do not match the config in {directory}: its weights "
+                              f"({', '.join(w.name for w in weights)}) hold {stored:,} numbers, the config needs "
+                              f"{needed:,}")
     model = build_model(config.model)
     try:
         model.load_state_dict(tensors)

@@ -29,6 +29,7 @@ import torch
 
 from .bounded import MAX_JSON_BYTES, read_json_file
 from .errors import CheckpointError, GptcoreError
+from .memory import human_bytes
 
 TENSORS_FORMAT = 1
 
@@ -174,8 +175,43 @@ def tensors_bytes(state: dict[str, torch.Tensor], dtype: torch.dtype | None = No
 
 def safetensors_bytes(state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> bytes:
     """A ``.safetensors`` file's bytes, with the same checksum in its metadata."""
-    state = _stored(state, dtype)
-    return safetensors.torch.save(state, metadata={"format": "gptcore", "sha256": tensors_digest(state)})
+    return _safetensors(_stored(state, dtype))
+
+
+def _safetensors(stored: dict[str, torch.Tensor]) -> bytes:
+    return safetensors.torch.save(stored, metadata={"format": "gptcore", "sha256": tensors_digest(stored)})
+
+
+HEADER_ROOM = 1 << 16  # bytes a part leaves for its header: names, shapes, offsets and the checksum
+
+
+def size_groups(sizes: dict[str, int], max_bytes: int) -> list[list[str]]:
+    """The names, in name order, cut into consecutive groups whose sizes add up to at most ``max_bytes`` less
+    :data:`HEADER_ROOM`; ValueError naming a tensor too big for a file of its own."""
+    budget = max_bytes - HEADER_ROOM
+    groups: list[list[str]] = [[]]
+    used = 0
+    for name in sorted(sizes):
+        if sizes[name] > budget:
+            raise ValueError(f"{name} alone is {human_bytes(sizes[name])}, more than the {human_bytes(budget)} a "
+                             f"file of {human_bytes(max_bytes)} holds besides its header")
+        if groups[-1] and used + sizes[name] > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(name)
+        used += sizes[name]
+    return groups
+
+
+def safetensors_parts(state: dict[str, torch.Tensor], dtype: torch.dtype | None = None,
+                      max_bytes: int | None = None) -> list[bytes]:
+    """The tensors as one ``.safetensors`` file's bytes or, with ``max_bytes``, as several files each under that
+    size (:func:`size_groups`), each with the checksum of its own tensors."""
+    stored = _stored(state, dtype)
+    if max_bytes is None:
+        return [_safetensors(stored)]
+    groups = size_groups({name: t.numel() * t.element_size() for name, t in stored.items()}, max_bytes)
+    return [_safetensors({name: stored[name] for name in group}) for group in groups]
 
 
 def save_tensors(path: str | os.PathLike, state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:

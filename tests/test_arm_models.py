@@ -78,32 +78,65 @@ def test_a_study_trained_with_keep_models_keeps_the_first_seed_as_it_trains(tmp_
         assert kept.metrics["trained_val_loss"] == arm["runs"][0]["val_loss"] == kept.metrics["recorded_val_loss"]
 
 
+def _largest_tensor_bytes(config) -> int:
+    from gptcore.models import build_model
+
+    with torch.device("meta"):
+        return max(t.numel() * 2 for t in build_model(config.model).state_dict().values())
+
+
+def test_an_arm_bigger_than_a_file_is_kept_in_several(tmp_path, corpus, monkeypatch):
+    from gptcore.checkpoint import WEIGHT_PARTS, weights_files
+    from gptcore.storage import HEADER_ROOM
+
+    config = arm_config(TINY, TINY.arms[0], tiny_budget(), BASE_SEED, 65)
+    limit = HEADER_ROOM + max(_largest_tensor_bytes(config), arm_models.kept_bytes(config) // 3)
+    monkeypatch.setattr(arm_models, "MAX_FILE_BYTES", limit)
+    assert arm_models.too_big_to_keep(config) is None
+    study = Study("tiny-parts", "two heads", "", (TINY.arms[0],), base_model=TINY_MODEL)
+    report = run_study(study, corpus, tmp_path, seeds=1, budget=tiny_budget(), command="pytest", quiet=True,
+                       keep_models=True)
+    directory = arm_models.model_dir(tmp_path, "tiny-parts", "two")
+    files = weights_files(directory)
+    assert report.models_kept == 1 and len(files) >= 3 and files[1].name == WEIGHT_PARTS[0]
+    assert all(f.stat().st_size < limit for f in files)
+    kept = load_checkpoint(directory)
+    assert kept.metrics["trained_val_loss"] == report.results["arms"][0]["runs"][0]["val_loss"]
+    assert kept.metrics["val_loss"] == split_loss(kept.model, corpus.val, kept.config.model.block_size)
+
+
 def test_an_arm_too_big_to_keep_is_named_and_left(tmp_path, corpus, monkeypatch, capsys):
     big = Arm("wide", "wide model", 64, {"n_embd": 64})
     study = Study("tiny-width", "width", "", (TINY.arms[0], big), base_model=TINY_MODEL)
-    small = arm_models.kept_bytes(arm_config(study, TINY.arms[0], tiny_budget(), BASE_SEED, 65))
-    monkeypatch.setattr(arm_models, "MAX_FILE_BYTES", small + 1)
+    largest = _largest_tensor_bytes(arm_config(study, TINY.arms[0], tiny_budget(), BASE_SEED, 65))
+    monkeypatch.setattr(arm_models, "MAX_FILE_BYTES", largest + (1 << 16))  # the wide arm's tensors are larger
     report = run_study(study, corpus, tmp_path, seeds=1, budget=tiny_budget(), command="pytest",
                        keep_models=True)
     assert report.models_kept == 1 and _model_dirs(tmp_path) == ["tiny-width-two"]
     out = capsys.readouterr().out
-    assert "tiny-width: the wide model arm's model is not kept: its weights would be" in out
+    assert "tiny-width: the wide model arm's model is not kept: in float16, " in out and " alone is " in out
     listed = arm_models.arm_models(tmp_path, report.results, BASE_SEED)
     assert listed[0].path is not None and listed[1].path is None
-    assert listed[1].missing.startswith("not kept: its weights would be")
+    assert listed[1].missing.startswith("not kept: in float16, ")
     assert arm_models.arm_models(tmp_path, report.results, BASE_SEED + 1)[0].missing == (
         "its first seed has not been trained yet")
-    assert f"over the {(small + 1) / 1e6:.0f} MB a file may have" in out
 
 
-def test_kept_weights_stay_under_the_file_limit():
+def test_kept_weights_stay_under_the_file_limit(monkeypatch):
+    """Every arm of the 2,000-step studies can be kept: the 8-layer one (12.8 MB in float16) in two files."""
+    from gptcore.checkpoint import WEIGHT_PARTS
     from gptcore.experiments.ablate import STUDIES, default_budget
-    from gptcore.storage import safetensors_bytes
     from gptcore.models import build_model
+    from gptcore.storage import safetensors_parts
 
     study = STUDIES["depth"]
-    config = arm_config(study, study.arms[2], default_budget(2000), BASE_SEED, 65)  # 6 layers: the largest kept
-    assert arm_models.too_big_to_keep(config) is None
-    size = len(safetensors_bytes(build_model(config.model).state_dict(), torch.float16))
-    assert size < arm_models.MAX_FILE_BYTES
-    assert arm_models.too_big_to_keep(arm_config(study, study.arms[3], default_budget(2000), BASE_SEED, 65))
+    eight = arm_config(study, study.arms[3], default_budget(2000), BASE_SEED, 65)
+    for arm, files in ((study.arms[2], 1), (study.arms[3], 2)):  # 6 layers, 8 layers
+        config = arm_config(study, arm, default_budget(2000), BASE_SEED, 65)
+        assert arm_models.too_big_to_keep(config) is None
+        parts = safetensors_parts(build_model(config.model).state_dict(), torch.float16, arm_models.MAX_FILE_BYTES)
+        assert len(parts) == files and all(len(part) < arm_models.MAX_FILE_BYTES for part in parts)
+    monkeypatch.setattr(arm_models, "MAX_FILE_BYTES", 600_000)  # 8 layers in files this small: too many
+    reason = arm_models.too_big_to_keep(eight)
+    assert reason.startswith("its weights would take ") and reason.endswith(
+        f"files of under 600.0 KB, more than a checkpoint has ({1 + len(WEIGHT_PARTS)})")

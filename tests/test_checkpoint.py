@@ -48,6 +48,53 @@ def test_float16_storage_halves_the_file(tmp_path):
     assert torch.allclose(w, model.state_dict()["lm_head.weight"], atol=1e-3)
 
 
+def _save_in_parts(path, max_file_bytes, model=None):
+    torch.manual_seed(0)
+    config = RunConfig(small_config())
+    model = model or GPT(config.model)
+    ckpt.save_checkpoint(path, model, config, CharTokenizer([chr(c) for c in range(32, 97)]), {},
+                         max_file_bytes=max_file_bytes)
+    return model
+
+
+def test_weights_saved_in_files_under_a_size_load_back_whole(tmp_path):
+    from gptcore.storage import HEADER_ROOM
+
+    limit = HEADER_ROOM + 40_000  # the small model's float32 weights take several such files
+    model = _save_in_parts(tmp_path / "c", limit)
+    files = ckpt.weights_files(tmp_path / "c")
+    assert [f.name for f in files] == [ckpt.WEIGHTS] + list(ckpt.WEIGHT_PARTS[:len(files) - 1]) and len(files) > 2
+    assert all(f.stat().st_size < limit for f in files)
+    assert ckpt.checkpoint_files(tmp_path / "c")[:len(files)] == files
+    loaded = ckpt.load_checkpoint(tmp_path / "c").model.state_dict()
+    assert loaded.keys() == model.state_dict().keys()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    _save_in_parts(tmp_path / "c", None, model)  # saved again whole: the parts leave the checkpoint
+    assert [f.name for f in ckpt.weights_files(tmp_path / "c")] == [ckpt.WEIGHTS]
+    assert not any((tmp_path / "c" / n).exists() for n in ckpt.WEIGHT_PARTS)
+
+
+def test_a_missing_damaged_or_foreign_part_is_refused(tmp_path):
+    from gptcore.storage import HEADER_ROOM
+
+    _save_in_parts(tmp_path / "c", HEADER_ROOM + 40_000)
+    part = tmp_path / "c" / ckpt.WEIGHT_PARTS[0]
+    part.unlink()
+    with pytest.raises(CheckpointError, match="does not match"):  # the manifest names it
+        ckpt.load_checkpoint(tmp_path / "c")
+    _save_in_parts(tmp_path / "d", HEADER_ROOM + 40_000)
+    _without_manifest(tmp_path / "d")
+    (tmp_path / "d" / ckpt.WEIGHT_PARTS[0]).unlink()
+    with pytest.raises(CheckpointError, match="its weights .* hold .* numbers, the config needs"):
+        ckpt.load_checkpoint(tmp_path / "d")
+    (tmp_path / "d" / ckpt.WEIGHT_PARTS[0]).write_bytes((tmp_path / "d" / ckpt.WEIGHTS).read_bytes())
+    with pytest.raises(CheckpointError, match="holds .* again: the weights files belong to different saves"):
+        ckpt.load_checkpoint(tmp_path / "d")
+    with pytest.raises(CheckpointError, match=f"cannot be saved in files under {1_000 + HEADER_ROOM:,} bytes: "
+                                              f"blocks.0.attn.proj.weight alone is 4.1 KB, more than the 1.0 KB"):
+        _save_in_parts(tmp_path / "e", 1_000 + HEADER_ROOM)
+
+
 def _without_manifest(path):
     """A checkpoint as the shipped ones are (written before manifests), so the file-level checks show."""
     (path / ckpt.MANIFEST).unlink()

@@ -156,6 +156,28 @@ def test_a_zipped_run_folder_uploads_as_it_is(registry, root, tmp_path):
         "config.json", "draft.pt", "metrics.json", "model.safetensors", "tokenizer.json"]
 
 
+def test_a_model_saved_in_several_weights_files_downloads_and_uploads(root, tmp_path):
+    """Weights in bounded files (as the ablation arms' kept models): the download zips every part, the upload
+    takes them, and the model is the same; the upload's names are gptcore's."""
+    from demo.server import uploads
+    from demo.tabs.models import download_model
+    from gptcore import checkpoint
+
+    assert uploads.CHECKPOINT_FILES == {*checkpoint.SHIPPED_FILES, checkpoint.LEGACY_WEIGHTS, *checkpoint.WEIGHT_PARTS}
+    ck = load_checkpoint(root / "tiny")
+    checkpoint.save_checkpoint(tmp_path / "shelf" / "split", ck.model, ck.config, ck.tokenizer, ck.metrics,
+                               max_file_bytes=(1 << 16) + 100_000)
+    parts = [p.name for p in checkpoint.weights_files(tmp_path / "shelf" / "split")]
+    assert parts[:2] == ["model.safetensors", "model-2.safetensors"]
+    registry = ModelRegistry(tmp_path / "shelf", tmp_path / "runs", default="split")
+    with zipfile.ZipFile(download_model(registry.for_session("a"), "split")) as archive:
+        assert {f"split/{name}" for name in parts} <= set(archive.namelist())
+    view = registry.for_session("b")
+    assert "uploaded/split" in upload_model(view, LIMITS, [download_model(view, "split")], "")
+    uploaded = view.get("uploaded/split").model.state_dict()
+    assert all(torch.equal(uploaded[k], v) for k, v in ck.model.state_dict().items())
+
+
 def test_a_nanogpt_pickle_with_code_is_refused_without_running(registry, tmp_path):
     if not (NANOGPT / "ckpt.pt").is_file():
         pytest.skip(f"nanoGPT's reference checkpoint is not at {NANOGPT}")

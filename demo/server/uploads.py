@@ -24,7 +24,10 @@ from gptcore.memory import human_bytes
 # the files of a checkpoint directory (gptcore.checkpoint's names); a zipped run folder also holds the
 # manifest, the training state and maybe its snapshots, which are accepted and left out (the model loads
 # without them, and an upload's replay is not offered)
-CHECKPOINT_FILES = {"model.safetensors", "model.pt", "config.json", "tokenizer.json", "metrics.json", "draft.pt"}
+# (repeated, and held to gptcore's by a test: importing gptcore.checkpoint imports torch, slowing the app's start)
+WEIGHT_PARTS = {f"model-{i}.safetensors" for i in range(2, 17)}  # the rest of weights saved in bounded files
+CHECKPOINT_FILES = {"model.safetensors", "model.pt", "config.json", "tokenizer.json", "metrics.json",
+                    "draft.pt"} | WEIGHT_PARTS
 LEFT_OUT = {"manifest.json", "train_state.pt", "snapshots.pt"}
 MAX_UNPACKED_BYTES = 200_000_000
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -61,7 +64,8 @@ def _checkpoint_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
         if (name.startswith("/") or "\\" in name or ".." in parts or len(parts) > 2
                 or parts[-1] not in CHECKPOINT_FILES | LEFT_OUT):
             raise UploadError(f"the zip holds {name!r:.80}: a checkpoint zip holds only "
-                              f"{', '.join(sorted(CHECKPOINT_FILES))}, at its top or in one folder")
+                              f"{', '.join(sorted(CHECKPOINT_FILES - WEIGHT_PARTS))} (and model-2.safetensors to "
+                              f"model-16.safetensors), at its top or in one folder")
         folders.add(parts[0] if len(parts) == 2 else "")
         if parts[-1] in CHECKPOINT_FILES:
             members[parts[-1]] = info

@@ -2,8 +2,8 @@
 
 A study records each run's losses and deletes its checkpoint. With ``ablate --keep-models`` the first seed of every
 arm keeps its best checkpoint (the one whose whole-split loss the study records) in
-``<out>/models/<study>-<arm>/``, weights stored in float16 so that every file stays under the 10 MB a Hugging Face
-Space takes without Git LFS. A model is found by its run's exact config (:mod:`.run_identity`), so the base model
+``<out>/models/<study>-<arm>/``, weights stored in float16, in as many files as keep every file under the 10 MB a
+Hugging Face Space takes without Git LFS. A model is found by its run's exact config (:mod:`.run_identity`), so the base model
 that several studies share is kept once, under the name of the study that kept it first. The kept model's
 metrics.json holds its own whole-split loss (of the float16 weights) beside the loss the study recorded for that
 run. The n-gram draft is left out: it depends on the corpus only, and sampling without it gives the same text
@@ -16,14 +16,17 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..bounded import read_json_file
-from ..checkpoint import CONFIG, METRICS, WEIGHTS, load_checkpoint, save_checkpoint
+from ..checkpoint import CONFIG, METRICS, WEIGHT_PARTS, WEIGHTS, load_checkpoint, save_checkpoint
 from ..config import RunConfig
 from ..data import Corpus
 from ..errors import CheckpointError, GptcoreError
 from ..evaluate import nats_per_char, split_loss
-from ..memory import parameter_count
-from ..storage import resolve_files
+from ..memory import human_bytes, parameter_count
+from ..models import build_model
+from ..storage import resolve_files, size_groups
 from .run_identity import config_key
 
 MODELS_DIR = "models"
@@ -64,17 +67,22 @@ def find_model(out_dir: str | Path, config: RunConfig | dict) -> Path | None:
 
 
 def kept_bytes(config: RunConfig) -> int:
-    """The size of the kept weights file, less its small header."""
+    """The size of the kept weights, less their files' small headers."""
     return parameter_count(config.model) * FLOAT16_BYTES
 
 
 def too_big_to_keep(config: RunConfig) -> str | None:
-    """Why the model of ``config`` cannot be kept as files under :data:`MAX_FILE_BYTES`, or None."""
-    size = kept_bytes(config)
-    if size < MAX_FILE_BYTES:
-        return None
-    return (f"its weights would be {size / 1e6:.1f} MB in {KEPT_DTYPE}, over the {MAX_FILE_BYTES / 1e6:.0f} MB "
-            f"a file may have")
+    """Why the model of ``config`` cannot be kept in files under :data:`MAX_FILE_BYTES` each, or None."""
+    with torch.device("meta"):  # the tensors' shapes, without their memory
+        stored = build_model(config.model).state_dict()
+    try:
+        files = len(size_groups({name: t.numel() * FLOAT16_BYTES for name, t in stored.items()}, MAX_FILE_BYTES))
+    except ValueError as e:
+        return f"in {KEPT_DTYPE}, {e}"
+    if files > 1 + len(WEIGHT_PARTS):
+        return (f"its weights would take {files} files of under {human_bytes(MAX_FILE_BYTES)}, more than a "
+                f"checkpoint has ({1 + len(WEIGHT_PARTS)})")
+    return None
 
 
 def keep_model(work_dir: Path, destination: Path, corpus: Corpus, recorded_val_loss: float | None,
@@ -85,7 +93,7 @@ def keep_model(work_dir: Path, destination: Path, corpus: Corpus, recorded_val_l
     (the same unless the run was trained again on another machine)."""
     checkpoint = load_checkpoint(work_dir)
     config = RunConfig(checkpoint.config.model, dataclasses.replace(checkpoint.config.train, save_dtype=KEPT_DTYPE))
-    save_checkpoint(destination, checkpoint.model, config, checkpoint.tokenizer, {})
+    save_checkpoint(destination, checkpoint.model, config, checkpoint.tokenizer, {}, MAX_FILE_BYTES)
     stored = load_checkpoint(destination)
     metrics = {key: value for key, value in checkpoint.metrics.items() if key not in ("command", "corpus")}
     loss = split_loss(stored.model, corpus.val, config.model.block_size)
@@ -99,7 +107,7 @@ def keep_model(work_dir: Path, destination: Path, corpus: Corpus, recorded_val_l
         "seed": config.train.seed,
         "kept_by": kept_by,
     })
-    save_checkpoint(destination, checkpoint.model, config, checkpoint.tokenizer, metrics)
+    save_checkpoint(destination, checkpoint.model, config, checkpoint.tokenizer, metrics, MAX_FILE_BYTES)
     return metrics
 
 
