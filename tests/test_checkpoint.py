@@ -233,9 +233,9 @@ def test_the_shipped_arms_models_are_those_the_study_recorded(corpus):
     heads = arm_models(KEPT_ARMS, load_results(KEPT_ARMS / "heads.json"), BASE_SEED)
     assert [m.path.name for m in heads if m.path] == ["heads-1", "heads-2", "heads-4", "heads-8"]
     depth = arm_models(KEPT_ARMS, load_results(KEPT_ARMS / "depth.json"), BASE_SEED)
-    assert [m.path.name if m.path else m.missing for m in depth] == [
-        "depth-2", "heads-4", "depth-6", "not kept: its weights would be 12.8 MB in float16, over the 10 MB a file "
-        "may have"]  # the base model, kept once for the studies that share it
+    assert [m.path.name for m in depth] == ["depth-2", "heads-4", "depth-6", "depth-8"]  # heads-4: the base
+    # model, kept once for the studies that share it; depth-8's weights are 12.8 MB in float16: two files
+    assert [f.name for f in ckpt.weights_files(depth[3].path)] == ["model.safetensors", "model-2.safetensors"]
     posemb = arm_models(KEPT_ARMS, load_results(KEPT_ARMS / "posemb.json"), BASE_SEED)
     assert [m.path.name for m in posemb] == ["heads-4", "posemb-none", "posemb-rope"]
     baseline = arm_models(KEPT_ARMS, load_results(KEPT_ARMS / "baseline.json"), BASE_SEED)
@@ -244,7 +244,11 @@ def test_the_shipped_arms_models_are_those_the_study_recorded(corpus):
     residual = arm_models(KEPT_ARMS.parent / "ablations-600", load_results(KEPT_ARMS.parent / "ablations-600" /
                                                                          "residual.json"), BASE_SEED)
     assert [m.path.name for m in residual] == ["residual-on", "residual-off"]
-    for model in heads + depth[:3] + posemb[1:] + baseline[1:] + residual:
+    norm = arm_models(KEPT_ARMS.parent / "ablations-600", load_results(KEPT_ARMS.parent / "ablations-600" /
+                                                                     "norm.json"), BASE_SEED)
+    assert sorted(m.path.name for m in norm) == sorted(f"norm-{where}-lr{lr}" for where in ("pre", "post")
+                                                       for lr in ("0.001", "0.003", "0.01"))
+    for model in heads + depth[:1] + depth[2:] + posemb[1:] + baseline[1:] + residual + norm:
         assert all(f.stat().st_size < 10_000_000 for f in ckpt.checkpoint_files(model.path))
         ck = ckpt.load_checkpoint(model.path)
         assert ck.metrics["val_loss"] == pytest.approx(split_loss(ck.model, corpus.val, ck.config.model.block_size),
