@@ -31,6 +31,11 @@ def test_quick_benchmark_writes_table_and_json(tmp_path, tiny_checkpoint, capsys
     t0 = result["train"]["without_dropout"]
     assert t0["share_of_peak"] == t0["achieved_flops"] / result["matmul_peak"]["peak_flops"] > 0
     assert "matrix-multiply peak" in printed
+    lines = printed.splitlines()
+    greedy = next(line for line in lines if line.startswith("| sampling chars/s"))
+    assert greedy.endswith("| ≥ 40x | " + ("**met**" if sampling["cached_ratio"] >= 40 else "not met") + " |")
+    first = next(line for line in lines if line.startswith("| time to first token"))
+    assert first.endswith("| ≤ 10 ms | " + ("**met**" if sampling["median_first"] <= 0.01 else "not met") + " |")
 
 
 def test_repeated_runs_are_summarized_by_their_worst_case():

@@ -406,6 +406,12 @@ def _peak_rows(r: dict) -> list[str]:
             f"≥ 75% | {_mark(t0['share_of_peak'] >= 0.75)} |"]
 
 
+# the CPU goals the table marks: nanoGPT's quick-start loss (its README's CPU recipe) in 10 s, process start to
+# exit; sampling against the recompute-per-token reference, greedy and at the app's temperature; the first token
+SPEEDRUN_LOSS, SPEEDRUN_SECONDS = 1.886, 10
+GREEDY_RATIO, SAMPLED_RATIO, FIRST_TOKEN_MS = 40, 30, 10
+
+
 def format_table(r: dict) -> str:
     """The Markdown table of docs/speed.md: each speed goal, our figure beside its reference."""
     t, s, m = r["train"], r["sampling"], r["shipped"]
@@ -424,8 +430,8 @@ def format_table(r: dict) -> str:
         f"**{t0['ratio']:.2f}x** | | |",
         *_peak_rows(r),
         f"| `train --preset speedrun`, process start to exit | nanoGPT's quick-start recipe in our code "
-        f"(`nanogpt-quickstart`): {_run_cell(quick)} | {_run_cell(speedrun)} | val ≤ 1.886 in ≤ 20 s | "
-        f"{run_verdict(speedrun, 1.886, 20)} |",
+        f"(`nanogpt-quickstart`): {_run_cell(quick)} | {_run_cell(speedrun)} | val ≤ {SPEEDRUN_LOSS} in ≤ "
+        f"{SPEEDRUN_SECONDS} s | {run_verdict(speedrun, SPEEDRUN_LOSS, SPEEDRUN_SECONDS)} |",
         f"| `train --preset fifteen-minutes`, process start to exit | the original write-up's headline 1.55 (not re-run) | "
         f"{_run_cell(fifteen)} | val ≤ 1.55 in ≤ 900 s | {run_verdict(fifteen, 1.55, 900)} |",
         f"| shipped model `{m['checkpoint']}` | nanoGPT's 10.7M model on an A100: 1.47 (not re-run) | "
@@ -434,14 +440,14 @@ def format_table(r: dict) -> str:
         f"| sampling chars/s, batch 1, full context of {s['context']}, greedy | {s['median_naive']:,.0f} (recompute "
         f"the context per token; {s['naive_threads']} thread(s), its faster setting) | {s['median_cached']:,.0f} "
         f"(KV cache and n-gram draft; {s['cached_threads']} thread(s), its faster setting; 1 thread: "
-        f"{s['median_one_thread_cached']:,.0f}): **{s['cached_ratio']:.1f}x** | ≥ 500 and ≥ 10x | "
-        f"{_mark(s['median_cached'] >= 500 and s['cached_ratio'] >= 10)} |",
+        f"{s['median_one_thread_cached']:,.0f}): **{s['cached_ratio']:.1f}x** | ≥ {GREEDY_RATIO}x | "
+        f"{_mark(s['cached_ratio'] >= GREEDY_RATIO)} |",
         f"| the same, KV cache alone | | {s['median_cache_only']:,.0f}: {s['cache_only_ratio']:.1f}x | | |",
         f"| the same, sampling at temperature {s['sampled_temperature']} | | {s['median_sampled']:,.0f} with the draft: "
         f"**{s['sampled_ratio']:.1f}x**; {s['median_sampled_cache_only']:,.0f} without: "
-        f"{s['sampled_cache_only_ratio']:.1f}x | ≥ 500 and ≥ 10x | "
-        f"{_mark(s['median_sampled'] >= 500 and s['sampled_ratio'] >= 10)} |",
-        f"| time to first token | | {s['median_first'] * 1000:.1f} ms | | |",
+        f"{s['sampled_cache_only_ratio']:.1f}x | ≥ {SAMPLED_RATIO}x | {_mark(s['sampled_ratio'] >= SAMPLED_RATIO)} |",
+        f"| time to first token, after the full context | | {s['median_first'] * 1000:.1f} ms | ≤ {FIRST_TOKEN_MS} ms | "
+        f"{_mark(s['median_first'] * 1000 <= FIRST_TOKEN_MS)} |",
     ]
     if "tokenizer" in r:
         k = r["tokenizer"]
