@@ -223,8 +223,8 @@ KEPT_ARMS = Path(__file__).resolve().parent.parent / "checkpoints" / "ablations-
 
 
 def test_the_shipped_arms_models_are_those_the_study_recorded(corpus):
-    """Every arm model shipped beside the 2,000-step studies fits a Space, gives the loss its metrics say (of
-    its float16 weights), and is the study's own run of that seed: trained again, it ends at the recorded loss."""
+    """Every arm model shipped beside the studies fits a Space, gives the loss its metrics say (of its float16
+    weights), and is the study's own run of that seed: trained again, it ended at the recorded loss."""
     from gptcore.evaluate import split_loss
     from gptcore.experiments.ablate import BASE_SEED
     from gptcore.experiments.ablation_results import load_results
@@ -248,13 +248,18 @@ def test_the_shipped_arms_models_are_those_the_study_recorded(corpus):
                                                                      "norm.json"), BASE_SEED)
     assert sorted(m.path.name for m in norm) == sorted(f"norm-{where}-lr{lr}" for where in ("pre", "post")
                                                        for lr in ("0.001", "0.003", "0.01"))
+    # the whole-split loss is evaluated again for one model of each kind (the smallest GPT, the one in two
+    # files, a bigram, a post-norm model); every model's files are checked against their checksums as it loads
+    evaluated = {"heads-1", "depth-8", "baseline-bigram", "norm-post-lr0.003"}
     for model in heads + depth[:1] + depth[2:] + posemb[1:] + baseline[1:] + residual + norm:
         assert all(f.stat().st_size < 10_000_000 for f in ckpt.checkpoint_files(model.path))
         ck = ckpt.load_checkpoint(model.path)
-        assert ck.metrics["val_loss"] == pytest.approx(split_loss(ck.model, corpus.val, ck.config.model.block_size),
-                                                       abs=1e-6)
+        if model.path.name in evaluated:
+            assert ck.metrics["val_loss"] == pytest.approx(
+                split_loss(ck.model, corpus.val, ck.config.model.block_size), abs=1e-6)
         assert ck.metrics["trained_val_loss"] == pytest.approx(model.recorded_val_loss, abs=1e-9)
         assert ck.metrics["val_loss"] == pytest.approx(model.recorded_val_loss, abs=1e-3)  # float16 rounding
+        assert ck.config.train.seed == BASE_SEED and ck.config.train.save_dtype == "float16"
 
 
 def test_a_checkpoint_changes_as_a_whole_wherever_a_save_is_interrupted(tmp_path, monkeypatch):
