@@ -145,3 +145,27 @@ def test_what_the_extra_heads_do_is_read_off_the_committed_measurements():
     layer1 = [h["role"] for h in eight if h["head"].startswith("L1 ")]
     assert (layer1.count("attends to the previous character"), layer1.count("attends to the character two back")) \
         == (4, 3)
+
+
+def test_the_raised_speed_goals_table_and_readme_rows_are_bench_results_goals_json():
+    """docs/speed.md's table of the raised goals is what ``gptcore bench`` prints from bench/results-goals.json
+    (less the row of the preset that run left out), and README's speed rows quote the same run."""
+    import json
+    import statistics
+
+    from gptcore.experiments.bench import format_table
+
+    r = json.loads((ROOT / "bench" / "results-goals.json").read_text())
+    speed = (ROOT / "docs" / "speed.md").read_text()
+    for line in format_table(r).splitlines():
+        if "fifteen-minutes" not in line:
+            assert line in speed, line
+    readme = README.read_text()
+    t, s = r["train"], r["sampling"]
+    runs = [run for run in r["runs"] if run["preset"] == "speedrun"]
+    assert f"[{t['median_fast']:,.0f}: {t['ratio']:.2f}x]" in readme
+    assert f"[{s['median_cached']:,.0f}: {s['cached_ratio']:.1f}x; {s['median_sampled']:,.0f}: " \
+           f"{s['sampled_ratio']:.1f}x]" in readme
+    assert f"[{statistics.median(x['val_loss'] for x in runs):.4f} in " \
+           f"{statistics.median(x['wall_s'] for x in runs):.1f} s]" in readme
+    assert f"[{r['tokenizer']['median_cold']:.2f} MB/s]" in readme
