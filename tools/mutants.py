@@ -140,8 +140,21 @@ MUTANTS = [
     Mutant("the stored dtype makes a kept model another run", "gptcore/experiments/run_identity.py",
            '    out["train"]["save_dtype"] = "float32"', "", ("tests/test_arm_models.py", "-k", "not_trained_again")),
     Mutant("the arm to compare with opened unchecked", "demo/tabs/arm_models.py",
-           '_checked(registry, other, "arm to compare with")', "other",
+           "_checked(registry, other, NO_OTHER)", "other",
            ("tests/test_demo_ablations.py", "-k", "opening_an_arm")),
+    Mutant("a bigram arm offered to the Inside tab", "demo/tabs/arm_models.py",
+           '    return arm.path is not None and arm.arch == "gpt"', "    return arm.path is not None",
+           ("tests/test_demo_ablations.py", "-k", "without_attention")),
+    Mutant("the weights' further files ignored on load", "gptcore/checkpoint.py",
+           "        return [first] + [files[n] for n in WEIGHT_PARTS if n in files]", "        return [first]",
+           ("tests/test_checkpoint.py", "-k", "under_a_size")),
+    Mutant("a tensor stored in two weights files taken", "gptcore/checkpoint.py",
+           "        if again:", "        if False:", ("tests/test_checkpoint.py", "-k", "foreign_part")),
+    Mutant("an earlier save's further weights files left in the checkpoint", "gptcore/checkpoint.py",
+           "remove=(LEGACY_WEIGHTS, *(n for n in WEIGHT_PARTS if n not in weights))", "remove=(LEGACY_WEIGHTS,)",
+           ("tests/test_checkpoint.py", "-k", "under_a_size")),
+    Mutant("an upload refuses the weights' further files", "demo/server/uploads.py",
+           '"draft.pt"} | WEIGHT_PARTS', '"draft.pt"}', ("tests/test_demo_models.py", "-k", "several_weights")),
 ]
 
 
