@@ -78,6 +78,7 @@ def test_the_api_gives_the_snapshot_at_or_before_a_step(registry, snaps):
 
 @pytest.mark.parametrize("run, step, layer, head, message", [
     ("../../etc", 0, 1, 1, "no snapshots of '../../etc'; runs with snapshots: tiny"),
+    ("..", 0, 1, 1, "no snapshots of '..'; runs with snapshots: tiny"),  # a folder wherever the tests run
     ("tiny-bpe-rope", 0, 1, 1, "no snapshots of 'tiny-bpe-rope'"),
     ("tiny", -1, 1, 1, "step must be a whole number between 0 and"),
     ("tiny", 10, 9, 1, "layer must be a whole number between 1 and 2"),
