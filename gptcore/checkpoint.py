@@ -44,9 +44,8 @@ WEIGHTS, CONFIG, TOKENIZER, METRICS, DRAFT, TRAIN_STATE = (
     "model.safetensors", "config.json", "tokenizer.json", "metrics.json", "draft.pt", "train_state.pt",
 )
 LEGACY_WEIGHTS = "model.pt"  # the weights of checkpoints written before safetensors
-MAX_WEIGHT_PARTS = 16
-# the weights' further files, when a save bounds the size of each (model.safetensors holds the first share)
-WEIGHT_PARTS = tuple(f"model-{i}.safetensors" for i in range(2, MAX_WEIGHT_PARTS + 1))
+MAX_WEIGHT_FILES = 16  # model.safetensors and its further parts, when a save bounds the size of each
+WEIGHT_PARTS = tuple(f"model-{i}.safetensors" for i in range(2, MAX_WEIGHT_FILES + 1))
 # what a checkpoint ships with; TRAIN_STATE only serves --resume and is git-ignored
 SHIPPED_FILES = (WEIGHTS, CONFIG, TOKENIZER, METRICS, DRAFT)
 
@@ -80,9 +79,9 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: RunC
         parts = safetensors_parts(model.state_dict(), getattr(torch, config.train.save_dtype), max_file_bytes)
     except ValueError as e:
         raise CheckpointError(f"the weights cannot be saved in files under {max_file_bytes:,} bytes: {e}") from None
-    if len(parts) > 1 + len(WEIGHT_PARTS):
+    if len(parts) > MAX_WEIGHT_FILES:
         raise CheckpointError(f"the weights would take {len(parts)} files of under {max_file_bytes:,} bytes; "
-                              f"a checkpoint has at most {1 + len(WEIGHT_PARTS)}")
+                              f"a checkpoint has at most {MAX_WEIGHT_FILES}")
     weights = dict(zip((WEIGHTS,) + WEIGHT_PARTS, parts))
     commit_files(directory, {
         **weights,

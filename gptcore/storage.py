@@ -173,12 +173,8 @@ def tensors_bytes(state: dict[str, torch.Tensor], dtype: torch.dtype | None = No
     return torch_bytes({"format": TENSORS_FORMAT, "sha256": tensors_digest(state), "tensors": state})
 
 
-def safetensors_bytes(state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> bytes:
-    """A ``.safetensors`` file's bytes, with the same checksum in its metadata."""
-    return _safetensors(_stored(state, dtype))
-
-
 def _safetensors(stored: dict[str, torch.Tensor]) -> bytes:
+    """A ``.safetensors`` file's bytes, with the checksum of its tensors in its metadata."""
     return safetensors.torch.save(stored, metadata={"format": "gptcore", "sha256": tensors_digest(stored)})
 
 
@@ -219,7 +215,7 @@ def save_tensors(path: str | os.PathLike, state: dict[str, torch.Tensor], dtype:
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors saved by :func:`save_tensors` or as :func:`safetensors_bytes`, on the CPU, after checking
+    """Tensors saved by :func:`save_tensors` or as :func:`safetensors_parts`, on the CPU, after checking
     their checksum. The format is told by the content (torch's files are zip archives), not the name."""
     if not is_zip(Path(path)):
         tensors, digest = _read_safetensors(Path(path))

@@ -124,7 +124,7 @@ def test_an_arm_too_big_to_keep_is_named_and_left(tmp_path, corpus, monkeypatch,
 
 def test_kept_weights_stay_under_the_file_limit(monkeypatch):
     """Every arm of the 2,000-step studies can be kept: the 8-layer one (12.8 MB in float16) in two files."""
-    from gptcore.checkpoint import WEIGHT_PARTS
+    from gptcore.checkpoint import MAX_WEIGHT_FILES
     from gptcore.experiments.ablate import STUDIES, default_budget
     from gptcore.models import build_model
     from gptcore.storage import safetensors_parts
@@ -139,4 +139,4 @@ def test_kept_weights_stay_under_the_file_limit(monkeypatch):
     monkeypatch.setattr(arm_models, "MAX_FILE_BYTES", 600_000)  # 8 layers in files this small: too many
     reason = arm_models.too_big_to_keep(eight)
     assert reason.startswith("its weights would take ") and reason.endswith(
-        f"files of under 600.0 KB, more than a checkpoint has ({1 + len(WEIGHT_PARTS)})")
+        f"files of under 600.0 KB, more than a checkpoint has ({MAX_WEIGHT_FILES})")

@@ -50,6 +50,11 @@ class Entry:
         except (GptcoreError, KeyError, TypeError):
             return None
 
+    def has_attention(self) -> bool:
+        """Whether the attention views can open it: a GPT, or a model whose config cannot be read yet (loading
+        it says what is wrong)."""
+        return self.arch() in ("gpt", None)
+
 
 def _looks_like_checkpoint(path: Path) -> bool:
     # a directory holding any checkpoint file is listed, so a damaged one gets a clear error, not silence
@@ -102,7 +107,7 @@ class ModelRegistry:
 
     def names(self, attention_only: bool = False) -> list[str]:
         """Picker choices; ``attention_only`` leaves out models without attention (the bigram)."""
-        return [e.name for e in self.entries() if not attention_only or e.arch() in ("gpt", None)]
+        return [e.name for e in self.entries() if not attention_only or e.has_attention()]
 
     def default(self, attention_only: bool = False) -> str | None:
         names = self.names(attention_only)

@@ -103,8 +103,8 @@ def _checked(registry: ModelRegistry, name: str | None, missing: str) -> str:
     """``name``, a model the Inside tab can open; ValueError ``missing`` without one, or naming what is wrong."""
     if not name:
         raise ValueError(missing)
-    registry.entry(name)  # a name the pickers do not list is refused, in a sentence naming the choices
-    if name not in registry.names(attention_only=True):
+    # a name the pickers do not list is refused, in a sentence naming the choices
+    if not registry.entry(name).has_attention():
         raise ValueError(f"{name:.80} has no attention to look inside; sample from it in the Sample tab")
     return name
 

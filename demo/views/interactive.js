@@ -34,16 +34,9 @@ function unpackScores(packed, n) {
   return rows;
 }
 
-function source(root) {  // the data a view is drawn from, as one string: what its server sent
-  return Object.entries(root.dataset).filter(([key]) => key === "weights" || key === "scores" || key.startsWith("j"))
-    .map(([key, value]) => `${key}=${value}`).join("\n");
-}
-
-function parsed(root) {  // the view's data, read again whenever it changed: Gradio updates a view in place
-  const from = source(root);
-  if (!root._gc || root._gcFrom !== from) {
+function parsed(root) {  // the view's data, read once per rendering (render() forgets it)
+  if (!root._gc) {
     root._gc = {};
-    root._gcFrom = from;
     for (const [key, text] of Object.entries(root.dataset)) {
       if (key.startsWith("j")) root._gc[key.slice(1).toLowerCase()] = JSON.parse(text);
     }
@@ -240,6 +233,7 @@ element.addEventListener("keydown", (event) => {  // tokens are focusable: Enter
 
 function render() {
   element.querySelectorAll(".gc-view").forEach((root) => {
+    delete root._gc;
     if (root.classList.contains("gc-att")) {
       if (!root.dataset.cell) {
         const width = root.querySelector(".gc-heat-wrap").clientWidth || 600, n = parsed(root).pieces.length;
@@ -252,8 +246,8 @@ function render() {
   });
 }
 
-// Gradio patches the old view into the new one in place, and tells `watch` in a step of its own: a view is
-// drawn again whenever its data change in the page, whichever of the two comes first
+// Gradio patches the old view into the new one in place (the same root node), and tells `watch` in a step of
+// its own: a view is read and drawn again whenever its data change in the page, whichever of the two comes first
 const SENT = ["data-weights", "data-scores", "data-jpieces", "data-jlabels", "data-jtop", "data-jnext"];
 const isView = (node) => node.nodeType === 1 && (node.matches(".gc-view") || node.querySelector(".gc-view"));
 new MutationObserver((records) => {

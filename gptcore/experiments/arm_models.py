@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..bounded import read_json_file
-from ..checkpoint import CONFIG, METRICS, WEIGHT_PARTS, WEIGHTS, load_checkpoint, save_checkpoint
+from ..checkpoint import CONFIG, MAX_WEIGHT_FILES, METRICS, WEIGHTS, load_checkpoint, save_checkpoint
 from ..config import RunConfig
 from ..data import Corpus
 from ..errors import CheckpointError, GptcoreError
@@ -79,9 +79,9 @@ def too_big_to_keep(config: RunConfig) -> str | None:
         files = len(size_groups({name: t.numel() * FLOAT16_BYTES for name, t in stored.items()}, MAX_FILE_BYTES))
     except ValueError as e:
         return f"in {KEPT_DTYPE}, {e}"
-    if files > 1 + len(WEIGHT_PARTS):
+    if files > MAX_WEIGHT_FILES:
         return (f"its weights would take {files} files of under {human_bytes(MAX_FILE_BYTES)}, more than a "
-                f"checkpoint has ({1 + len(WEIGHT_PARTS)})")
+                f"checkpoint has ({MAX_WEIGHT_FILES})")
     return None
 
 
