@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..device import bfloat16_supported
+from .optim_base import GroupedOptimizer
 
 # coefficients of the quintic x -> a x + b x^3 + c x^5, chosen to push singular values towards 1 fast
 _NS_COEFFS = (3.4445, -4.7750, 2.0315)
@@ -34,7 +35,7 @@ def orthogonalize(matrices: torch.Tensor, steps: int = 5, dtype: torch.dtype = t
     return (x if wide else x.mT).to(matrices.dtype)
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(GroupedOptimizer):
     """SGD with Nesterov momentum, the update orthogonalised and scaled for the matrix's shape.
 
     Only for 2-D parameters. ``weight_decay`` is decoupled (as in AdamW) and scaled by the learning rate.
@@ -49,7 +50,7 @@ class Muon(torch.optim.Optimizer):
                     raise ValueError(f"Muon takes 2-D weight matrices only, got shape {tuple(p.shape)}")
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self) -> None:
         for group in self.param_groups:
             lr, beta = group["lr"], group["momentum"]
             by_shape: dict[tuple, list[torch.Tensor]] = {}
@@ -58,11 +59,10 @@ class Muon(torch.optim.Optimizer):
                     by_shape.setdefault(tuple(p.shape), []).append(p)
             for (rows, cols), params in by_shape.items():
                 grads = torch.stack([p.grad for p in params])
-                bufs = []
                 for p in params:
-                    if "momentum_buffer" not in self.state[p]:
-                        self.state[p]["momentum_buffer"] = torch.zeros_like(p)
-                    bufs.append(self.state[p]["momentum_buffer"])
+                    if p not in self.state:
+                        self.state[p] = {"momentum_buffer": torch.zeros_like(p)}
+                bufs = [self.state[p]["momentum_buffer"] for p in params]
                 torch._foreach_lerp_(bufs, list(grads.unbind(0)), 1 - beta)
                 nesterov = grads.lerp_(torch.stack(bufs), beta)
                 dtype = torch.bfloat16 if bfloat16_supported(nesterov.device) else torch.float32
@@ -72,4 +72,3 @@ class Muon(torch.optim.Optimizer):
                 if group["weight_decay"]:
                     torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
                 torch._foreach_add_(params, list(updates.unbind(0)), alpha=-lr * scale)
-        return None

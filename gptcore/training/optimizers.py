@@ -6,14 +6,16 @@ import torch
 import torch.nn as nn
 
 from ..config import TrainConfig
+from .adamw import AdamW
 from .muon import Muon
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> "torch.optim.Optimizer | OptimizerPair":
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> "AdamW | torch.optim.AdamW | OptimizerPair":
     """AdamW with weight decay on matrices only (never biases or norms); with ``optimizer="muon"``, the
     blocks' weight matrices move to Muon and AdamW keeps the embeddings, the head and the vectors.
 
-    AdamW runs its fused kernel on a GPU and its multi-tensor one on a CPU. Every parameter group carries
+    On a GPU, AdamW is torch's fused kernel; elsewhere it is ours (``adamw``), the arithmetic of torch's
+    multi-tensor one without the start-up cost of ``torch.optim``. Every parameter group carries
     an ``lr_scale``: the loop sets ``lr = schedule(step) * lr_scale``.
     """
     named = list(model.named_parameters())
@@ -22,10 +24,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> "torch.optim.Optimizer
     decay = [p for n, p in named if p.dim() >= 2 and id(p) not in taken]
     no_decay = [p for n, p in named if p.dim() < 2]
     on_gpu = bool(named) and named[0][1].device.type == "cuda"
-    adamw = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
-         {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}],
-        lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **({"fused": True} if on_gpu else {"foreach": True}))
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+    betas = (cfg.beta1, cfg.beta2)
+    adamw = (torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, fused=True) if on_gpu
+             else AdamW(groups, lr=cfg.lr, betas=betas))
     if not hidden:
         return adamw
     muon = Muon([{"params": hidden, "lr_scale": cfg.muon_lr / cfg.lr}], lr=cfg.muon_lr,
@@ -36,7 +39,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> "torch.optim.Optimizer
 class OptimizerPair:
     """Two optimizers stepped as one, with the interface the training loop and resume use."""
 
-    def __init__(self, *optimizers: torch.optim.Optimizer):
+    def __init__(self, *optimizers: "AdamW | torch.optim.AdamW | Muon"):
         self.optimizers = optimizers
 
     @property
