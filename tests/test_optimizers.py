@@ -22,8 +22,8 @@ def _groups(params: list) -> list[dict]:
 
 
 def _run(optimizer, params: list, steps: range, seed: int = 1) -> None:
-    g = torch.Generator().manual_seed(seed)
     for i in steps:
+        g = torch.Generator().manual_seed(seed * 1000 + i)  # step i's gradients, however the run is split
         for group in optimizer.param_groups:
             group["lr"] = 3e-3 * group["lr_scale"] * (1 + i) / 4  # the loop changes lr every step
         for p in params:
@@ -110,3 +110,17 @@ print("torch._dynamo" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_a_state_loaded_from_a_live_optimizer_is_a_copy():
+    """Loading another optimizer's live state (not a file's) must not tie the two together: each steps its
+    own moments and counters."""
+    alone, first = _params(), _params()
+    _run(AdamW(_groups(alone)), alone, range(3))
+    opt = AdamW(_groups(first))
+    _run(opt, first, range(2))
+    twin = AdamW(_groups([torch.nn.Parameter(p.detach().clone()) for p in first]))
+    twin.load_state_dict(opt.state_dict())
+    _run(twin, [p for g in twin.param_groups for p in g["params"]], range(2, 3), seed=5)  # other gradients
+    _run(opt, first, range(2, 3))
+    assert _same(first, alone)

@@ -155,6 +155,18 @@ MUTANTS = [
            ("tests/test_checkpoint.py", "-k", "under_a_size")),
     Mutant("an upload refuses the weights' further files", "demo/server/uploads.py",
            '"draft.pt"} | WEIGHT_PARTS', '"draft.pt"}', ("tests/test_demo_models.py", "-k", "several_weights")),
+    # our own AdamW
+    Mutant("AdamW adds eps before the bias correction", "gptcore/training/adamw.py",
+           "        torch._foreach_div_(denoms, [(1 - beta2 ** n) ** 0.5 for n in counts])\n"
+           "        torch._foreach_add_(denoms, eps)\n",
+           "        torch._foreach_add_(denoms, eps)\n"
+           "        torch._foreach_div_(denoms, [(1 - beta2 ** n) ** 0.5 for n in counts])\n",
+           ("tests/test_optimizers.py", "-k", "bit_for_bit")),
+    Mutant("a resumed optimizer shares the saved state's tensors", "gptcore/training/optim_base.py",
+           "        return value.detach().to(param.device, dtype).clone()", "        return value",
+           ("tests/test_optimizers.py",)),
+    Mutant("training on the CPU with torch.optim's AdamW", "gptcore/training/optimizers.py",
+           "from .adamw import AdamW", "from torch.optim import AdamW", ("tests/test_optimizers.py", "-k", "compiler")),
 ]
 
 
