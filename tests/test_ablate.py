@@ -21,6 +21,8 @@ from gptcore.errors import ConfigError, GptcoreError
 from gptcore.training import Trainer, TrainEvent
 from tests.tiny_configs import tiny_model, tiny_train
 
+pytestmark = pytest.mark.slow  # trains tiny studies, several models each: started first, beside the rest
+
 TINY_MODEL = tiny_model()
 TINY_ARMS = (Arm("two", "2 heads", 2, {"n_head": 2}, writeup_val_loss=1.7),
              Arm("one", "1 head", 1, {"n_head": 1}))

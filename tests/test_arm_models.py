@@ -12,6 +12,8 @@ from gptcore.experiments import arm_models
 from gptcore.experiments.ablate import BASE_SEED, Arm, Study, arm_config, load_results, run_study
 from tests.test_ablate import TINY, TINY_MODEL, tiny_budget
 
+pytestmark = pytest.mark.slow  # trains tiny studies and keeps their models: started first, beside the rest
+
 
 def _model_dirs(out):
     return sorted(p.name for p in (out / arm_models.MODELS_DIR).iterdir())

@@ -179,6 +179,7 @@ while True:  # overwrite the checkpoint with new weights as fast as possible unt
 """
 
 
+@pytest.mark.slow  # starts and kills four processes
 def test_killed_save_leaves_a_readable_checkpoint(tmp_path):
     target = tmp_path / "c"
     _save(target, seed=0, n_embd=256, n_layer=4, block_size=128)

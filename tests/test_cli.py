@@ -9,6 +9,8 @@ import pytest
 from gptcore.cli import main
 from gptcore.snapshots import Snapshots
 
+pytestmark = pytest.mark.slow  # starts gptcore's commands as processes: started first, beside the rest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

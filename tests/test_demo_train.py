@@ -16,6 +16,8 @@ from demo.server.training_job import NotYourRunError, RunInProgressError, Traini
 from gptcore.checkpoint import load_checkpoint
 from gptcore.errors import ConfigError, GptcoreError
 
+pytestmark = pytest.mark.slow  # the Train tab's real training runs: started first, beside the rest
+
 LIMITS = Limits()
 WAIT = 900.0  # seconds: only against a hang; a run ends (or stops) long before on any machine, however busy
 QUICK_FORM = dict(preset=QUICK, n_layer=2, n_head=4, n_embd=64, block_size=64, lr=3e-3)

@@ -19,6 +19,8 @@ from gptcore.storage import load_tensors, tensors_digest
 from gptcore.training import Trainer
 from tests.conftest import small_config
 
+pytestmark = pytest.mark.slow  # trains on each device, compiled and eagerly: started first, beside the rest
+
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
     for cuda, mps, expected in [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")]:

@@ -38,6 +38,7 @@ def test_events_metrics_and_best_checkpoint(tmp_path, corpus):
     assert load_checkpoint(tmp_path / "run").config.train.max_iters == 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_resume_continues_identically(tmp_path, corpus, optimizer):
     full = []
@@ -72,11 +73,13 @@ def test_stop_from_another_thread_keeps_best_weights(tmp_path, corpus):
     assert load_checkpoint(tmp_path / "r").metrics["status"] == "stopped"
 
 
+@pytest.mark.slow
 def test_time_budget_stops_the_run(tmp_path, corpus):
     result = Trainer(_config(max_iters=100_000, time_budget=1.0), corpus, tmp_path / "t").run()
     assert result.stopped and 0 < result.steps < 100_000
 
 
+@pytest.mark.slow
 def test_bfloat16_training_matches_float32(tmp_path, corpus):
     a = Trainer(_config(max_iters=60, dtype="float32"), corpus, tmp_path / "f32").run()
     b = Trainer(_config(max_iters=60, dtype="bfloat16"), corpus, tmp_path / "bf16").run()
@@ -106,6 +109,7 @@ def test_fast_path_matches_the_nanogpt_reference(corpus):
     assert abs(final_loss(True) - final_loss(False)) < 0.05
 
 
+@pytest.mark.slow
 def test_muon_learns_and_leaves_embeddings_to_adamw(tmp_path, corpus):
     from gptcore.models import build_model
     from gptcore.training.muon import Muon
