@@ -58,6 +58,21 @@ def test_greedy_text_is_the_same_with_the_draft_in_fewer_passes(model):
     assert len(passes) < 60 and max(passes) == 5  # guesses were checked, and some were kept
 
 
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cached", "uncached"])
+def test_the_first_token_comes_from_the_prompts_own_pass(model, use_cache):
+    """Time to the first token is one pass over the prompt: no pass checking guesses comes before it."""
+    passes = []
+    forward, decode = model.forward, model.decode
+    model.forward = lambda *a, **k: passes.append("forward") or forward(*a, **k)
+    model.decode = lambda tokens, cache: passes.append("decode") or decode(tokens, cache)
+    stream = stream_tokens(model, list(range(12)), SamplingParams(temperature=0.8, max_new_tokens=20, seed=3),
+                           use_cache=use_cache, draft=fitted_draft(model))
+    passes.clear()  # fitting the draft sampled from the model too
+    next(stream)
+    assert passes == ["forward"]
+    assert len(list(stream)) == 19
+
+
 def test_speculative_choice_keeps_the_model_distribution():
     """Whatever the guesses, the first token is distributed as p0 and the second (after a kept first
     guess) as p1: counted over many draws with a fixed seed."""

@@ -141,34 +141,42 @@ def stream_tokens(
     if use_cache and hasattr(model, "new_cache"):
         cache = model.new_cache(1, extra=DRAFT_TOKENS) if slide else model.new_cache(1)
 
-    def fill_cache() -> None:  # the cache holds every context token but the newest
+    def prefill(upto: int) -> torch.Tensor | None:
+        """The context's first ``upto`` tokens into the emptied cache in one pass; their last logits."""
         cache.reset()
-        if len(context) > 1:
-            model(torch.tensor([context[:-1]], device=device), cache=cache)
+        if upto:
+            return model(torch.tensor([context[:upto]], device=device), cache=cache)[0][0, -1:]
+        return None
 
-    if cache is not None:
-        fill_cache()
-    remaining = params.max_new_tokens
-    while remaining > 0:
-        # guesses must fit in the window (or the sliding cache's extra slots); the pass adds one token
-        room = min(DRAFT_TOKENS, DRAFT_TOKENS if slide else block - len(context), remaining - 1)
-        guesses = draft.propose(context, room) if draft is not None and room > 0 else []
+    def next_pass(guesses: list[int]) -> torch.Tensor:
+        """Logits for the newest context token and the guesses after it (the cache holds the rest)."""
         if cache is not None and slide and cache.length > block - 1:
             cache.slide(cache.length - (block - 1))  # the first new token needs only the last block - 1
         if cache is not None:
-            logits = model.decode(context[-1:] + guesses, cache)
-        else:  # sliding: the whole sequence, each token seeing its own window (the model's mask does that)
-            logits = model(torch.tensor([context + guesses], device=device))[0][0, -1 - len(guesses):]
+            return model.decode(context[-1:] + guesses, cache)
+        # sliding: the whole sequence, each token seeing its own window (the model's mask does that)
+        return model(torch.tensor([context + guesses], device=device))[0][0, -1 - len(guesses):]
+
+    remaining = params.max_new_tokens
+    # the first token comes from the prompt's own pass (no guesses), so it waits for one pass, not two
+    guesses: list[int] = []
+    logits = prefill(len(context)) if cache is not None else next_pass([])
+    while remaining > 0:
         new = choose_tokens(logits, guesses, params, generator)
         if cache is not None:
-            cache.length = len(context) - 1 - cache.start + len(new)  # forget the rejected guesses
+            cache.length = len(context) - cache.start + len(new) - 1  # forget the rejected guesses
         yield from new
         remaining -= len(new)
         context.extend(new)
         if not slide and len(context) > block:
             del context[:-keep]
-            if cache is not None:
-                fill_cache()
+            if cache is not None:  # the cache holds every context token but the newest
+                prefill(len(context) - 1)
+        if remaining > 0:
+            # guesses must fit in the window (or the sliding cache's extra slots); the pass adds one token
+            room = min(DRAFT_TOKENS, DRAFT_TOKENS if slide else block - len(context), remaining - 1)
+            guesses = draft.propose(context, room) if draft is not None and room > 0 else []
+            logits = next_pass(guesses)
 
 
 def encode_prompt(tokenizer: Tokenizer, prompt: str, policy: str = "strict") -> list[int]:
