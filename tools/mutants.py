@@ -167,6 +167,10 @@ MUTANTS = [
            ("tests/test_optimizers.py",)),
     Mutant("training on the CPU with torch.optim's AdamW", "gptcore/training/optimizers.py",
            "from .adamw import AdamW", "from torch.optim import AdamW", ("tests/test_optimizers.py", "-k", "compiler")),
+    Mutant("the first token waits for a second pass", "gptcore/inference/sampling.py",
+           "    logits = prefill(len(context)) if cache is not None else next_pass([])\n",
+           "    if cache is not None:\n        prefill(len(context) - 1)\n    logits = next_pass([])\n",
+           ("tests/test_sample.py", "-k", "first_token")),
 ]
 
 
