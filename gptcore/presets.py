@@ -55,9 +55,9 @@ PRESETS: dict[str, tuple[str, RunConfig]] = {
         ),
     ),
     "speedrun": (
-        "validation loss under nanoGPT's quick-start 1.886 in under 10 s on 2 CPU cores, process start to "
-        "exit: 2 layers of width 128, a context of 32, Muon, QK-norm, a 7 s budget that paces a linear "
-        "warm-down",
+        "aims at a validation loss under nanoGPT's quick-start 1.886 in under 10 s on 2 CPU cores, process "
+        "start to exit (met on a host with AMX: docs/speed.md): 2 layers of width 128, a context of 32, Muon, "
+        "QK-norm, a 7 s budget that paces a linear warm-down",
         RunConfig(
             ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=32, dropout=0.0, qk_norm=True),
             _budgeted_muon(7.0, lr=1e-2, muon_lr=0.05, batch_size=64, warmup_iters=30, warmdown_frac=0.6,
