@@ -60,12 +60,8 @@ class GroupedOptimizer:
     def state_dict(self) -> dict[str, Any]:
         """Torch's layout: parameters numbered in group order; the state holds references, as torch's does."""
         index = {id(p): i for i, p in enumerate(self._params())}
-        groups, start = [], 0
-        for group in self.param_groups:
-            n = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"},
-                           "params": list(range(start, start + n))})
-            start += n
+        groups = [{**{k: v for k, v in group.items() if k != "params"},
+                   "params": [index[id(p)] for p in group["params"]]} for group in self.param_groups]
         state = {index[id(p)]: s for p, s in self.state.items()}
         return {"state": state, "param_groups": groups}
 
